@@ -1,0 +1,568 @@
+"""One Kob-Andersen glass, its inherent structure and its softness labels.
+
+Method (seed README, "Generate Glass Configurations"), in Lennard-Jones reduced units
+(lengths in sigma_AA, energies in epsilon_AA, temperature in epsilon_AA/k_B, time in the
+Brownian unit tau_B = gamma sigma_AA^2 / epsilon_AA):
+
+  1. untangle       gradient descent on soft spheres from random positions (removes overlaps)
+  2. lj_descent     gradient descent on the Lennard-Jones energy (pre-hardening)
+  3. heat           Brownian dynamics at T = TEMPERATURE for HEAT_STEPS
+  4. quench         Brownian dynamics with T ramped linearly to 0 over QUENCH_STEPS
+  5. FIRE           minimisation to the inherent structure, max|F| < FORCE_TOL (float64)
+  6. Hessian        sparse 3N x 3N Hessian -> lowest modes -> softness S_i; local 3x3 blocks D_i
+
+Outputs DATA_DIR/OUTPUT_FILE (default data/glass_data_1k.pkl) in the seed's schema.
+Run `python generate_glass_data.py --help` for the constants; override any with --NAME=value.
+"""
+import dataclasses
+import os
+import time
+from functools import partial
+
+import numpy as np
+
+from glass_io import apply_overrides, atomic_write_pickle, validate_snapshot
+
+# ================================ constants ====================================================
+# --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---
+N_ATOMS = 1000                  # atoms
+DENSITY = 1.2                   # number density, atoms / sigma_AA^3
+SPECIES_RATIO = 0.8             # fraction of A atoms (KA 80:20)
+SIGMA = ((1.0, 0.8), (0.8, 0.88))     # sigma_ab, sigma_AA units   [[AA, AB], [BA, BB]]
+EPSILON = ((1.0, 1.5), (1.5, 0.5))    # epsilon_ab, epsilon_AA units
+R_ONSET = 2.0                   # start of the C1 smoothing, in units of max(sigma) (jax-md's convention)
+R_CUTOFF = 2.5                  # potential is exactly zero beyond, in units of max(sigma)
+SEED = 0                        # seeds positions, species and Brownian noise
+
+# --- protocol ---
+UNTANGLE_STEPS = 300            # soft-sphere gradient-descent steps
+UNTANGLE_STEP_SIZE = 0.1        # sigma^2/epsilon; soft-sphere forces are O(1), so 0.1 removes overlaps fast
+LJ_DESCENT_STEPS = 500          # LJ gradient-descent steps
+LJ_DESCENT_STEP_SIZE = 1e-3     # sigma^2/epsilon; < 2/k_max with k_max ~ 1e3 the stiffest LJ curvature
+MAX_MOVE = 0.02                 # sigma; per-atom cap on a descent step (the few pairs the soft spheres
+                                # leave at r ~ 0.9 sigma have LJ forces ~1e2 and curvatures ~1e4)
+TEMPERATURE = 0.44              # heating temperature (epsilon/k_B), just above KA's T_MCT = 0.435
+HEAT_STEPS = 2000               # Brownian steps at TEMPERATURE: 0.4 tau_B, several cage times
+                                # (sigma^2 * 0.01 / (2 T/GAMMA) ~ 0.01 tau_B); E/N plateaus within it
+QUENCH_STEPS = 7000             # Brownian steps of the linear ramp TEMPERATURE -> 0
+DT = 2e-4                       # Brownian time step (tau_B). The Euler-Maruyama drift F*DT/GAMMA is
+                                # stable only while DT*k/GAMMA < 2; the inherent structure's largest
+                                # Hessian eigenvalue is ~1.8e3, and thermal collisions at T=0.44 are
+                                # stiffer still: measured, DT=5e-4 blows up within 500 steps and
+                                # 2e-4 is stable (E/N plateaus at -7.23 while heating).
+GAMMA = 1.0                     # friction (mass/tau_B). jax-md's default 0.1 with the seed's dt=1e-3
+                                # gives DT/GAMMA = 1e-2, twenty times past the stability limit.
+FIRE_DT_START = 0.005           # FIRE initial step (tau, unit mass)
+FIRE_DT_MAX = 0.02              # FIRE largest step; velocity Verlet needs dt < 2/omega_max = 0.047
+                                # (lambda_max ~ 1.8e3); jax-md's default 0.4 diverges (measured)
+FORCE_TOL = 1e-10               # inherent structure reached when max_i |F_i| < FORCE_TOL (epsilon/sigma)
+MAX_FIRE_STEPS = 50000          # not converging within this many steps is an error
+CHUNK_STEPS = 1000              # steps per compiled chunk (progress, overflow checks)
+
+# --- neighbour lists: radius r_cutoff + skin, rebuilt when an atom has moved skin/2 ---
+SKIN_DYNAMICS = 0.8             # sigma; thermal vibrations at T=0.44 reach ~0.25 sigma over 3000
+                                # coordinates, so a 0.3 skin rebuilt every few steps (measured:
+                                # 6 ms/step at 0.5, 3 ms/step at 0.8)
+SKIN_MINIMIZE = 0.3             # sigma; descents and FIRE move little, a short list is cheaper
+CAPACITY_MARGIN = 1.2           # head-room of the pair buffer above the pairs found at allocation
+
+# --- Hessian and labels ---
+N_SOFT_MODES = 10               # softness sums |v_k(i)|^2 over modes 4..13 (seed); sum_i S_i = N_SOFT_MODES
+N_ZERO_MODES = 3                # global translations of a periodic box
+ZERO_MODE_TOL = 1e-6            # |lambda| below this counts as a zero mode (epsilon/sigma^2)
+DENSE_EIGH_MAX_ATOMS = 400      # up to this N use dense eigh, above it sparse shift-invert eigsh
+EIGSH_SHIFT = -0.1              # shift-invert target below the spectrum (H is PSD at a minimum)
+MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent structure is an overlap
+
+# --- files ---
+DATA_DIR = "data"
+OUTPUT_FILE = "glass_data_1k.pkl"
+JAX_CACHE_DIR = ".jax_cache"    # persistent XLA compilation cache ("" disables)
+
+# ================================ JAX set-up ====================================================
+# float64 is needed for FIRE to reach 1e-10 and for the Hessian; the stochastic phases run in
+# float32 explicitly (half the memory traffic, and their noise dwarfs float32 rounding).
+import jax                                            # noqa: E402
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp                               # noqa: E402
+from jax import lax                                   # noqa: E402
+from jax_md import energy, minimize, partition, simulate, smap, space   # noqa: E402
+import scipy.sparse                                   # noqa: E402
+import scipy.sparse.linalg                            # noqa: E402
+from scipy.spatial import cKDTree                     # noqa: E402
+
+
+def enable_compilation_cache(cache_dir):
+    """Keep compiled XLA programs on disk so a second run (or worker) skips compilation."""
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache_dir))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+# ================================ the system ====================================================
+def box_length(n_atoms, density):
+    return float((n_atoms / density) ** (1.0 / 3.0))
+
+
+def absolute_cutoffs(sigma, r_onset=R_ONSET, r_cutoff=R_CUTOFF):
+    """jax-md's lennard_jones_* multiply r_onset/r_cutoff by max(sigma); we use absolute distances."""
+    s = float(np.max(sigma))
+    return r_onset * s, r_cutoff * s
+
+
+def check_minimum_image(n_atoms, density, r_cut):
+    """A box narrower than 2 r_cut lets an atom see two images of a neighbour: refuse it."""
+    box = box_length(n_atoms, density)
+    if box <= 2.0 * r_cut:
+        n_min = int(np.ceil(density * (2.0 * r_cut) ** 3)) + 1
+        raise ValueError(f"N_ATOMS={n_atoms} at density {density} gives a box of {box:.3f} sigma, "
+                         f"not wider than twice the cutoff ({2 * r_cut:.3f}); the minimum-image "
+                         f"convention would fail. Use N_ATOMS >= {n_min} at this density.")
+    return box
+
+
+def assign_species(n_atoms, species_ratio, rng):
+    """N_A = round(ratio * N) atoms of type A (0), the rest B (1), in random order."""
+    n_a = int(round(species_ratio * n_atoms))
+    species = np.ones(n_atoms, np.int32)
+    species[:n_a] = 0
+    return rng.permutation(species).astype(np.int32)
+
+
+def smoothed_lj(r_onset, r_cutoff):
+    """jax-md's LJ times the C1 (HOOMD) switch S(r): S=1 below r_onset, 0 beyond r_cutoff."""
+    return energy.multiplicative_isotropic_cutoff(energy.lennard_jones, r_onset, r_cutoff)
+
+
+def soft_sphere_pair(dr, sigma, epsilon, **unused):
+    """Harmonic soft sphere (eps/2)(1 - r/sigma)^2 for r < sigma, used only to untangle."""
+    return energy.soft_sphere(dr, sigma=sigma, epsilon=epsilon, alpha=2)
+
+
+def neighbor_list_fn(box, r_list, skin):
+    """jax-md's brute-force half (OrderedSparse) neighbour list. Measured on 1000 atoms: the
+    gradient costs 2 ms on it against 3.5-4 ms on a Dense list, and a brute-force rebuild 15 ms
+    (float32), cheaper than a cell list in a box only ~3.5 cut-offs wide."""
+    displacement, _ = space.periodic(box)
+    return partition.neighbor_list(displacement, box, r_list, skin, format=partition.OrderedSparse,
+                                   disable_cell_list=True, capacity_multiplier=1.0)
+
+
+def _system(box, r_list, skin, pair):
+    """Shift, neighbour list and pair energy for a (traced) box."""
+    displacement, shift = space.periodic(box)
+    neighbor_fn = neighbor_list_fn(box, r_list, skin)
+    energy_fn = smap.pair_neighbor_list(pair, space.canonicalize_displacement_or_metric(displacement))
+    return shift, neighbor_fn, energy_fn
+
+
+# ================================ neighbour-list bookkeeping =====================================
+def _bucket(n_pairs):
+    """Round a pair capacity up to a coarse geometric grid (ratio 2^(1/4)), so glasses of similar
+    size share one compiled program instead of compiling one each."""
+    k = np.ceil(4 * np.log2(max(n_pairs, 1024)))
+    return int(1024 * np.ceil(2 ** (k / 4) / 1024))
+
+
+def allocate_neighbors(neighbor_fn, positions, capacity=None):
+    """Build a neighbour list whose buffer has a bucketed capacity (a static shape under jit).
+
+    jax-md sizes the buffer from the pairs found times a multiplier; we build it at exact size
+    and pad the pair buffer (index N marks an empty slot, as in jax-md) to the bucketed capacity.
+    The closures jax-md stores as static fields are dropped so the list is a plain pytree whose
+    jit cache key depends only on its shapes.
+    """
+    nbrs = neighbor_fn.allocate(positions)
+    if capacity is None:
+        capacity = _bucket(int(np.ceil(nbrs.max_occupancy * CAPACITY_MARGIN)))
+    n_found = nbrs.idx.shape[1]
+    if capacity < n_found:
+        capacity = _bucket(int(np.ceil(n_found * CAPACITY_MARGIN)))
+    idx = jnp.pad(nbrs.idx, ((0, 0), (0, capacity - n_found)), constant_values=len(positions))
+    return dataclasses.replace(nbrs, idx=idx, max_occupancy=capacity, update_fn=None,
+                               cell_list_fn=None)
+
+
+def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
+    """Run `chunk_fn(state, nbrs, step0, n)` over n_steps in chunks of CHUNK_STEPS.
+
+    Allocates the phase's neighbour list, shows a progress bar, and after each chunk checks the
+    list's overflow bit: an overflowed list has lost pairs, so the chunk is redone from its start
+    with a larger buffer (the Brownian key lives in the state, so the redo is the same
+    trajectory). `done(state)` may stop early (FIRE). Returns (state, steps run).
+    """
+    from tqdm import tqdm
+    neighbor_fn = neighbor_list_fn(system["box"], r_list, skin)
+    nbrs = allocate_neighbors(neighbor_fn, state.position)
+    step = 0
+    bar = tqdm(total=n_steps, desc=label, unit="step", leave=False, mininterval=1.0)
+    while step < n_steps:
+        n = min(CHUNK_STEPS, n_steps - step)
+        new_state, new_nbrs, ran = chunk_fn(state, nbrs, step, n)
+        if bool(new_nbrs.did_buffer_overflow):
+            bigger = _bucket(int(nbrs.idx.shape[1] * 1.5))
+            nbrs = allocate_neighbors(neighbor_fn, state.position, bigger)
+            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {bigger} pairs")
+            continue
+        state, nbrs = new_state, new_nbrs
+        step += int(ran)
+        bar.update(int(ran))
+        if done is not None and done(state):
+            break
+    bar.close()
+    return state, step
+
+
+# ================================ compiled phases ================================================
+# Every physical parameter is a traced argument (box, sigma, epsilon, cut-offs, temperatures,
+# step counters), so one compiled program serves every glass of the same size. SKIN alone is a
+# compile-time constant (a static argument): jax-md branches in Python on whether it is zero.
+@partial(jax.jit, static_argnames=("soft", "skin"))
+def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin):
+    """Gradient descent R <- R + step * F on soft spheres (soft=True, untangling) or on the
+    smoothed LJ energy. Two programs, not one mixed energy: LJ at the overlaps of random
+    positions is infinite, and 0 * inf poisons the gradient."""
+    del step0
+    pair = soft_sphere_pair if soft else smoothed_lj(params["r_onset"], params["r_cutoff"])
+    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin, pair)
+    kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
+    force = jax.grad(lambda r, nb: -energy_fn(r, neighbor=nb, **kwargs))
+
+    def body(i, c):
+        st, nb = c
+        dr = params["step_size"] * force(st.position, nb)
+        norm = jnp.linalg.norm(dr, axis=1, keepdims=True)
+        dr = dr * jnp.minimum(1.0, params["max_move"] / jnp.maximum(norm, 1e-30))
+        r = shift(st.position, dr)
+        return dataclasses.replace(st, position=r), neighbor_fn.update(r, nb)
+
+    state, nbrs = lax.fori_loop(0, n_steps, body, (state, nbrs))
+    return state, nbrs, n_steps
+
+
+@partial(jax.jit, static_argnames="skin")
+def _brownian_chunk(state, nbrs, step0, n_steps, params, skin):
+    """Overdamped Langevin (jax-md simulate.brownian): dR = F dt/gamma + sqrt(2 T dt/gamma) xi.
+
+    T ramps linearly from params['kT_start'] to params['kT_end'] over params['total'] steps
+    (constant when they are equal); step0 is the chunk's offset in that ramp.
+    """
+    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin,
+                                            smoothed_lj(params["r_onset"], params["r_cutoff"]))
+    _, apply_fn = simulate.brownian(energy_fn, shift, dt=params["dt"], kT=params["kT_start"],
+                                    gamma=params["gamma"])
+    kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
+
+    def body(i, c):
+        st, nb = c
+        frac = (step0 + i + 1).astype(params["kT_start"].dtype) / params["total"]
+        kT = params["kT_start"] + (params["kT_end"] - params["kT_start"]) * frac
+        st = apply_fn(st, kT=kT, neighbor=nb, **kwargs)
+        return st, neighbor_fn.update(st.position, nb)
+
+    state, nbrs = lax.fori_loop(0, n_steps, body, (state, nbrs))
+    return state, nbrs, n_steps
+
+
+def _fire(params):
+    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], SKIN_MINIMIZE,
+                                            smoothed_lj(params["r_onset"], params["r_cutoff"]))
+    init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=FIRE_DT_START,
+                                              dt_max=FIRE_DT_MAX)
+    kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
+    return init_fn, apply_fn, neighbor_fn, kwargs
+
+
+@jax.jit
+def _fire_init(positions, nbrs, params):
+    init_fn, _, _, kwargs = _fire(params)
+    return init_fn(positions, neighbor=nbrs, **kwargs)
+
+
+@jax.jit
+def _fire_chunk(state, nbrs, step0, n_steps, params):
+    """FIRE (Bitzek et al., PRL 97, 170201 (2006)) until max|F| < tol or n_steps."""
+    del step0
+    _, apply_fn, neighbor_fn, kwargs = _fire(params)
+
+    def unconverged(c):
+        st, nb, i = c
+        return (i < n_steps) & (jnp.max(jnp.linalg.norm(st.force, axis=1)) >= params["tol"])
+
+    def body(c):
+        st, nb, i = c
+        st = apply_fn(st, neighbor=nb, **kwargs)
+        return st, neighbor_fn.update(st.position, nb), i + 1
+
+    state, nbrs, i = lax.while_loop(unconverged, body, (state, nbrs, jnp.int32(0)))
+    return state, nbrs, i
+
+
+# ================================ the protocol ===================================================
+def _params(system, dtype, **extra):
+    """Traced parameters of one glass in the working precision of a phase."""
+    p = {k: jnp.asarray(v, dtype) for k, v in system.items() if k != "species"}
+    p["species"] = jnp.asarray(system["species"], jnp.int32)
+    p.update({k: jnp.asarray(v, dtype) for k, v in extra.items()})
+    return p
+
+
+def untangle_and_descend(positions, system, label, soft, steps, step_size):
+    """Steps 1-2: gradient descent on soft spheres (soft=True) or on the LJ energy (float32)."""
+    r_list = float(np.max(system["sigma"])) if soft else system["r_cutoff"]
+    p = _params(system, jnp.float32, r_list=r_list, step_size=step_size, max_move=MAX_MOVE)
+    state = simulate.BrownianState(jnp.asarray(positions, jnp.float32), jnp.float32(1),
+                                   jax.random.PRNGKey(0))
+    chunk = partial(_descent_chunk, params=p, soft=soft, skin=SKIN_MINIMIZE)
+    state, _ = run_phase(chunk, state, system, r_list, SKIN_MINIMIZE, steps, label)
+    return np.asarray(state.position, np.float64)
+
+
+def brownian(positions, system, key, kT_start, kT_end, steps, label):
+    """Steps 3-4: Brownian heating (kT_start = kT_end) or linear quench, in float32."""
+    p = _params(system, jnp.float32, r_list=system["r_cutoff"], dt=DT, gamma=GAMMA,
+                kT_start=kT_start, kT_end=kT_end, total=max(steps, 1))
+    state = simulate.BrownianState(jnp.asarray(positions, jnp.float32), jnp.float32(1), key)
+    chunk = partial(_brownian_chunk, params=p, skin=SKIN_DYNAMICS)
+    state, _ = run_phase(chunk, state, system, system["r_cutoff"], SKIN_DYNAMICS, steps, label)
+    return np.asarray(state.position, np.float64)
+
+
+def inherent_structure(positions, system):
+    """Step 5: FIRE in float64 to max|F| < FORCE_TOL. Not converging is an error."""
+    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=FORCE_TOL)
+    r = jnp.asarray(positions, jnp.float64)
+    neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
+    state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p)
+    converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < FORCE_TOL  # noqa
+    state, n_steps = run_phase(partial(_fire_chunk, params=p), state, system, system["r_cutoff"],
+                               SKIN_MINIMIZE, MAX_FIRE_STEPS, "FIRE", done=converged)
+    positions = np.mod(np.asarray(state.position, np.float64), system["box"])
+    e, forces = energy_and_forces(positions, system)
+    max_force = float(np.max(np.linalg.norm(forces, axis=1)))
+    if not max_force < FORCE_TOL:
+        raise RuntimeError(f"FIRE did not reach an inherent structure: max|F| = {max_force:.3e} "
+                           f">= FORCE_TOL = {FORCE_TOL:.0e} after {n_steps} steps "
+                           f"(raise MAX_FIRE_STEPS or check the protocol)")
+    return positions, e, max_force, n_steps
+
+
+# ================================ pair geometry, forces, Hessian =================================
+def pair_list(positions, box, r_cut):
+    """All pairs i<j closer than r_cut under periodic boundaries (minimum image), with
+    r_ij = r_j - r_i wrapped into the box."""
+    tree = cKDTree(np.mod(positions, box), boxsize=box)
+    pairs = tree.query_pairs(r_cut, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    rij = positions[j] - positions[i]
+    rij -= box * np.round(rij / box)
+    return i, j, rij
+
+
+def _pair_derivatives(r, sigma, epsilon, r_onset, r_cutoff):
+    """phi(r), phi'(r), phi''(r) of the smoothed LJ, by automatic differentiation of jax-md's
+    own pair function (the seed's k_rad/k_trans are these without the smoothing)."""
+    phi = smoothed_lj(r_onset, r_cutoff)
+    f = lambda x, s, e: phi(x, sigma=s, epsilon=e)  # noqa: E731
+    d1 = jax.vmap(jax.grad(f))
+    d2 = jax.vmap(jax.grad(jax.grad(f)))
+    args = (jnp.asarray(r), jnp.asarray(sigma), jnp.asarray(epsilon))
+    return (np.asarray(jax.vmap(f)(*args)), np.asarray(d1(*args)), np.asarray(d2(*args)))
+
+
+def _pairs_with_parameters(positions, system):
+    i, j, rij = pair_list(positions, system["box"], system["r_cutoff"])
+    s = np.asarray(system["species"])
+    sig = np.asarray(system["sigma"])[s[i], s[j]]
+    eps = np.asarray(system["epsilon"])[s[i], s[j]]
+    r = np.linalg.norm(rij, axis=1)
+    phi, d1, d2 = _pair_derivatives(r, sig, eps, system["r_onset"], system["r_cutoff"])
+    return i, j, rij, r, phi, d1, d2
+
+
+def energy_and_forces(positions, system):
+    """Total energy and forces from the pair list (float64), independent of the neighbour list."""
+    i, j, rij, r, phi, d1, _ = _pairs_with_parameters(positions, system)
+    fij = (d1 / r)[:, None] * rij            # force on j from i is -phi'(r) n = -(d1/r) rij
+    forces = np.zeros_like(positions)
+    np.add.at(forces, i, fij)
+    np.add.at(forces, j, -fij)
+    return float(np.sum(phi)), forces
+
+
+def pair_hessian_blocks(rij, r, d1, d2):
+    """K_ij = phi'' n n^T + (phi'/r)(I - n n^T) = (k_rad - k_trans) n n^T + k_trans I.
+    The Hessian's off-diagonal block is -K_ij and its diagonal block sum_j K_ij."""
+    n = rij / r[:, None]
+    nn = n[:, :, None] * n[:, None, :]
+    k_trans = d1 / r
+    return (d2 - k_trans)[:, None, None] * nn + k_trans[:, None, None] * np.eye(3)
+
+
+def hessian(positions, system):
+    """Sparse 3N x 3N Hessian and the local 3x3 blocks D_i = sum_j K_ij (its diagonal blocks)."""
+    n_atoms = len(positions)
+    i, j, rij, r, _, d1, d2 = _pairs_with_parameters(positions, system)
+    k = pair_hessian_blocks(rij, r, d1, d2)
+    local = np.zeros((n_atoms, 3, 3))
+    np.add.at(local, i, k)
+    np.add.at(local, j, k)
+    a = np.arange(3)
+    row = lambda atoms: (3 * atoms[:, None, None] + a[None, :, None]).repeat(3, 2)  # noqa: E731
+    col = lambda atoms: (3 * atoms[:, None, None] + a[None, None, :]).repeat(3, 1)  # noqa: E731
+    diag = np.arange(n_atoms)
+    rows = np.concatenate([row(i), row(j), row(diag)]).ravel()
+    cols = np.concatenate([col(j), col(i), col(diag)]).ravel()
+    vals = np.concatenate([-k, -k, local]).ravel()
+    h = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(3 * n_atoms, 3 * n_atoms))
+    return h, local
+
+
+def lowest_modes(h, n_modes):
+    """The n_modes lowest eigenpairs of the Hessian, ascending. Dense eigh for small systems,
+    shift-invert Lanczos (eigsh, sigma below the spectrum) for large ones."""
+    n_atoms = h.shape[0] // 3
+    if n_atoms <= DENSE_EIGH_MAX_ATOMS:
+        vals, vecs = np.linalg.eigh(h.toarray())
+        return vals[:n_modes], vecs[:, :n_modes]
+    v0 = np.random.default_rng(0).standard_normal(h.shape[0])   # deterministic Lanczos start
+    vals, vecs = scipy.sparse.linalg.eigsh(h.tocsc(), k=n_modes, sigma=EIGSH_SHIFT, which="LM",
+                                           v0=v0)
+    order = np.argsort(vals)
+    return vals[order], vecs[:, order]
+
+
+def softness_from_modes(vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
+    """S_i = sum_{k=4}^{13} sum_alpha |v_k(i, alpha)|^2 (seed): participation of atom i in the
+    N_SOFT_MODES softest non-trivial modes. Eigenvectors are unit vectors, so sum_i S_i = n_soft."""
+    soft = vecs[:, n_zero:n_zero + n_soft]
+    return np.sum(soft.reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
+
+
+def local_hessian_eigenvalues(local):
+    """Eigenvalues of each atom's 3x3 cage-stiffness block D_i, ascending (rotation invariant)."""
+    return np.linalg.eigvalsh(local)
+
+
+# ================================ physics checks =================================================
+def check_modes(vals):
+    """Exactly three zero modes (translations), then a positive spectrum."""
+    zero = np.abs(vals[:N_ZERO_MODES])
+    if not np.all(zero < ZERO_MODE_TOL):
+        raise RuntimeError(f"expected {N_ZERO_MODES} zero modes, lowest eigenvalues {vals[:5]}")
+    if not vals[N_ZERO_MODES] > ZERO_MODE_TOL:
+        raise RuntimeError(f"mode {N_ZERO_MODES + 1} is not positive ({vals[N_ZERO_MODES]:.3e}): "
+                           "the structure is not a minimum or has another zero mode")
+
+
+def check_hessian(h, local):
+    """Symmetric, translation-invariant (rows sum to zero), diagonal blocks equal to D_i."""
+    asym = abs(h - h.T).max()
+    scale = abs(h).max()
+    if asym > 1e-12 * scale:
+        raise RuntimeError(f"Hessian not symmetric: max|H - H^T| = {asym:.3e}")
+    n_atoms = len(local)
+    for axis in range(3):
+        t = np.zeros(3 * n_atoms)
+        t[axis::3] = 1.0
+        if np.max(np.abs(h @ t)) > 1e-10 * scale:
+            raise RuntimeError("Hessian rows do not sum to zero (translation invariance broken)")
+    idx = 3 * np.arange(n_atoms)[:, None] + np.arange(3)
+    blocks = np.asarray(h[idx.repeat(3, 1).ravel(), np.tile(idx, 3).ravel()]).reshape(-1, 3, 3)
+    if not np.allclose(blocks, local, rtol=1e-12, atol=1e-12 * scale):
+        raise RuntimeError("local blocks D_i differ from the Hessian's diagonal blocks")
+
+
+def min_pair_distance(positions, box):
+    d, _ = cKDTree(np.mod(positions, box), boxsize=box).query(np.mod(positions, box), k=2)
+    return float(np.min(d[:, 1]))
+
+
+# ================================ one glass ======================================================
+def make_system(n_atoms=N_ATOMS, density=DENSITY, species_ratio=SPECIES_RATIO, sigma=SIGMA,
+                epsilon=EPSILON, seed=SEED):
+    """Box, species and interaction parameters (absolute cut-offs) of one glass."""
+    sigma, epsilon = np.asarray(sigma, np.float64), np.asarray(epsilon, np.float64)
+    r_on, r_cut = absolute_cutoffs(sigma)
+    box = check_minimum_image(n_atoms, density, r_cut)
+    rng = np.random.default_rng(seed)
+    return dict(box=box, species=assign_species(n_atoms, species_ratio, rng), sigma=sigma,
+                epsilon=epsilon, r_onset=r_on, r_cutoff=r_cut)
+
+
+def make_glass(n_atoms=N_ATOMS, density=DENSITY, temperature=TEMPERATURE,
+               quench_steps=QUENCH_STEPS, species_ratio=SPECIES_RATIO, sigma=SIGMA,
+               epsilon=EPSILON, seed=SEED, log=print):
+    """The six steps for one glass; returns the snapshot dict of the seed's schema."""
+    system = make_system(n_atoms, density, species_ratio, sigma, epsilon, seed)
+    box = system["box"]
+    seconds = {}
+    key = jax.random.PRNGKey(seed)
+    key, k_init, k_heat, k_quench = jax.random.split(key, 4)
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        log(f"  {name}: {seconds[name]:.1f}s")
+        return out
+
+    r = np.asarray(jax.random.uniform(k_init, (n_atoms, 3), jnp.float64, 0.0, box))
+    r = timed("untangle", untangle_and_descend, r, system, "untangle", True, UNTANGLE_STEPS,
+              UNTANGLE_STEP_SIZE)
+    r = timed("lj_descent", untangle_and_descend, r, system, "LJ descent", False,
+              LJ_DESCENT_STEPS, LJ_DESCENT_STEP_SIZE)
+    r = timed("heat", brownian, r, system, k_heat, temperature, temperature, HEAT_STEPS, "heat")
+    r = timed("quench", brownian, r, system, k_quench, temperature, 0.0, quench_steps, "quench")
+    r, e_is, max_force, n_fire = timed("fire", inherent_structure, r, system)
+    log(f"  inherent structure: E/N = {e_is / n_atoms:.6f}, max|F| = {max_force:.2e} "
+        f"after {n_fire} FIRE steps")
+
+    t0 = time.perf_counter()
+    h, local = hessian(r, system)
+    check_hessian(h, local)
+    vals, vecs = lowest_modes(h, N_ZERO_MODES + N_SOFT_MODES)
+    check_modes(vals)
+    softness = softness_from_modes(vecs)
+    eigenvalues = local_hessian_eigenvalues(local)
+    d_min = min_pair_distance(r, box)
+    if d_min < MIN_PAIR_DISTANCE:
+        raise RuntimeError(f"overlap: closest pair at {d_min:.3f} < {MIN_PAIR_DISTANCE} sigma")
+    seconds["hessian"] = round(time.perf_counter() - t0, 3)
+    log(f"  lowest Hessian eigenvalues: {np.array2string(vals[:6], precision=4)}; "
+        f"closest pair {d_min:.3f}; sum S = {softness.sum():.6f}")
+
+    parameters = dict(
+        n_atoms=int(n_atoms), density=float(density), temperature=float(temperature),
+        quench_steps=int(quench_steps), heat_steps=int(HEAT_STEPS), dt=float(DT),
+        gamma=float(GAMMA), species_ratio=float(species_ratio), seed=int(seed),
+        sigma=system["sigma"], epsilon=system["epsilon"], r_onset=float(system["r_onset"]),
+        r_cutoff=float(system["r_cutoff"]), max_force=max_force, n_fire_steps=int(n_fire),
+        force_tol=float(FORCE_TOL), n_soft_modes=int(N_SOFT_MODES),
+        lowest_eigenvalues=np.asarray(vals, np.float64), min_pair_distance=d_min,
+        seconds=seconds, versions=dict(jax=jax.__version__, numpy=np.__version__))
+    return dict(positions=r.astype(np.float64), species=system["species"].astype(np.int64),
+                box_size=float(box), softness_score=softness.astype(np.float64),
+                eigenvalues=eigenvalues.astype(np.float64), energy=float(e_is),
+                parameters=parameters)
+
+
+# ================================ main ===========================================================
+def main(argv=None):
+    apply_overrides(globals(), argv)
+    enable_compilation_cache(JAX_CACHE_DIR)
+    t0 = time.perf_counter()
+    path = os.path.join(DATA_DIR, OUTPUT_FILE)
+    print(f"Kob-Andersen glass: N={N_ATOMS}, density={DENSITY}, T={TEMPERATURE}, "
+          f"quench {QUENCH_STEPS} steps, seed {SEED} -> {path}")
+    snap = make_glass()
+    validate_snapshot(snap, path, N_ATOMS)
+    atomic_write_pickle(path, snap)
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in snap["parameters"]["seconds"].items())
+    print(f"  time per phase: {phases}")
+    print(f"wrote {path} (E/N = {snap['energy'] / N_ATOMS:.6f}) in "
+          f"{time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

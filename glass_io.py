@@ -1,0 +1,205 @@
+"""Shared plumbing for the four pipeline scripts: command-line overrides of the UPPER_CASE
+constants, atomic file writes, and the one loader that reads and validates a glass snapshot.
+
+No physics lives here; it is imported by every script so that the .pkl schema, the safety of
+reading a pickle and the `--NAME=value` convention are written once.
+"""
+import io
+import os
+import pickle
+import sys
+import tempfile
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line overrides: `python script.py --EPOCHS=3 --DATA_DIR=/tmp/x`
+# ----------------------------------------------------------------------------------------------
+def _constant_names(namespace):
+    return sorted(k for k, v in namespace.items()
+                  if k.isupper() and not k.startswith("_")
+                  and isinstance(v, (bool, int, float, str, tuple, list)))
+
+
+def _parse_value(name, text, current):
+    """Convert `text` to the type of the constant's default value."""
+    kind = type(current)
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if kind is float:
+            return float(text)
+        if kind in (tuple, list):
+            items = [t for t in text.replace("(", "").replace(")", "").replace("[", "")
+                     .replace("]", "").split(",") if t.strip()]
+            elem = type(current[0]) if len(current) else float
+            return kind(_parse_value(name, t, elem(0) if elem is not str else "") for t in items)
+        return text
+    except ValueError as err:
+        raise SystemExit(f"error: --{name}={text!r}: not a valid {kind.__name__} ({err})")
+
+
+def apply_overrides(namespace, argv=None):
+    """Override UPPER_CASE constants of a script's `globals()` from `--NAME=value` arguments.
+
+    Values are typed by the constant's default. An unknown name, a malformed argument or a bad
+    value stops the script with a message listing the valid names. Returns {name: new value}.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    names = _constant_names(namespace)
+    changed = {}
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print("Constants (override with --NAME=value):")
+            for n in names:
+                print(f"  --{n}={namespace[n]!r}")
+            raise SystemExit(0)
+        if not arg.startswith("--") or "=" not in arg:
+            raise SystemExit(f"error: argument {arg!r} is not of the form --NAME=value.\n"
+                             f"Valid names: {', '.join(names)}")
+        name, text = arg[2:].split("=", 1)
+        if name not in names:
+            raise SystemExit(f"error: unknown constant {name!r}.\nValid names: {', '.join(names)}")
+        changed[name] = _parse_value(name, text, namespace[name])
+    namespace.update(changed)
+    return changed
+
+
+def constants_of(namespace):
+    """The UPPER_CASE constants of a script, as a plain dict (recorded with every output)."""
+    return {n: namespace[n] for n in _constant_names(namespace)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes: a reader never sees a half-written file, and an interrupted run leaves no
+# partial output (the temp file lives beside the target and is renamed in one step).
+# ----------------------------------------------------------------------------------------------
+def atomic_write_bytes(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_pickle(path, obj):
+    atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading snapshots. A pickle can run arbitrary code when loaded; ours only ever hold numpy
+# arrays and builtins, so everything else is refused.
+# ----------------------------------------------------------------------------------------------
+class GlassFileError(ValueError):
+    """A snapshot file that is missing, unreadable or does not follow the schema."""
+
+
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+_ALLOWED_DTYPE_MODULES = ("numpy.dtypes",)   # numpy >= 1.25 pickles dtypes as numpy.dtypes.*DType
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS or (module in _ALLOWED_DTYPE_MODULES
+                                                  and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name} (only numpy arrays "
+                                     "and builtins are allowed)")
+
+
+def safe_load_pickle(path):
+    """Unpickle `path` allowing numpy arrays and builtins only."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise GlassFileError(f"{path}: cannot read ({err.strerror})") from err
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
+    except Exception as err:   # truncated, corrupt or malicious: all refused the same way
+        raise GlassFileError(f"{path}: not a valid snapshot pickle ({type(err).__name__}: {err})") \
+            from err
+
+
+# The snapshot schema of the seed README ("Dataset Details"), plus `parameters`.
+# key -> (shape with 'N' for the atom count, numpy kind: 'f' float, 'i' integer)
+SNAPSHOT_ARRAYS = {
+    "positions": (("N", 3), "f"),
+    "species": (("N",), "i"),
+    "softness_score": (("N",), "f"),
+    "eigenvalues": (("N", 3), "f"),
+}
+SNAPSHOT_SCALARS = ("box_size", "energy")
+REQUIRED_PARAMETERS = ("sigma", "epsilon", "r_onset", "r_cutoff", "density", "temperature",
+                       "quench_steps", "species_ratio", "seed", "max_force", "n_fire_steps",
+                       "seconds")
+
+
+def validate_snapshot(snap, path="<snapshot>", n_atoms=None):
+    """Check keys, shapes, dtypes and finiteness of a snapshot dict; raise GlassFileError."""
+    def fail(problem):
+        raise GlassFileError(f"{path}: {problem}")
+
+    if not isinstance(snap, dict):
+        fail(f"expected a dict, found {type(snap).__name__}")
+    missing = [k for k in (*SNAPSHOT_ARRAYS, *SNAPSHOT_SCALARS, "parameters") if k not in snap]
+    if missing:
+        fail(f"missing keys {missing}")
+    n = len(snap["positions"]) if hasattr(snap["positions"], "__len__") else -1
+    if n_atoms is not None and n != n_atoms:
+        fail(f"has {n} atoms, expected {n_atoms}")
+    for key, (shape, kind) in SNAPSHOT_ARRAYS.items():
+        arr = snap[key]
+        if not isinstance(arr, np.ndarray):
+            fail(f"'{key}' is {type(arr).__name__}, expected a numpy array")
+        want = tuple(n if s == "N" else s for s in shape)
+        if arr.shape != want:
+            fail(f"'{key}' has shape {arr.shape}, expected {want}")
+        if arr.dtype.kind not in (kind, "u" if kind == "i" else kind):
+            fail(f"'{key}' has dtype {arr.dtype}, expected {'float' if kind == 'f' else 'integer'}")
+        if kind == "f" and not np.all(np.isfinite(arr)):
+            fail(f"'{key}' has non-finite values")
+    for key in SNAPSHOT_SCALARS:
+        val = snap[key]
+        if not isinstance(val, (float, int, np.floating)) or not np.isfinite(val):
+            fail(f"'{key}' must be a finite number, found {val!r}")
+    if snap["box_size"] <= 0:
+        fail(f"'box_size' must be positive, found {snap['box_size']}")
+    if not set(np.unique(snap["species"])) <= {0, 1}:
+        fail("'species' must hold 0 (A) and 1 (B) only")
+    params = snap["parameters"]
+    if not isinstance(params, dict):
+        fail("'parameters' must be a dict")
+    missing = [k for k in REQUIRED_PARAMETERS if k not in params]
+    if missing:
+        fail(f"'parameters' lacks {missing}")
+    return snap
+
+
+def load_glass(path, n_atoms=None):
+    """Read and validate one snapshot file; errors name the file and the problem."""
+    if not os.path.exists(path):
+        raise GlassFileError(f"{path}: file not found")
+    return validate_snapshot(safe_load_pickle(path), path, n_atoms)
