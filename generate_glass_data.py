@@ -19,6 +19,8 @@ import os
 import time
 from functools import partial
 
+import warnings
+
 import numpy as np
 
 from glass_io import apply_overrides, atomic_write_pickle, validate_snapshot
@@ -84,6 +86,8 @@ JAX_CACHE_DIR = ".jax_cache"    # persistent XLA compilation cache ("" disables)
 # float32 explicitly (half the memory traffic, and their noise dwarfs float32 rounding).
 import jax                                            # noqa: E402
 jax.config.update("jax_enable_x64", True)
+# jax-md's neighbour-list scatter mixes int64 and int32 indices under x64; harmless, but noisy.
+warnings.filterwarnings("ignore", message="scatter inputs have incompatible types")
 import jax.numpy as jnp                               # noqa: E402
 from jax import lax                                   # noqa: E402
 from jax_md import energy, minimize, partition, simulate, smap, space   # noqa: E402
@@ -104,10 +108,11 @@ def box_length(n_atoms, density):
     return float((n_atoms / density) ** (1.0 / 3.0))
 
 
-def absolute_cutoffs(sigma, r_onset=R_ONSET, r_cutoff=R_CUTOFF):
-    """jax-md's lennard_jones_* multiply r_onset/r_cutoff by max(sigma); we use absolute distances."""
+def absolute_cutoffs(sigma):
+    """jax-md's lennard_jones_* multiply r_onset/r_cutoff by max(sigma); we do the same, once,
+    and store and use the absolute distances."""
     s = float(np.max(sigma))
-    return r_onset * s, r_cutoff * s
+    return R_ONSET * s, R_CUTOFF * s
 
 
 def check_minimum_image(n_atoms, density, r_cut):
@@ -479,9 +484,16 @@ def min_pair_distance(positions, box):
 
 
 # ================================ one glass ======================================================
-def make_system(n_atoms=N_ATOMS, density=DENSITY, species_ratio=SPECIES_RATIO, sigma=SIGMA,
-                epsilon=EPSILON, seed=SEED):
-    """Box, species and interaction parameters (absolute cut-offs) of one glass."""
+def make_system(n_atoms=None, density=None, species_ratio=None, sigma=None, epsilon=None,
+                seed=None):
+    """Box, species and interaction parameters (absolute cut-offs) of one glass. Arguments left
+    None take the (possibly overridden) module constants."""
+    n_atoms = N_ATOMS if n_atoms is None else n_atoms
+    density = DENSITY if density is None else density
+    species_ratio = SPECIES_RATIO if species_ratio is None else species_ratio
+    sigma = SIGMA if sigma is None else sigma
+    epsilon = EPSILON if epsilon is None else epsilon
+    seed = SEED if seed is None else seed
     sigma, epsilon = np.asarray(sigma, np.float64), np.asarray(epsilon, np.float64)
     r_on, r_cut = absolute_cutoffs(sigma)
     box = check_minimum_image(n_atoms, density, r_cut)
@@ -490,10 +502,16 @@ def make_system(n_atoms=N_ATOMS, density=DENSITY, species_ratio=SPECIES_RATIO, s
                 epsilon=epsilon, r_onset=r_on, r_cutoff=r_cut)
 
 
-def make_glass(n_atoms=N_ATOMS, density=DENSITY, temperature=TEMPERATURE,
-               quench_steps=QUENCH_STEPS, species_ratio=SPECIES_RATIO, sigma=SIGMA,
-               epsilon=EPSILON, seed=SEED, log=print):
-    """The six steps for one glass; returns the snapshot dict of the seed's schema."""
+def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
+               species_ratio=None, sigma=None, epsilon=None, seed=None, log=print):
+    """The six steps for one glass; returns the snapshot dict of the seed's schema.
+    Arguments left None take the module constants."""
+    temperature = TEMPERATURE if temperature is None else temperature
+    quench_steps = QUENCH_STEPS if quench_steps is None else quench_steps
+    seed = SEED if seed is None else seed
+    n_atoms = N_ATOMS if n_atoms is None else n_atoms
+    density = DENSITY if density is None else density
+    species_ratio = SPECIES_RATIO if species_ratio is None else species_ratio
     system = make_system(n_atoms, density, species_ratio, sigma, epsilon, seed)
     box = system["box"]
     seconds = {}
@@ -555,7 +573,10 @@ def main(argv=None):
     path = os.path.join(DATA_DIR, OUTPUT_FILE)
     print(f"Kob-Andersen glass: N={N_ATOMS}, density={DENSITY}, T={TEMPERATURE}, "
           f"quench {QUENCH_STEPS} steps, seed {SEED} -> {path}")
-    snap = make_glass()
+    try:
+        snap = make_glass()
+    except (ValueError, RuntimeError) as err:   # bad parameters or a failed physics check
+        raise SystemExit(f"error: {err}\nnothing written to {path}")
     validate_snapshot(snap, path, N_ATOMS)
     atomic_write_pickle(path, snap)
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in snap["parameters"]["seconds"].items())

@@ -4,6 +4,7 @@ constants, atomic file writes, and the one loader that reads and validates a gla
 No physics lives here; it is imported by every script so that the .pkl schema, the safety of
 reading a pickle and the `--NAME=value` convention are written once.
 """
+import ast
 import io
 import os
 import pickle
@@ -37,13 +38,15 @@ def _parse_value(name, text, current):
             return int(float(text)) if float(text).is_integer() else int(text)
         if kind is float:
             return float(text)
-        if kind in (tuple, list):
-            items = [t for t in text.replace("(", "").replace(")", "").replace("[", "")
-                     .replace("]", "").split(",") if t.strip()]
-            elem = type(current[0]) if len(current) else float
-            return kind(_parse_value(name, t, elem(0) if elem is not str else "") for t in items)
+        if kind in (tuple, list):   # e.g. --SIGMA="((1,0.8),(0.8,0.88))", same shape as the default
+            value = ast.literal_eval(text)
+            if np.shape(value) != np.shape(current):
+                raise ValueError(f"expected shape {np.shape(current)}, got {np.shape(value)}")
+            as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (tuple, list)) \
+                else float(v)  # noqa: E731
+            return as_tuple(value)
         return text
-    except ValueError as err:
+    except (ValueError, SyntaxError) as err:
         raise SystemExit(f"error: --{name}={text!r}: not a valid {kind.__name__} ({err})")
 
 

@@ -1,0 +1,24 @@
+# Two entry points (README.md): `make pipeline` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(PY) -c "import jax, jax_md, torch, torch_geometric, scipy, matplotlib, tqdm"
+	touch $@
+
+install: $(VENV)/.installed
+
+# The whole pipeline on its defaults (scripts are added here as they land).
+pipeline: install
+	$(PY) generate_glass_data.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) tests/benchmarks/bench_glass.py
+
+.PHONY: install pipeline test bench

@@ -1,0 +1,58 @@
+"""Benchmark of generate_glass_data.py on this machine.
+
+1. Whole script, wall time, as a user runs it: once with an empty persistent compilation cache
+   (cold: includes all XLA compilation) and once with the cache it left (warm).
+2. In one process, REPEATS glasses of different seeds: time per phase, median over the glasses
+   after the first (compiled code reused, as generate_diverse_data.py does).
+
+    python tests/benchmarks/bench_glass.py [--N_ATOMS=1000] [--REPEATS=3]
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from glass_io import apply_overrides  # noqa: E402
+
+N_ATOMS = 1000      # atoms per glass
+REPEATS = 3         # glasses timed in one process (the first includes compilation)
+
+
+def whole_script(cache_dir, data_dir):
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(ROOT, "generate_glass_data.py"),
+                    f"--N_ATOMS={N_ATOMS}", f"--DATA_DIR={data_dir}", f"--JAX_CACHE_DIR={cache_dir}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main():
+    apply_overrides(globals())
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = whole_script(os.path.join(tmp, "cache"), tmp)
+        warm = whole_script(os.path.join(tmp, "cache"), tmp)
+    print(f"whole script, N={N_ATOMS}: cold cache {cold:.1f} s, warm cache {warm:.1f} s (wall)")
+
+    import generate_glass_data as ggd
+    ggd.enable_compilation_cache("")
+    runs = []
+    for seed in range(REPEATS):
+        t0 = time.perf_counter()
+        snap = ggd.make_glass(n_atoms=N_ATOMS, seed=seed, log=lambda *a: None)
+        sec = dict(snap["parameters"]["seconds"], total=time.perf_counter() - t0)
+        sec["fire_steps"] = snap["parameters"]["n_fire_steps"]
+        runs.append(sec)
+        print(f"seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in sec.items())
+              + f"  E/N {snap['energy'] / N_ATOMS:.4f}")
+    later = runs[1:] or runs
+    print(f"median over seeds 1..{REPEATS - 1} (compiled): " +
+          ", ".join(f"{k} {statistics.median(r[k] for r in later):.2f}" for k in later[0]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared fixtures: the repository root on sys.path, and one tiny glass made once per session."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Small but legal: 200 atoms at density 1.2 is a 5.50 sigma box, just wider than 2 r_cut = 5.0.
+TINY = dict(n_atoms=200, density=1.2, temperature=0.44, quench_steps=600, seed=3)
+TINY_PROTOCOL = dict(UNTANGLE_STEPS=200, LJ_DESCENT_STEPS=300, HEAT_STEPS=300, CHUNK_STEPS=300,
+                     JAX_CACHE_DIR="")
+
+
+@pytest.fixture(scope="session")
+def ggd():
+    import generate_glass_data as module
+    saved = {k: getattr(module, k) for k in TINY_PROTOCOL}
+    for k, v in TINY_PROTOCOL.items():
+        setattr(module, k, v)
+    yield module
+    for k, v in saved.items():
+        setattr(module, k, v)
+
+
+@pytest.fixture(scope="session")
+def tiny_glass(ggd):
+    """A 200-atom inherent structure with its labels (the full six-step protocol, short)."""
+    return ggd.make_glass(log=lambda *a: None, **TINY)

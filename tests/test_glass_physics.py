@@ -1,0 +1,156 @@
+"""Physics of generate_glass_data.py on tiny systems: forces, Hessian, modes, softness, D_i."""
+import numpy as np
+import pytest
+
+from conftest import TINY
+
+
+def _system(ggd, glass):
+    p = glass["parameters"]
+    system = ggd.make_system(p["n_atoms"], p["density"], p["species_ratio"], p["sigma"],
+                             p["epsilon"], p["seed"])
+    assert np.array_equal(system["species"], glass["species"])
+    return system
+
+
+def test_inherent_structure_is_converged_and_overlap_free(ggd, tiny_glass):
+    system = _system(ggd, tiny_glass)
+    _, forces = ggd.energy_and_forces(tiny_glass["positions"], system)
+    assert np.max(np.linalg.norm(forces, axis=1)) < ggd.FORCE_TOL
+    assert tiny_glass["parameters"]["max_force"] < ggd.FORCE_TOL
+    assert ggd.min_pair_distance(tiny_glass["positions"], system["box"]) > ggd.MIN_PAIR_DISTANCE
+
+
+def test_forces_are_minus_energy_gradient(ggd, tiny_glass):
+    """Central finite differences of the pair-list energy against its analytic forces, away from
+    the minimum (a random displacement makes the forces O(1))."""
+    system = _system(ggd, tiny_glass)
+    rng = np.random.default_rng(0)
+    r = tiny_glass["positions"] + rng.normal(0, 0.03, tiny_glass["positions"].shape)
+    _, forces = ggd.energy_and_forces(r, system)
+    h = 1e-6
+    for atom, axis in [(0, 0), (17, 1), (150, 2), (199, 0)]:
+        rp, rm = r.copy(), r.copy()
+        rp[atom, axis] += h
+        rm[atom, axis] -= h
+        numeric = -(ggd.energy_and_forces(rp, system)[0] - ggd.energy_and_forces(rm, system)[0]) / (2 * h)
+        assert numeric == pytest.approx(forces[atom, axis], rel=1e-5, abs=1e-6)
+
+
+def test_pair_list_energy_equals_jax_md_neighbor_list_energy(ggd, tiny_glass):
+    import jax.numpy as jnp
+    system = _system(ggd, tiny_glass)
+    r = jnp.asarray(tiny_glass["positions"])
+    _, neighbor_fn, energy_fn = ggd._system(system["box"], system["r_cutoff"], 0.3,
+                                            ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]))
+    nbrs = ggd.allocate_neighbors(neighbor_fn, r)
+    e_md = float(energy_fn(r, neighbor=nbrs, species=jnp.asarray(system["species"]),
+                           sigma=jnp.asarray(system["sigma"]), epsilon=jnp.asarray(system["epsilon"])))
+    assert e_md == pytest.approx(tiny_glass["energy"], rel=1e-12)
+
+
+def test_hessian_equals_autodiff_hessian(ggd, tiny_glass):
+    """The pair-block Hessian equals jax.hessian of jax-md's all-pairs smoothed-LJ energy."""
+    import jax
+    import jax.numpy as jnp
+    from jax_md import smap, space
+    system = _system(ggd, tiny_glass)
+    displacement, _ = space.periodic(system["box"])
+    energy_fn = smap.pair(ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]),
+                          space.canonicalize_displacement_or_metric(displacement),
+                          species=jnp.asarray(system["species"]), sigma=jnp.asarray(system["sigma"]),
+                          epsilon=jnp.asarray(system["epsilon"]))
+    r = jnp.asarray(tiny_glass["positions"])
+    assert float(energy_fn(r)) == pytest.approx(tiny_glass["energy"], rel=1e-12)
+    n3 = 3 * len(r)
+    h_ad = np.asarray(jax.hessian(energy_fn)(r)).reshape(n3, n3)
+    h, local = ggd.hessian(tiny_glass["positions"], system)
+    h = h.toarray()
+    assert np.max(np.abs(h - h.T)) < 1e-10
+    assert np.max(np.abs(h - h_ad)) < 1e-8 * np.max(np.abs(h))
+
+
+def test_local_blocks_are_hessian_diagonal_blocks(ggd, tiny_glass):
+    system = _system(ggd, tiny_glass)
+    h, local = ggd.hessian(tiny_glass["positions"], system)
+    dense = h.toarray()
+    for i in (0, 57, 199):
+        assert np.allclose(dense[3 * i:3 * i + 3, 3 * i:3 * i + 3], local[i], atol=1e-12)
+    ggd.check_hessian(h, local)              # the in-run check passes...
+    broken = local.copy()
+    broken[5, 0, 0] += 1e-3
+    with pytest.raises(RuntimeError, match="diagonal blocks"):
+        ggd.check_hessian(h, broken)         # ...and can fail
+    assert np.allclose(ggd.local_hessian_eigenvalues(local), tiny_glass["eigenvalues"])
+
+
+def test_local_eigenvalues_are_rotation_invariant(ggd, tiny_glass):
+    """Rotating every pair vector (the glass with its cell) leaves each D_i's spectrum unchanged."""
+    system = _system(ggd, tiny_glass)
+    i, j, rij, r, _, d1, d2 = ggd._pairs_with_parameters(tiny_glass["positions"], system)
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    ref = ggd.pair_hessian_blocks(rij, r, d1, d2)
+    rot = ggd.pair_hessian_blocks(rij @ q.T, r, d1, d2)
+    assert np.allclose(rot, q @ ref @ q.T, atol=1e-9)
+    local_ref, local_rot = np.zeros((200, 3, 3)), np.zeros((200, 3, 3))
+    for blocks, local in ((ref, local_ref), (rot, local_rot)):
+        np.add.at(local, i, blocks)
+        np.add.at(local, j, blocks)
+    assert np.allclose(np.linalg.eigvalsh(local_rot), np.linalg.eigvalsh(local_ref), atol=1e-9)
+
+
+def test_three_zero_modes_and_softness_sums_to_n_modes(ggd, tiny_glass):
+    vals = tiny_glass["parameters"]["lowest_eigenvalues"]
+    assert np.all(np.abs(vals[:3]) < ggd.ZERO_MODE_TOL)
+    assert vals[3] > 1e-3
+    assert np.all(np.diff(vals) >= -1e-12)
+    s = tiny_glass["softness_score"]
+    assert np.all(s >= 0)
+    assert s.sum() == pytest.approx(ggd.N_SOFT_MODES, abs=1e-9)
+    with pytest.raises(RuntimeError, match="zero modes"):
+        ggd.check_modes(np.concatenate([[1e-3], vals[1:]]))
+
+
+def test_sparse_shift_invert_equals_dense_softness(ggd, tiny_glass, monkeypatch):
+    system = _system(ggd, tiny_glass)
+    h, _ = ggd.hessian(tiny_glass["positions"], system)
+    n = ggd.N_ZERO_MODES + ggd.N_SOFT_MODES
+    monkeypatch.setattr(ggd, "DENSE_EIGH_MAX_ATOMS", 10_000)
+    vals_dense, vecs_dense = ggd.lowest_modes(h, n)
+    monkeypatch.setattr(ggd, "DENSE_EIGH_MAX_ATOMS", 0)
+    vals_sparse, vecs_sparse = ggd.lowest_modes(h, n)
+    assert np.allclose(vals_sparse[3:], vals_dense[3:], rtol=1e-8)
+    assert np.allclose(ggd.softness_from_modes(vecs_sparse), ggd.softness_from_modes(vecs_dense),
+                       atol=1e-8)
+
+
+def test_box_narrower_than_twice_cutoff_is_refused(ggd):
+    with pytest.raises(ValueError, match="minimum-image"):
+        ggd.make_system(n_atoms=150, density=1.2)
+    ggd.make_system(n_atoms=TINY["n_atoms"], density=1.2)   # the tiny tests sit just above it
+
+
+def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, monkeypatch):
+    """A buffer too small for the pairs must not drop them: the phase reallocates and gives the
+    same trajectory as a run that never overflowed."""
+    import dataclasses
+    import jax
+    system = _system(ggd, tiny_glass)
+    r = tiny_glass["positions"]
+    ref = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "ref")
+    real_allocate = ggd.allocate_neighbors
+    calls = []
+
+    def tiny_first(neighbor_fn, positions, capacity=None):
+        calls.append(capacity)
+        if len(calls) == 1:   # half the pairs' room, and a stale reference: the first in-loop
+            nbrs = real_allocate(neighbor_fn, positions)  # rebuild overflows, as jax-md reports it
+            capacity = nbrs.idx.shape[1] // 2
+            return dataclasses.replace(nbrs, idx=nbrs.idx[:, :capacity], max_occupancy=capacity,
+                                       reference_position=nbrs.reference_position + 1.0)
+        return real_allocate(neighbor_fn, positions, capacity)
+
+    monkeypatch.setattr(ggd, "allocate_neighbors", tiny_first)
+    out = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "overflow")
+    assert len(calls) >= 2
+    assert np.allclose(out, ref, atol=1e-5)
