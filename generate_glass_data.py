@@ -60,6 +60,7 @@ FIRE_DT_MAX = 0.02              # FIRE largest step; velocity Verlet needs dt < 
 FORCE_TOL = 1e-10               # inherent structure reached when max_i |F_i| < FORCE_TOL (epsilon/sigma)
 MAX_FIRE_STEPS = 50000          # not converging within this many steps is an error
 CHUNK_STEPS = 1000              # steps per compiled chunk (progress, overflow checks)
+SHOW_PROGRESS = True            # tqdm bar per phase (the parallel script turns it off in workers)
 
 # --- neighbour lists: radius r_cutoff + skin, rebuilt when an atom has moved skin/2 ---
 SKIN_DYNAMICS = 0.8             # sigma; thermal vibrations at T=0.44 reach ~0.25 sigma over 3000
@@ -135,8 +136,14 @@ def assign_species(n_atoms, species_ratio, rng):
 
 
 def smoothed_lj(r_onset, r_cutoff):
-    """jax-md's LJ times the C1 (HOOMD) switch S(r): S=1 below r_onset, 0 beyond r_cutoff."""
-    return energy.multiplicative_isotropic_cutoff(energy.lennard_jones, r_onset, r_cutoff)
+    """jax-md's LJ times the C1 (HOOMD) switch S(r): S=1 below r_onset, 0 beyond r_cutoff.
+
+    Python-float cut-offs become float64 arrays first: jax-md squares them as `r ** f32(2)`, which
+    for a (weakly typed) Python float rounds r^2 to float32 and shifts the forces by ~1e-7 (measured) unless r is exact in
+    binary, e.g. for sigma scaled by 1.06 - enough to fail a 1e-10 force check."""
+    strong = lambda r: r if isinstance(r, jax.Array) else jnp.asarray(r, jnp.float64)  # noqa
+    return energy.multiplicative_isotropic_cutoff(energy.lennard_jones, strong(r_onset),
+                                                  strong(r_cutoff))
 
 
 def soft_sphere_pair(dr, sigma, epsilon, **unused):
@@ -200,7 +207,8 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
     neighbor_fn = neighbor_list_fn(system["box"], r_list, skin)
     nbrs = allocate_neighbors(neighbor_fn, state.position)
     step = 0
-    bar = tqdm(total=n_steps, desc=label, unit="step", leave=False, mininterval=1.0)
+    bar = tqdm(total=n_steps, desc=label, unit="step", leave=False, mininterval=1.0,
+               disable=not SHOW_PROGRESS)
     while step < n_steps:
         n = min(CHUNK_STEPS, n_steps - step)
         new_state, new_nbrs, ran = chunk_fn(state, nbrs, step, n)
@@ -335,11 +343,13 @@ def brownian(positions, system, key, kT_start, kT_end, steps, label):
 
 def inherent_structure(positions, system):
     """Step 5: FIRE in float64 to max|F| < FORCE_TOL. Not converging is an error."""
-    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=FORCE_TOL)
+    # FIRE aims at half the tolerance, so that the independent recomputation below, which sums
+    # the same pairs in another order, cannot land a rounding error above FORCE_TOL.
+    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * FORCE_TOL)
     r = jnp.asarray(positions, jnp.float64)
     neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
     state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p)
-    converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < FORCE_TOL  # noqa
+    converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa
     state, n_steps = run_phase(partial(_fire_chunk, params=p), state, system, system["r_cutoff"],
                                SKIN_MINIMIZE, MAX_FIRE_STEPS, "FIRE", done=converged)
     positions = np.mod(np.asarray(state.position, np.float64), system["box"])

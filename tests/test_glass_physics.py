@@ -154,3 +154,29 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
     out = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "overflow")
     assert len(calls) >= 2
     assert np.allclose(out, ref, atol=1e-5)
+
+
+def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd):
+    """With sigma scaled by an inexact factor, the traced-parameter energy inside the compiled
+    phases and the pair-list forces used for the final check are the same potential (a weakly
+    typed cut-off once rounded r_c^2 to float32 and split them by ~1e-7)."""
+    import jax
+    import jax.numpy as jnp
+    system = ggd.make_system(n_atoms=250, density=1.227, species_ratio=0.75,
+                             sigma=np.asarray(ggd.SIGMA) * 1.0627,
+                             epsilon=np.asarray(ggd.EPSILON) * 1.08, seed=1)
+    r = ggd.untangle_and_descend(np.random.default_rng(0).uniform(0, system["box"], (250, 3)),
+                                 system, "untangle", True, 200, 0.1)
+    p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"])
+
+    @jax.jit
+    def jit_forces(pos, nbrs, params):
+        _, _, energy_fn = ggd._system(params["box"], params["r_list"], 0.3,
+                                      ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]))
+        return -jax.grad(energy_fn)(pos, neighbor=nbrs, species=params["species"],
+                                    sigma=params["sigma"], epsilon=params["epsilon"])
+    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], 0.3),
+                                  jnp.asarray(r))
+    f_jit = np.asarray(jit_forces(jnp.asarray(r), nbrs, p))
+    _, f_pairs = ggd.energy_and_forces(r, system)
+    assert np.max(np.abs(f_jit - f_pairs)) < 1e-11 * max(1.0, np.max(np.abs(f_pairs)))
