@@ -14,11 +14,13 @@ install: $(VENV)/.installed
 # The whole pipeline on its defaults (scripts are added here as they land).
 pipeline: install
 	$(PY) generate_glass_data.py
+	$(PY) generate_diverse_data.py
 
 test: install
 	$(PY) -m pytest -q tests
 
 bench: install
 	$(PY) tests/benchmarks/bench_glass.py
+	$(PY) tests/benchmarks/bench_diverse.py
 
 .PHONY: install pipeline test bench
