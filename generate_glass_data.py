@@ -415,10 +415,13 @@ def pair_hessian_blocks(rij, r, d1, d2):
 
 
 def hessian(positions, system):
-    """Sparse 3N x 3N Hessian and the local 3x3 blocks D_i = sum_j K_ij (its diagonal blocks)."""
-    n_atoms = len(positions)
+    """Sparse 3N x 3N Hessian and the local 3x3 blocks D_i (its diagonal blocks)."""
     i, j, rij, r, _, d1, d2 = _pairs_with_parameters(positions, system)
-    k = pair_hessian_blocks(rij, r, d1, d2)
+    return hessian_from_pairs(len(positions), i, j, pair_hessian_blocks(rij, r, d1, d2))
+
+
+def hessian_from_pairs(n_atoms, i, j, k):
+    """Assemble H from pair blocks K_ij (pairs i<j): H_ij = H_ji = -K_ij, H_ii = D_i = sum_j K_ij."""
     local = np.zeros((n_atoms, 3, 3))
     np.add.at(local, i, k)
     np.add.at(local, j, k)
