@@ -1,0 +1,171 @@
+"""train.py: invariances, parameter count, learning, split, resume, checkpoint, results."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import glass_io
+from glass_io import atomic_write_pickle
+
+SMALL = dict(hidden=32, layers=2, heads=4, num_rbf=8, ffn_mult=2)
+
+
+@pytest.fixture(scope="module")
+def train():
+    import train as module
+    return module
+
+
+@pytest.fixture(scope="module")
+def graph(train, tiny_glass):
+    return train.glass_graph(tiny_glass)
+
+
+def test_parameter_count_near_850k(train):
+    n = train.count_parameters(train.HybridPhysicsTransformer())
+    assert abs(n - 850_000) / 850_000 < 0.05
+
+
+def test_rotated_glass_with_its_cell_gives_the_same_graph_and_prediction(train, tiny_glass, graph):
+    import augment_data
+    q = augment_data.random_rotation(np.random.default_rng(7))
+    rotated = train.glass_graph(augment_data.rotate_glass(tiny_glass, q, 0))
+    key = lambda g: np.lexsort(g.edge_index.numpy())  # noqa: E731
+    a, b = key(graph), key(rotated)
+    assert torch.equal(graph.edge_index[:, a], rotated.edge_index[:, b])
+    assert torch.allclose(graph.edge_dist[a], rotated.edge_dist[b], atol=1e-5)
+    torch.manual_seed(0)
+    model = train.HybridPhysicsTransformer(**SMALL).eval()
+    with torch.no_grad():
+        p0 = model(graph.x, graph.edge_index, graph.edge_dist)
+        p1 = model(rotated.x, rotated.edge_index, rotated.edge_dist)
+    assert torch.allclose(p0, p1, atol=1e-5)
+
+
+def test_permuting_atoms_permutes_predictions(train, graph):
+    torch.manual_seed(0)
+    model = train.HybridPhysicsTransformer(**SMALL).eval()
+    perm = torch.randperm(graph.num_nodes)
+    inv = torch.argsort(perm)
+    with torch.no_grad():
+        p0 = model(graph.x, graph.edge_index, graph.edge_dist)
+        p1 = model(graph.x[perm], inv[graph.edge_index], graph.edge_dist)
+    assert torch.allclose(p1, p0[perm], atol=1e-5)
+
+
+def test_edges_are_the_pairs_within_the_cutoff(train, tiny_glass, graph):
+    pos, box = tiny_glass["positions"], tiny_glass["box_size"]
+    d = pos[None] - pos[:, None]
+    d -= box * np.round(d / box)
+    dist = np.linalg.norm(d, axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    assert graph.edge_index.shape[1] == int((dist < train.CUTOFF).sum())
+    i, j = graph.edge_index.numpy()
+    assert np.allclose(graph.edge_dist.numpy(), dist[i, j], atol=1e-5)
+
+
+def test_a_few_steps_lower_the_loss(train, graph):
+    torch.manual_seed(0)
+    model = train.HybridPhysicsTransformer(**SMALL)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    y = (graph.y - graph.y.mean()) / graph.y.std()
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.l1_loss(model(graph.x, graph.edge_index, graph.edge_dist), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_checkpointed_blocks_give_the_same_gradients(train, graph):
+    grads = []
+    for use in (False, True):
+        torch.manual_seed(0)
+        model = train.HybridPhysicsTransformer(**SMALL, use_checkpoint=use).train()
+        model(graph.x, graph.edge_index, graph.edge_dist).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_split_is_by_base_and_disjoint(train):
+    tr, va, te = train.split_bases(list(range(30)), seed=1, n_test=5, n_val=4)
+    assert len(te) == 5 and len(va) == 4 and len(tr) == 21
+    assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te))
+    assert sorted(tr + va + te) == list(range(30))
+    assert train.split_bases(list(range(30)), seed=1, n_test=5, n_val=4)[2] == te
+    with pytest.raises(SystemExit, match="cannot give N_TEST"):
+        train.split_bases(list(range(5)), n_test=3, n_val=2)
+
+
+@pytest.fixture()
+def dataset(tmp_path, tiny_glass):
+    """5 base glasses (copies of the tiny one, labels perturbed per base), 2 rotations each."""
+    import augment_data
+    d = tmp_path / "data"
+    for b in range(5):
+        snap = dict(tiny_glass)
+        snap["softness_score"] = tiny_glass["softness_score"] * (1 + 0.1 * b)
+        for r in range(2):
+            q = augment_data.random_rotation(np.random.default_rng([b, r]))
+            atomic_write_pickle(d / "augmented" / f"aug_{2 * b + r:04d}.pkl",
+                                augment_data.rotate_glass(snap, q, b))
+    return d
+
+
+def _args(data, out, epochs):
+    return [f"--DATA_DIR={data}", f"--OUT_DIR={out}", "--N_ATOMS=200", "--N_ROTATIONS=2",
+            "--N_TEST=1", "--N_VAL=1", f"--EPOCHS={epochs}", "--HIDDEN_DIM=32", "--NUM_LAYERS=2",
+            "--NUM_RBF=8", "--BATCH_SIZE=2", "--ACCUM_STEPS=2"]
+
+
+def _run(train, args):
+    saved = glass_io.constants_of(vars(train))
+    try:
+        train.main(args)
+    finally:
+        vars(train).update(saved)
+
+
+def test_training_end_to_end_and_resume(train, dataset, tmp_path):
+    out = tmp_path / "out"
+    _run(train, _args(dataset, out, 2))
+    ck = torch.load(out / "checkpoint.pth", weights_only=False)
+    assert ck["epoch"] == 1 and len(ck["history"]) == 2
+    results = json.loads((out / "results.json").read_text())
+    for key in ("test_R", "test_R2", "test_MAE", "per_glass_R", "n_params", "epochs", "seconds",
+                "device", "seed"):
+        assert key in results
+    assert set(results["per_glass_R"]) == {"mean", "std"}
+    assert -1 <= results["test_R"] <= 1 and results["epochs"] == 2
+    assert set(results["split"]["test"]).isdisjoint(results["split"]["train"])
+    best = torch.load(out / "hybrid_physics_best.pth", weights_only=True)
+    assert {"state_dict", "y_mean", "y_std", "x_mean", "x_std"} <= set(best)
+    assert (out / "training_curves.png").stat().st_size > 1000
+    # resume: the same command with more epochs continues at epoch 2 from the saved state
+    _run(train, _args(dataset, out, 3))
+    ck2 = torch.load(out / "checkpoint.pth", weights_only=False)
+    assert ck2["epoch"] == 2 and [h["epoch"] for h in ck2["history"]] == [0, 1, 2]
+    assert ck2["history"][:2] == ck["history"]
+    assert ck2["optimizer"]["state"][0]["step"] > ck["optimizer"]["state"][0]["step"]
+
+
+def test_resumed_epoch_equals_uninterrupted_epoch(train, dataset, tmp_path):
+    _run(train, _args(dataset, tmp_path / "a", 2))
+    _run(train, _args(dataset, tmp_path / "b", 1))
+    _run(train, _args(dataset, tmp_path / "b", 2))
+    a = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pth", weights_only=False)
+    assert a["history"][1]["train_loss"] == pytest.approx(b["history"][1]["train_loss"], rel=1e-6)
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6)
+
+
+def test_missing_data_and_wrong_atom_count_are_clear_errors(train, dataset, tmp_path):
+    with pytest.raises(SystemExit, match="no augmented glasses"):
+        _run(train, _args(tmp_path / "nothing", tmp_path / "o", 1))
+    with pytest.raises(SystemExit, match="has 200 atoms, expected 1000"):
+        _run(train, _args(dataset, tmp_path / "o", 1) + ["--N_ATOMS=1000"])
