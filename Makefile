@@ -11,10 +11,12 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
-# The whole pipeline on its defaults (scripts are added here as they land).
+# The whole pipeline on its defaults: the four scripts in order.
 pipeline: install
 	$(PY) generate_glass_data.py
 	$(PY) generate_diverse_data.py
+	$(PY) augment_data.py
+	$(PY) train.py
 
 test: install
 	$(PY) -m pytest -q tests
