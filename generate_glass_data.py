@@ -17,9 +17,8 @@ Run `python generate_glass_data.py --help` for the constants; override any with 
 import dataclasses
 import os
 import time
-from functools import partial
-
 import warnings
+from functools import partial
 
 import numpy as np
 
@@ -64,8 +63,8 @@ SHOW_PROGRESS = True            # tqdm bar per phase (the parallel script turns 
 
 # --- neighbour lists: radius r_cutoff + skin, rebuilt when an atom has moved skin/2 ---
 SKIN_DYNAMICS = 0.8             # sigma; thermal vibrations at T=0.44 reach ~0.25 sigma over 3000
-                                # coordinates, so a 0.3 skin rebuilt every few steps (measured:
-                                # 6 ms/step at 0.5, 3 ms/step at 0.8)
+                                # coordinates, so a smaller skin rebuilds every few steps
+                                # (measured: 6 ms/step at skin 0.5, 3 ms/step at 0.8)
 SKIN_MINIMIZE = 0.3             # sigma; descents and FIRE move little, a short list is cheaper
 CAPACITY_MARGIN = 1.2           # head-room of the pair buffer above the pairs found at allocation
 
@@ -138,9 +137,10 @@ def assign_species(n_atoms, species_ratio, rng):
 def smoothed_lj(r_onset, r_cutoff):
     """jax-md's LJ times the C1 (HOOMD) switch S(r): S=1 below r_onset, 0 beyond r_cutoff.
 
-    Python-float cut-offs become float64 arrays first: jax-md squares them as `r ** f32(2)`, which
-    for a (weakly typed) Python float rounds r^2 to float32 and shifts the forces by ~1e-7 (measured) unless r is exact in
-    binary, e.g. for sigma scaled by 1.06 - enough to fail a 1e-10 force check."""
+    Python-float cut-offs become float64 arrays first: jax-md squares them as `r ** f32(2)`,
+    which for a (weakly typed) Python float rounds r^2 to float32 and, unless r is exact in
+    binary (sigma scaled by 1.06, say), shifts the forces by ~1e-7 (measured): enough to fail
+    the 1e-10 force check."""
     strong = lambda r: r if isinstance(r, jax.Array) else jnp.asarray(r, jnp.float64)  # noqa
     return energy.multiplicative_isotropic_cutoff(energy.lennard_jones, strong(r_onset),
                                                   strong(r_cutoff))
@@ -164,7 +164,8 @@ def _system(box, r_list, skin, pair):
     """Shift, neighbour list and pair energy for a (traced) box."""
     displacement, shift = space.periodic(box)
     neighbor_fn = neighbor_list_fn(box, r_list, skin)
-    energy_fn = smap.pair_neighbor_list(pair, space.canonicalize_displacement_or_metric(displacement))
+    metric = space.canonicalize_displacement_or_metric(displacement)
+    energy_fn = smap.pair_neighbor_list(pair, metric)
     return shift, neighbor_fn, energy_fn
 
 
@@ -228,8 +229,9 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
 
 # ================================ compiled phases ================================================
 # Every physical parameter is a traced argument (box, sigma, epsilon, cut-offs, temperatures,
-# step counters), so one compiled program serves every glass of the same size. SKIN alone is a
-# compile-time constant (a static argument): jax-md branches in Python on whether it is zero.
+# step counters), so one compiled program serves every glass of the same size. The skins and
+# the FIRE step sizes are compile-time constants: jax-md branches in Python on whether the skin
+# is zero and casts the FIRE parameters with numpy.
 @partial(jax.jit, static_argnames=("soft", "skin"))
 def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin):
     """Gradient descent R <- R + step * F on soft spheres (soft=True, untangling) or on the
