@@ -62,6 +62,8 @@ CPU_BF16 = False                # bfloat16 autocast on CPU: measured 3x slower h
 USE_CHECKPOINT = True           # activation checkpointing of the hybrid blocks (memory for time)
 NUM_THREADS = 0                 # torch CPU threads (0: torch's default)
 
+BASELINES_ONLY = False          # compute the baselines on the split, write results.json, no training
+
 CHECKPOINT_FILE = "checkpoint.pth"     # full training state, rewritten every epoch (resume)
 BEST_FILE = "hybrid_physics_best.pth"  # best-validation weights + scaling, weights_only loadable
 
@@ -313,6 +315,35 @@ def metrics(pairs, s):
                 per_glass_R_std=float(np.std(per_glass)))
 
 
+# ================================ baselines ======================================================
+def neighbour_features(g):
+    """Per atom: its 5 features and their average over its neighbours within CUTOFF."""
+    src, dst = g.edge_index
+    mean = scatter(g.x[src], dst, dim=0, dim_size=g.num_nodes, reduce="mean")
+    return torch.cat([g.x, mean], dim=1).numpy()
+
+
+def baseline_scores(data, train_b, test_b):
+    """Test R of simple predictors on the same split, one copy per base (features and labels
+    are rotation invariant, so the other copies repeat it): lambda_1 alone (signed R: a soft cage
+    means a soft atom, so expect it negative), least squares on the 5 features, and gradient-
+    boosted trees on the 5 features plus their neighbour averages. The model must beat these."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    tr = [data[b][0] for b in train_b]
+    te = [data[b][0] for b in test_b]
+    y_tr = torch.cat([g.y for g in tr]).numpy()
+    y_te = torch.cat([g.y for g in te]).numpy()
+    x_tr = np.concatenate([neighbour_features(g) for g in tr])
+    x_te = np.concatenate([neighbour_features(g) for g in te])
+    r = lambda pred: float(np.corrcoef(pred, y_te)[0, 1])  # noqa: E731
+    ones = lambda x: np.concatenate([x[:, :5], np.ones((len(x), 1))], axis=1)  # noqa: E731
+    coef, *_ = np.linalg.lstsq(ones(x_tr), y_tr, rcond=None)
+    gbt = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=SEED)
+    gbt.fit(x_tr, y_tr)
+    return dict(lambda1_R=r(x_te[:, 2]), least_squares_R=r(ones(x_te) @ coef),
+                gbt_neighbours_R=r(gbt.predict(x_te)))
+
+
 def rng_states():
     return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
 
@@ -375,6 +406,17 @@ def main(argv=None):
     test_set = scaled([g for b in test_b for g in data[b]], s)
     print(f"{len(data)} base glasses: {len(train_b)} train / {len(val_b)} val / {len(test_b)} "
           f"test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); device {device}")
+
+    t_base = time.perf_counter()
+    baselines = baseline_scores(data, train_b, test_b)
+    print("baselines (test R): " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
+          + f"  [{time.perf_counter() - t_base:.1f}s]")
+    if BASELINES_ONLY:
+        os.makedirs(OUT_DIR, exist_ok=True)
+        atomic_write_bytes(os.path.join(OUT_DIR, "results.json"), json.dumps(
+            dict(baselines=baselines, seed=SEED, split=dict(train=train_b, val=val_b, test=test_b)),
+            indent=2).encode())
+        return
 
     model = HybridPhysicsTransformer().to(device)
     n_params = count_parameters(model)
@@ -446,7 +488,8 @@ def main(argv=None):
                    best_epoch=int(best["epoch"]), epochs=len(history), n_params=n_params,
                    seconds=seconds_before + time.perf_counter() - t0,
                    wall_seconds_this_run=time.perf_counter() - t_start, device=str(device),
-                   seed=SEED, split=dict(train=train_b, val=val_b, test=test_b))
+                   seed=SEED, baselines=baselines,
+                   split=dict(train=train_b, val=val_b, test=test_b))
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())
     print(f"test R = {test['R']:.4f}  R^2 = {test['R2']:.4f}  MAE = {test['MAE']:.4f}  "

@@ -140,6 +140,7 @@ def test_training_end_to_end_and_resume(train, dataset, tmp_path):
                 "device", "seed"):
         assert key in results
     assert set(results["per_glass_R"]) == {"mean", "std"}
+    assert set(results["baselines"]) == {"lambda1_R", "least_squares_R", "gbt_neighbours_R"}
     assert -1 <= results["test_R"] <= 1 and results["epochs"] == 2
     assert set(results["split"]["test"]).isdisjoint(results["split"]["train"])
     best = torch.load(out / "hybrid_physics_best.pth", weights_only=True)
@@ -169,3 +170,21 @@ def test_missing_data_and_wrong_atom_count_are_clear_errors(train, dataset, tmp_
         _run(train, _args(tmp_path / "nothing", tmp_path / "o", 1))
     with pytest.raises(SystemExit, match="has 200 atoms, expected 1000"):
         _run(train, _args(dataset, tmp_path / "o", 1) + ["--N_ATOMS=1000"])
+
+
+def test_baselines_on_a_known_signal(train, graph):
+    """Labels built from lambda_1 and a neighbour average: least squares recovers the linear part,
+    the trees the rest, and lambda_1 alone correlates negatively by construction."""
+    data = {}
+    rng = np.random.default_rng(0)
+    for b in range(6):
+        g = graph.clone()
+        g.x = g.x.clone()
+        g.x[:, 2:] = g.x[:, 2:] * torch.tensor(rng.uniform(0.8, 1.2, 3), dtype=torch.float32)
+        nb = torch.tensor(train.neighbour_features(g)[:, 7])
+        g.y = -g.x[:, 2] / g.x[:, 2].std() + 0.5 * (nb - nb.mean()) / nb.std()
+        data[b] = [g]
+    scores = train.baseline_scores(data, [0, 1, 2, 3], [4, 5])
+    assert scores["lambda1_R"] < -0.3
+    assert scores["gbt_neighbours_R"] > scores["least_squares_R"] > 0.3
+    assert scores["gbt_neighbours_R"] > 0.8
