@@ -22,7 +22,7 @@ from functools import partial
 
 import numpy as np
 
-from glass_io import apply_overrides, atomic_write_pickle, validate_snapshot
+from glass_io import apply_overrides, atomic_write_pickle, or_constants, validate_snapshot
 
 # ================================ constants ====================================================
 # --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---
@@ -503,12 +503,9 @@ def make_system(n_atoms=None, density=None, species_ratio=None, sigma=None, epsi
                 seed=None):
     """Box, species and interaction parameters (absolute cut-offs) of one glass. Arguments left
     None take the (possibly overridden) module constants."""
-    n_atoms = N_ATOMS if n_atoms is None else n_atoms
-    density = DENSITY if density is None else density
-    species_ratio = SPECIES_RATIO if species_ratio is None else species_ratio
-    sigma = SIGMA if sigma is None else sigma
-    epsilon = EPSILON if epsilon is None else epsilon
-    seed = SEED if seed is None else seed
+    n_atoms, density, species_ratio, sigma, epsilon, seed = or_constants(
+        globals(), n_atoms=n_atoms, density=density, species_ratio=species_ratio, sigma=sigma,
+        epsilon=epsilon, seed=seed)
     sigma, epsilon = np.asarray(sigma, np.float64), np.asarray(epsilon, np.float64)
     r_on, r_cut = absolute_cutoffs(sigma)
     box = check_minimum_image(n_atoms, density, r_cut)
@@ -521,12 +518,9 @@ def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
                species_ratio=None, sigma=None, epsilon=None, seed=None, log=print):
     """The six steps for one glass; returns the snapshot dict of the seed's schema.
     Arguments left None take the module constants."""
-    temperature = TEMPERATURE if temperature is None else temperature
-    quench_steps = QUENCH_STEPS if quench_steps is None else quench_steps
-    seed = SEED if seed is None else seed
-    n_atoms = N_ATOMS if n_atoms is None else n_atoms
-    density = DENSITY if density is None else density
-    species_ratio = SPECIES_RATIO if species_ratio is None else species_ratio
+    n_atoms, density, temperature, quench_steps, species_ratio, seed = or_constants(
+        globals(), n_atoms=n_atoms, density=density, temperature=temperature,
+        quench_steps=quench_steps, species_ratio=species_ratio, seed=seed)
     system = make_system(n_atoms, density, species_ratio, sigma, epsilon, seed)
     box = system["box"]
     seconds = {}

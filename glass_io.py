@@ -76,6 +76,12 @@ def apply_overrides(namespace, argv=None):
     return changed
 
 
+def or_constants(namespace, **given):
+    """The given arguments, with each None replaced by the script's constant of the same name in
+    upper case, read at call time so that command-line overrides reach function defaults."""
+    return [namespace[name.upper()] if value is None else value for name, value in given.items()]
+
+
 def constants_of(namespace):
     """The UPPER_CASE constants of a script, as a plain dict (recorded with every output)."""
     return {n: namespace[n] for n in _constant_names(namespace)}

@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 
-from glass_io import GlassFileError, apply_overrides, atomic_write_bytes, constants_of
+from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, constants_of,
+                      or_constants)
 
 # ================================ constants ====================================================
 # --- data ---
@@ -130,13 +131,9 @@ class HybridPhysicsTransformer(nn.Module):
         """Embedding, `layers` hybrid blocks, prediction head. Arguments left None take the
         (possibly overridden) constants."""
         super().__init__()
-        hidden = HIDDEN_DIM if hidden is None else hidden
-        layers = NUM_LAYERS if layers is None else layers
-        heads = NUM_HEADS if heads is None else heads
-        num_rbf = NUM_RBF if num_rbf is None else num_rbf
-        cutoff = CUTOFF if cutoff is None else cutoff
-        ffn_mult = FFN_MULT if ffn_mult is None else ffn_mult
-        use_checkpoint = USE_CHECKPOINT if use_checkpoint is None else use_checkpoint
+        hidden, layers, heads, num_rbf, cutoff, ffn_mult, use_checkpoint = or_constants(
+            globals(), hidden_dim=hidden, num_layers=layers, num_heads=heads, num_rbf=num_rbf,
+            cutoff=cutoff, ffn_mult=ffn_mult, use_checkpoint=use_checkpoint)
         self.num_rbf, self.cutoff, self.use_checkpoint = num_rbf, cutoff, use_checkpoint
         self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(),
                                    nn.Linear(hidden, hidden))
@@ -185,7 +182,7 @@ def periodic_edges(positions, cell, cutoff):
 
 def glass_graph(snap, cutoff=None):
     """A PyG graph of one (rotated) glass: raw features, edges, target, and its base index."""
-    cutoff = CUTOFF if cutoff is None else cutoff
+    cutoff, = or_constants(globals(), cutoff=cutoff)
     species = snap["species"].astype(np.int64)
     x = np.concatenate([np.eye(2)[species], snap["eigenvalues"]], axis=1)
     cell = snap.get("cell", snap["box_size"] * np.eye(3))
@@ -222,9 +219,7 @@ def load_dataset():
 def split_bases(bases, seed=None, n_test=None, n_val=None):
     """Shuffle the base glasses with `seed`; all rotations of a base stay on one side.
     Arguments left None take the (possibly overridden) constants."""
-    seed = SEED if seed is None else seed
-    n_test = N_TEST if n_test is None else n_test
-    n_val = N_VAL if n_val is None else n_val
+    seed, n_test, n_val = or_constants(globals(), seed=seed, n_test=n_test, n_val=n_val)
     bases = sorted(bases)
     if len(bases) < n_test + n_val + 1:
         raise SystemExit(f"error: {len(bases)} base glasses cannot give N_TEST={n_test}, "
