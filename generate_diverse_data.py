@@ -181,8 +181,8 @@ def main(argv=None):
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
     try:   # refuse a box narrower than 2 r_cut for the densest, largest-sigma corner of the ranges
-        ggd.check_minimum_image(N_ATOMS, DENSITY_RANGE[1], ggd.R_CUTOFF * max(map(max, ggd.SIGMA))
-                                * SIGMA_SCALE_RANGE[1])
+        r_cut = ggd.absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1])[1]
+        ggd.check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
     os.makedirs(DATA_DIR, exist_ok=True)

@@ -165,6 +165,8 @@ def periodic_edges(positions, cell, cutoff):
     box vectors, possibly rotated): a periodic k-d tree in fractional coordinates scaled to the box
     length, distances by the minimum image in the cell's own frame."""
     from scipy.spatial import cKDTree
+
+    from augment_data import fractional_minimum_image
     box = float(np.linalg.norm(cell[0]))
     if not np.allclose(cell @ cell.T, box ** 2 * np.eye(3), atol=1e-8 * box ** 2):
         raise ValueError("only cubic (possibly rotated) cells are supported")
@@ -174,8 +176,7 @@ def periodic_edges(positions, cell, cutoff):
     frac -= np.floor(frac)
     pairs = cKDTree(frac * box, boxsize=box).query_pairs(cutoff, output_type="ndarray")
     i, j = pairs[:, 0], pairs[:, 1]
-    d = frac[j] - frac[i]
-    dist = np.linalg.norm((d - np.round(d)) @ cell, axis=1)
+    dist = np.linalg.norm(fractional_minimum_image(positions[j] - positions[i], cell), axis=1)
     edge_index = np.concatenate([np.stack([j, i]), np.stack([i, j])], axis=1)
     return edge_index, np.concatenate([dist, dist])
 
