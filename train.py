@@ -36,6 +36,9 @@ AUG_SUBDIR = "augmented"
 OUT_DIR = "."                   # hybrid_physics_best.pth, training_curves.png, results.json
 N_ATOMS = 1000                  # every glass must have this many atoms
 N_ROTATIONS = 10                # rotated copies per base used (<= what augment_data.py wrote)
+ROTATION_SHORTCUT = False       # True: build one graph per base and let it stand for its
+                                # N_ROTATIONS copies (same epoch length, batches and result: the
+                                # model and its inputs are rotation invariant; see README)
 N_TEST = 18                     # base glasses held out for the final test (seed: 18 of 120)
 N_VAL = 12                      # base glasses for model selection and early stopping
 SEED = 0                        # split, initialisation, batch order
@@ -58,9 +61,16 @@ LR_PATIENCE = 5                 # ReduceLROnPlateau on the validation loss
 LR_FACTOR = 0.5
 EPOCHS = 200
 EARLY_STOP_PATIENCE = 20        # epochs without a better validation loss before stopping
+TIME_LIMIT_MIN = 43.0           # wall-clock budget of one `python train.py` run, minutes: no epoch
+                                # is started that would end after it (0: no limit, as the seed)
 USE_AMP = True                  # float16 autocast + GradScaler on CUDA
 CPU_BF16 = False                # bfloat16 autocast on CPU: measured 3x slower here, so off
-USE_CHECKPOINT = True           # activation checkpointing of the hybrid blocks (memory for time)
+USE_CHECKPOINT = True           # activation checkpointing of the hybrid blocks, reference path only
+                                # (the fused path keeps no per-edge tensors, so it needs none)
+FAST_KERNELS = True             # CPU: fused C kernels of message_kernels.py (falls back to the
+                                # reference PyG path, with a warning, where they cannot be built)
+FILTER_TABLE_POINTS = 4096      # fused path: w(r) tabulated on this many points, linear interpolation
+FILTER_TABLE_RMIN = 0.5         # sigma_AA, table start (below any pair distance in a glass)
 NUM_THREADS = 0                 # torch CPU threads (0: torch's default)
 
 BASELINES_ONLY = False          # compute the baselines on the split, write results.json, no training
@@ -69,6 +79,7 @@ CHECKPOINT_FILE = "checkpoint.pth"     # full training state, rewritten every ep
 BEST_FILE = "hybrid_physics_best.pth"  # best-validation weights + scaling, weights_only loadable
 
 import torch                                        # noqa: E402
+import message_kernels                              # noqa: E402
 import torch.nn as nn                               # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
 from torch.utils.checkpoint import checkpoint       # noqa: E402
@@ -107,34 +118,55 @@ class HybridBlock(nn.Module):
                                  nn.Linear(ffn_mult * hidden, hidden))
 
     def forward(self, h, src, dst, rbf, fc):
+        """Reference path (PyG): per-edge tensors, differentiated by autograd."""
         n = h.shape[0]
         x = self.norm1(h)
         # physics branch: m_ij = x_j * w_ij, w_ij = MLP(phi(r_ij)) fc(r_ij)
         w = self.filter(rbf) * fc.unsqueeze(-1)
-        m_phys = x[src] * w
+        agg_phys = scatter(x[src] * w, dst, dim=0, dim_size=n, reduce="sum")
         # attention branch: alpha_ij = softmax_j(q_i . k_j / sqrt(d) * fc(r_ij)), m_ij = alpha_ij v_j
         q, k, v = self.qkv(x).view(n, 3, self.heads, self.head_dim).unbind(1)
         logits = (q[dst] * k[src]).sum(-1) / math.sqrt(self.head_dim) * fc.unsqueeze(-1)
         alpha = softmax(logits, dst, num_nodes=n)
         m_attn = (alpha.unsqueeze(-1) * v[src]).reshape(-1, self.heads * self.head_dim)
-        # fusion: sum_j (m_phys + gamma m_attn), with the usual multi-head output projection
-        # applied to the attention sum (linear, so it commutes with the sum over j)
-        agg_phys = scatter(m_phys, dst, dim=0, dim_size=n, reduce="sum")
         agg_attn = scatter(m_attn, dst, dim=0, dim_size=n, reduce="sum")
+        return self.fuse(h, agg_phys, agg_attn)
+
+    def forward_fused(self, h, graph, rbf_grid, fc_grid):
+        """The same block with both edge sums done by message_kernels (CPU): the filter is
+        evaluated on the table's r grid (autograd flows into the MLP through the table) and
+        looked up per edge by linear interpolation."""
+        x = self.norm1(h)
+        table = self.filter(rbf_grid) * fc_grid.unsqueeze(-1)
+        agg_phys = message_kernels.PhysicsMessage.apply(x, table, graph)
+        agg_attn = message_kernels.NeighbourAttention.apply(self.qkv(x), graph, self.heads)
+        return self.fuse(h, agg_phys, agg_attn)
+
+    def fuse(self, h, agg_phys, agg_attn):
+        """h + Linear(sum_j m_phys + gamma sum_j m_attn), the usual multi-head output projection
+        applied to the attention sum (linear, so it commutes with the sum over j); then the FFN."""
         h = h + self.out(agg_phys + self.gamma * self.attn_out(agg_attn))
         return h + self.ffn(self.norm2(h))
 
 
 class HybridPhysicsTransformer(nn.Module):
     def __init__(self, in_dim=5, hidden=None, layers=None, heads=None, num_rbf=None, cutoff=None,
-                 ffn_mult=None, use_checkpoint=None):
+                 ffn_mult=None, use_checkpoint=None, fast_kernels=None, filter_table_points=None,
+                 filter_table_rmin=None):
         """Embedding, `layers` hybrid blocks, prediction head. Arguments left None take the
-        (possibly overridden) constants."""
+        (possibly overridden) constants. `fast_kernels` changes how, not what, it computes:
+        the state_dict is the same on both paths."""
         super().__init__()
-        hidden, layers, heads, num_rbf, cutoff, ffn_mult, use_checkpoint = or_constants(
+        (hidden, layers, heads, num_rbf, cutoff, ffn_mult, use_checkpoint, fast_kernels,
+         filter_table_points, filter_table_rmin) = or_constants(
             globals(), hidden_dim=hidden, num_layers=layers, num_heads=heads, num_rbf=num_rbf,
-            cutoff=cutoff, ffn_mult=ffn_mult, use_checkpoint=use_checkpoint)
+            cutoff=cutoff, ffn_mult=ffn_mult, use_checkpoint=use_checkpoint,
+            fast_kernels=fast_kernels, filter_table_points=filter_table_points,
+            filter_table_rmin=filter_table_rmin)
         self.num_rbf, self.cutoff, self.use_checkpoint = num_rbf, cutoff, use_checkpoint
+        self.heads, self.head_dim = heads, hidden // heads
+        self.fast_kernels, self.table_points, self.table_rmin = (
+            fast_kernels, filter_table_points, filter_table_rmin)
         self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(),
                                    nn.Linear(hidden, hidden))
         self.blocks = nn.ModuleList(HybridBlock(hidden, heads, num_rbf, ffn_mult)
@@ -142,7 +174,19 @@ class HybridPhysicsTransformer(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(),
                                   nn.Linear(hidden, 1))
 
+    def uses_fused_path(self, device):
+        return self.fast_kernels and device.type == "cpu" and message_kernels.available()
+
+    def csr_graph(self, edge_index, edge_dist, n):
+        """What the fused kernels need from a graph whose edges are sorted by destination."""
+        return message_kernels.CSRGraph(edge_index, edge_dist, n, self.table_rmin, self.cutoff,
+                                        self.table_points,
+                                        cosine_cutoff(edge_dist.double(), self.cutoff),
+                                        self.head_dim)
+
     def forward(self, x, edge_index, edge_dist):
+        if self.uses_fused_path(x.device):
+            return self.forward_fused(x, self.csr_graph(edge_index, edge_dist, x.shape[0]))
         src, dst = edge_index                       # message flows src (j) -> dst (i)
         rbf = bessel_rbf(edge_dist, self.num_rbf, self.cutoff)
         fc = cosine_cutoff(edge_dist, self.cutoff)
@@ -152,6 +196,15 @@ class HybridPhysicsTransformer(nn.Module):
                 h = checkpoint(block, h, src, dst, rbf, fc, use_reentrant=False)
             else:
                 h = block(h, src, dst, rbf, fc)
+        return self.head(h).squeeze(-1)
+
+    def forward_fused(self, x, graph):
+        grid = torch.linspace(self.table_rmin, self.cutoff, self.table_points, dtype=x.dtype)
+        rbf_grid = bessel_rbf(grid, self.num_rbf, self.cutoff)
+        fc_grid = cosine_cutoff(grid, self.cutoff)
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block.forward_fused(h, graph, rbf_grid, fc_grid)
         return self.head(h).squeeze(-1)
 
 
@@ -178,7 +231,9 @@ def periodic_edges(positions, cell, cutoff):
     i, j = pairs[:, 0], pairs[:, 1]
     dist = np.linalg.norm(fractional_minimum_image(positions[j] - positions[i], cell), axis=1)
     edge_index = np.concatenate([np.stack([j, i]), np.stack([i, j])], axis=1)
-    return edge_index, np.concatenate([dist, dist])
+    dist = np.concatenate([dist, dist])             # j->i and i->j: the same number, bit for bit
+    order = np.lexsort((edge_index[0], edge_index[1]))     # CSR: by destination, then source
+    return edge_index[:, order], dist[order]
 
 
 def glass_graph(snap, cutoff=None):
@@ -212,8 +267,15 @@ def load_dataset():
         except GlassFileError as err:
             raise SystemExit(f"error: {err}")
         per_base = by_base.setdefault(snap["base_index"], [])
+        if ROTATION_SHORTCUT and per_base:
+            continue
         if len(per_base) < N_ROTATIONS:
-            per_base.append(glass_graph(snap))
+            g = glass_graph(snap)
+            if per_base and torch.equal(g.edge_index, per_base[0].edge_index):
+                g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
+            per_base.append(g)
+    if ROTATION_SHORTCUT:         # the same graph object stands for every copy of its base
+        by_base = {b: graphs * N_ROTATIONS for b, graphs in by_base.items()}
     return dict(sorted(by_base.items()))
 
 
@@ -238,14 +300,17 @@ def fit_scaling(graphs):
 
 
 def scaled(graphs, s):
-    """Copies of the graphs with standardized eigenvalues and target."""
-    out = []
+    """Shallow copies of the graphs (edges shared, not copied) with standardized eigenvalues and
+    target; a graph object repeated in `graphs` stays one object."""
+    import copy
+    done = {}
     for g in graphs:
-        g = g.clone()
-        g.x = torch.cat([g.x[:, :2], (g.x[:, 2:] - s["x_mean"]) / s["x_std"]], dim=1)
-        g.y = (g.y - s["y_mean"]) / s["y_std"]
-        out.append(g)
-    return out
+        if id(g) not in done:
+            c = copy.copy(g)
+            c.x = torch.cat([g.x[:, :2], (g.x[:, 2:] - s["x_mean"]) / s["x_std"]], dim=1)
+            c.y = (g.y - s["y_mean"]) / s["y_std"]
+            done[id(g)] = c
+    return [done[id(g)] for g in graphs]
 
 
 # ================================ training =======================================================
@@ -378,9 +443,21 @@ def plot_curves(history, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
+def time_left_for_epoch(t_start, history, test_per_val):
+    """Whether one more epoch (median of the last five) and the final test evaluation (the last
+    validation pass scaled by test_per_val) end before TIME_LIMIT_MIN after t_start."""
+    if not TIME_LIMIT_MIN:
+        return True
+    epoch_s = np.median([h["seconds"] for h in history[-5:]])
+    final_s = history[-1].get("val_seconds", 0.0) * test_per_val + 15.0   # + plots and saving
+    return time.perf_counter() - t_start + epoch_s + final_s <= TIME_LIMIT_MIN * 60
+
+
 def config():
+    """The settings a checkpoint must share to be resumed (not: how long or how fast)."""
     return {k: v for k, v in constants_of(globals()).items()
-            if k not in ("EPOCHS", "OUT_DIR", "DATA_DIR", "NUM_THREADS")}
+            if k not in ("EPOCHS", "OUT_DIR", "DATA_DIR", "NUM_THREADS", "TIME_LIMIT_MIN",
+                         "FAST_KERNELS")}
 
 
 def main(argv=None):
@@ -398,8 +475,11 @@ def main(argv=None):
     train_graphs = [g for b in train_b for g in data[b]]
     s = fit_scaling(train_graphs)
     train_set = scaled(train_graphs, s)
-    val_set = scaled([g for b in val_b for g in data[b]], s)
-    test_set = scaled([g for b in test_b for g in data[b]], s)
+    # evaluation: with the shortcut the copies are one object, so evaluate it once (pooled and
+    # per-glass R, MAE are unchanged by repeating identical predictions)
+    copies = (lambda b: data[b][:1]) if ROTATION_SHORTCUT else (lambda b: data[b])  # noqa: E731
+    val_set = scaled([g for b in val_b for g in copies(b)], s)
+    test_set = scaled([g for b in test_b for g in copies(b)], s)
     print(f"{len(data)} base glasses: {len(train_b)} train / {len(val_b)} val / {len(test_b)} "
           f"test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); device {device}")
 
@@ -416,7 +496,13 @@ def main(argv=None):
 
     model = HybridPhysicsTransformer().to(device)
     n_params = count_parameters(model)
-    print(f"model: {n_params:,} parameters")
+    if model.uses_fused_path(device):
+        path = "fused CPU kernels (message_kernels.py)"
+    else:
+        path = "reference PyG path"
+        if FAST_KERNELS and device.type == "cpu":
+            path += f" (fused kernels unavailable: {message_kernels.build_error()})"
+    print(f"model: {n_params:,} parameters; {path}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min",
                                                            factor=LR_FACTOR, patience=LR_PATIENCE)
@@ -442,13 +528,22 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(SEED)
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
     t0 = time.perf_counter()
+    stopped_by = "EPOCHS"
     for epoch in range(start, EPOCHS):
         if since_best >= EARLY_STOP_PATIENCE:
             print(f"early stop: no better validation loss for {EARLY_STOP_PATIENCE} epochs")
+            stopped_by = "early stop"
+            break
+        if history and epoch > start and not time_left_for_epoch(t_start, history,
+                                                                  len(test_set) / len(val_set)):
+            print(f"time limit: another epoch would end after TIME_LIMIT_MIN={TIME_LIMIT_MIN} "
+                  f"min (override --TIME_LIMIT_MIN=0 for the seed's schedule)")
+            stopped_by = "time limit"
             break
         te = time.perf_counter()
         generator.manual_seed(SEED * 100003 + epoch)     # batch order depends on (SEED, epoch)
         train_loss = train_epoch(model, loader, optimizer, scaler, device)
+        tv = time.perf_counter()
         val = predict(model, val_set, device)
         val_loss = float(torch.cat([(p - t).abs() for p, t in val]).mean())
         val_r = pearson(torch.cat([p for p, _ in val]), torch.cat([t for _, t in val]))
@@ -462,17 +557,19 @@ def main(argv=None):
             since_best += 1
         history.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_R=val_r,
                             lr=optimizer.param_groups[0]["lr"],
-                            seconds=time.perf_counter() - te))
+                            seconds=time.perf_counter() - te, val_seconds=time.perf_counter() - tv))
         seconds = seconds_before + time.perf_counter() - t0
         save_torch(ckpt_path, dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                                    scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                                    rng=rng_states(), epoch=epoch, best_val=best_val,
                                    since_best=since_best, history=history, seconds=seconds,
                                    config=config()))
-        per_epoch = np.median([h["seconds"] for h in history[-5:]])
+        left = np.median([h["seconds"] for h in history[-5:]]) * (EPOCHS - epoch - 1)
+        if TIME_LIMIT_MIN:
+            left = min(left, TIME_LIMIT_MIN * 60 - (time.perf_counter() - t_start))
         print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  val R {val_r:.4f}  "
               f"lr {history[-1]['lr']:.1e}  {history[-1]['seconds']:.1f}s  "
-              f"(<= {per_epoch * (EPOCHS - epoch - 1) / 60:.1f} min left)", flush=True)
+              f"(<= {max(left, 0) / 60:.1f} min left)", flush=True)
     plot_curves(history, os.path.join(OUT_DIR, "training_curves.png"))
 
     best = torch.load(best_path, map_location=device, weights_only=True)
@@ -481,7 +578,8 @@ def main(argv=None):
     results = dict(test_R=test["R"], test_R2=test["R2"], test_R_squared=test["R_squared"],
                    test_MAE=test["MAE"], test_MAE_standardized=test["MAE_standardized"],
                    per_glass_R=dict(mean=test["per_glass_R_mean"], std=test["per_glass_R_std"]),
-                   best_epoch=int(best["epoch"]), epochs=len(history), n_params=n_params,
+                   best_epoch=int(best["epoch"]), epochs=len(history), stopped_by=stopped_by,
+                   n_params=n_params, fused_kernels=model.uses_fused_path(device),
                    seconds=seconds_before + time.perf_counter() - t0,
                    wall_seconds_this_run=time.perf_counter() - t_start, device=str(device),
                    seed=SEED, baselines=baselines,

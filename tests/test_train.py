@@ -85,7 +85,8 @@ def test_checkpointed_blocks_give_the_same_gradients(train, graph):
     grads = []
     for use in (False, True):
         torch.manual_seed(0)
-        model = train.HybridPhysicsTransformer(**SMALL, use_checkpoint=use).train()
+        model = train.HybridPhysicsTransformer(**SMALL, use_checkpoint=use,
+                                               fast_kernels=False).train()
         model(graph.x, graph.edge_index, graph.edge_dist).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
@@ -163,6 +164,30 @@ def test_resumed_epoch_equals_uninterrupted_epoch(train, dataset, tmp_path):
     assert a["history"][1]["train_loss"] == pytest.approx(b["history"][1]["train_loss"], rel=1e-6)
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6)
+
+
+def test_rotation_shortcut_trains_to_the_same_weights(train, dataset, tmp_path):
+    """One graph per base standing for its copies gives the same batches, steps and weights as
+    the rotated copies themselves (the model and its inputs are rotation invariant)."""
+    _run(train, _args(dataset, tmp_path / "full", 2))
+    _run(train, _args(dataset, tmp_path / "short", 2) + ["--ROTATION_SHORTCUT=true"])
+    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=False)
+    b = torch.load(tmp_path / "short" / "checkpoint.pth", weights_only=False)
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=2e-5), k
+    for ha, hb in zip(a["history"], b["history"]):
+        assert ha["train_loss"] == pytest.approx(hb["train_loss"], rel=1e-4)
+        assert ha["val_R"] == pytest.approx(hb["val_R"], abs=1e-4)
+    ra = json.loads((tmp_path / "full" / "results.json").read_text())
+    rb = json.loads((tmp_path / "short" / "results.json").read_text())
+    assert ra["test_R"] == pytest.approx(rb["test_R"], abs=1e-4)
+
+
+def test_time_limit_stops_between_epochs(train, dataset, tmp_path):
+    """A budget smaller than one epoch still trains one epoch, then stops and reports why."""
+    _run(train, _args(dataset, tmp_path / "o", 50) + ["--TIME_LIMIT_MIN=0.001"])
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["epochs"] == 1 and results["stopped_by"] == "time limit"
 
 
 def test_missing_data_and_wrong_atom_count_are_clear_errors(train, dataset, tmp_path):

@@ -1,0 +1,108 @@
+"""message_kernels.py: the fused CPU path computes the reference model (gradcheck, agreement)."""
+import pytest
+import torch
+
+import message_kernels as mk
+
+pytestmark = pytest.mark.skipif(not mk.available(),
+                                reason=f"fused kernels not built: {mk.build_error()}")
+
+SMALL = dict(hidden=32, layers=2, heads=4, num_rbf=8, ffn_mult=2)
+
+
+@pytest.fixture(scope="module")
+def train():
+    import train as module
+    return module
+
+
+@pytest.fixture(scope="module")
+def graph(train, tiny_glass):
+    return train.glass_graph(tiny_glass)
+
+
+def _csr(train, graph, points=256, head_dim=4):
+    dist = graph.edge_dist.double()
+    return mk.CSRGraph(graph.edge_index, dist, graph.num_nodes, train.FILTER_TABLE_RMIN,
+                       train.CUTOFF, points, train.cosine_cutoff(dist, train.CUTOFF), head_dim)
+
+
+def test_physics_message_gradcheck(train, graph):
+    g = _csr(train, graph)
+    torch.manual_seed(0)
+    x = torch.randn(graph.num_nodes, 8, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(256, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, t: mk.PhysicsMessage.apply(x, t, g), (x, table),
+                                    fast_mode=True)
+
+
+def test_attention_gradcheck(train, graph):
+    g = _csr(train, graph, head_dim=4)
+    torch.manual_seed(0)
+    qkv = torch.randn(graph.num_nodes, 3 * 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q: mk.NeighbourAttention.apply(q, g, 2), (qkv,),
+                                    fast_mode=True)
+
+
+def _prediction_and_grads(model, graph):
+    model.zero_grad()
+    dtype = next(model.parameters()).dtype
+    pred = model(graph.x.to(dtype), graph.edge_index, graph.edge_dist.to(dtype))
+    (pred * torch.linspace(-1, 1, len(pred), dtype=pred.dtype)).sum().backward()
+    return pred.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype, points, tol", [(torch.float64, 1 << 16, 1e-6),
+                                                 (torch.float32, 4096, 2e-3)])
+def test_fused_model_equals_reference_model(train, graph, dtype, points, tol):
+    """Same weights, same graph: predictions and every parameter gradient agree. In float64 with
+    a fine table the only difference left is the interpolation error (~h^2); in float32 at the
+    default table size, float32 rounding and the interpolation (relative tolerance)."""
+    torch.manual_seed(0)
+    ref = train.HybridPhysicsTransformer(**SMALL, fast_kernels=False).to(dtype)
+    fused = train.HybridPhysicsTransformer(**SMALL, fast_kernels=True,
+                                           filter_table_points=points).to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    assert fused.uses_fused_path(torch.device("cpu"))
+    p_ref, g_ref = _prediction_and_grads(ref, graph)
+    p_fused, g_fused = _prediction_and_grads(fused, graph)
+    assert (p_fused - p_ref).abs().max() <= tol * p_ref.abs().max()
+    for k in g_ref:
+        assert (g_fused[k] - g_ref[k]).norm() <= tol * g_ref[k].norm() + 1e-12, k
+
+
+def test_unsorted_edges_are_sorted_and_one_way_edges_refused(train, graph):
+    g_sorted = _csr(train, graph)
+    perm = torch.randperm(graph.edge_index.shape[1], generator=torch.Generator().manual_seed(1))
+    shuffled = graph.clone()
+    shuffled.edge_index, shuffled.edge_dist = graph.edge_index[:, perm], graph.edge_dist[perm]
+    g = _csr(train, shuffled)
+    assert torch.equal(g.rowptr, g_sorted.rowptr)
+    x = torch.randn(graph.num_nodes, 8, dtype=torch.float64)
+    table = torch.randn(256, 8, dtype=torch.float64)
+    assert torch.allclose(mk.PhysicsMessage.apply(x, table, g),
+                          mk.PhysicsMessage.apply(x, table, g_sorted))
+    one_way = graph.clone()
+    keep = graph.edge_index[0] < graph.edge_index[1]
+    one_way.edge_index, one_way.edge_dist = graph.edge_index[:, keep], graph.edge_dist[keep]
+    with pytest.raises(ValueError, match="symmetric"):
+        _csr(train, one_way)
+
+
+def test_distances_outside_the_table_are_refused(train, graph):
+    dist = graph.edge_dist.double()
+    with pytest.raises(ValueError, match="outside the filter table"):
+        mk.CSRGraph(graph.edge_index, dist, graph.num_nodes, 1.5, train.CUTOFF, 64,
+                    train.cosine_cutoff(dist, train.CUTOFF), 4)
+
+
+def test_without_a_compiler_the_reference_path_is_used(train, graph, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setattr(mk, "KERNEL_CACHE_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="failed"):
+        mk._build()
+    monkeypatch.setattr(mk, "available", lambda: False)
+    model = train.HybridPhysicsTransformer(**SMALL)
+    assert not model.uses_fused_path(torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.isfinite(model(graph.x, graph.edge_index, graph.edge_dist)).all()
