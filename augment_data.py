@@ -19,10 +19,12 @@ idempotent: valid existing files are kept.
 import glob
 import os
 import re
+import time
 
 import numpy as np
 
-from glass_io import GlassFileError, apply_overrides, atomic_write_pickle, load_glass
+from glass_io import (GlassFileError, apply_overrides, atomic_write_pickle, load_glass,
+                      record_wall_time)
 
 # ================================ constants ====================================================
 DATA_DIR = "data"                   # where the base glasses are
@@ -119,7 +121,7 @@ def main(argv=None):
     os.makedirs(os.path.join(DATA_DIR, AUG_SUBDIR), exist_ok=True)
     for tmp in glob.glob(os.path.join(DATA_DIR, AUG_SUBDIR, ".*.tmp")):
         os.unlink(tmp)                              # left by a run killed mid-write
-    written = 0
+    written, t0 = 0, time.perf_counter()
     try:
         for base_index, path in tqdm(bases, desc="augment", unit="glass"):
             written += augment_base(base_index, path)
@@ -128,6 +130,7 @@ def main(argv=None):
     print(f"{len(bases)} base glasses x {N_ROTATIONS} rotations in "
           f"{os.path.join(DATA_DIR, AUG_SUBDIR)}: wrote {written}, kept "
           f"{len(bases) * N_ROTATIONS - written}")
+    record_wall_time(DATA_DIR, "augment_data.py", time.perf_counter() - t0, written=written)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_pickle, constants_of,
-                      load_glass)
+                      load_glass, record_wall_time)
 
 # ================================ constants ====================================================
 N_CONFIGS = 120                     # base glasses
@@ -220,6 +220,8 @@ def main(argv=None):
     build_metadata(ggd, N_CONFIGS)
     print(f"made {len(todo)} glasses in {time.perf_counter() - t0:.1f}s; wrote "
           f"{os.path.join(DATA_DIR, METADATA_FILE)}", flush=True)
+    record_wall_time(DATA_DIR, "generate_diverse_data.py", time.perf_counter() - t0,
+                     glasses_made=len(todo), glasses_total=N_CONFIGS, workers=N_WORKERS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from functools import partial
 
 import numpy as np
 
-from glass_io import apply_overrides, atomic_write_pickle, or_constants, validate_snapshot
+from glass_io import (apply_overrides, atomic_write_pickle, or_constants, record_wall_time,
+                      validate_snapshot)
 
 # ================================ constants ====================================================
 # --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---
@@ -605,6 +606,7 @@ def main(argv=None):
     print(f"  time per phase: {phases}")
     print(f"wrote {path} (E/N = {snap['energy'] / N_ATOMS:.6f}) in "
           f"{time.perf_counter() - t0:.1f}s")
+    record_wall_time(DATA_DIR, "generate_glass_data.py", time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

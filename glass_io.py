@@ -6,10 +6,12 @@ reading a pickle and the `--NAME=value` convention are written once.
 """
 import ast
 import io
+import json
 import os
 import pickle
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -212,3 +214,27 @@ def load_glass(path, n_atoms=None):
     if not os.path.exists(path):
         raise GlassFileError(f"{path}: file not found")
     return validate_snapshot(safe_load_pickle(path), path, n_atoms)
+
+
+# ----------------------------------------------------------------------------------------------
+# Wall time of each pipeline script, kept in DATA_DIR/timings.json (train.py copies it into
+# results.json). A resumed run records its own time and how much it did.
+# ----------------------------------------------------------------------------------------------
+TIMINGS_FILE = "timings.json"
+
+
+def read_wall_times(data_dir):
+    try:
+        with open(os.path.join(data_dir, TIMINGS_FILE)) as fh:
+            timings = json.load(fh)
+        return timings if isinstance(timings, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record_wall_time(data_dir, script, seconds, **details):
+    timings = read_wall_times(data_dir)
+    timings[script] = dict(seconds=round(float(seconds), 1), **details,
+                           finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    atomic_write_bytes(os.path.join(data_dir, TIMINGS_FILE),
+                       json.dumps(timings, indent=2).encode())

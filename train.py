@@ -22,12 +22,14 @@ import json
 import math
 import os
 import random
+import resource
 import time
 
 import numpy as np
 
+import figures
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, constants_of,
-                      or_constants)
+                      or_constants, read_wall_times)
 
 # ================================ constants ====================================================
 # --- data ---
@@ -271,6 +273,7 @@ def load_dataset():
             continue
         if len(per_base) < N_ROTATIONS:
             g = glass_graph(snap)
+            g.path = path                                 # to reload its atoms for the figures
             if per_base and torch.equal(g.edge_index, per_base[0].edge_index):
                 g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
             per_base.append(g)
@@ -422,25 +425,27 @@ def save_torch(path, obj):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_curves(history, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax[0].plot(ep, [h["train_loss"] for h in history], label="train")
-    ax[0].plot(ep, [h["val_loss"] for h in history], label="validation")
-    ax[0].set(xlabel="epoch", ylabel="L1 loss (standardized)", title="loss")
-    ax[0].legend()
-    ax[1].plot(ep, [h["val_R"] for h in history])
-    ax[1].set(xlabel="epoch", ylabel="Pearson R", title="validation R")
-    ax[2].semilogy(ep, [h["lr"] for h in history])
-    ax[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+def test_figures(test_set, pairs, s):
+    """Hexbin of predicted vs true softness over the test atoms (one copy per base), and the
+    test glass with the median per-glass R as a slice figure and as extended XYZ."""
+    from augment_data import load_augmented
+    first = {}
+    for k, g in enumerate(test_set):
+        first.setdefault(g.base, k)
+    unit = lambda t: (t * s["y_std"] + s["y_mean"]).numpy()  # noqa: E731
+    pred = np.concatenate([unit(pairs[k][0]) for k in first.values()])
+    true = np.concatenate([unit(pairs[k][1]) for k in first.values()])
+    figures.plot_hexbin(pred, true, float(np.corrcoef(pred, true)[0, 1]),
+                        os.path.join(OUT_DIR, "test_predicted_vs_true.png"))
+    per_glass = sorted((pearson(*pairs[k]), k) for k in first.values())
+    r, k = per_glass[len(per_glass) // 2]
+    g = test_set[k]
+    snap = load_augmented(g.path, N_ATOMS)
+    title = f"test glass {g.base} ({os.path.basename(g.path)}): median per-glass R = {r:.3f}"
+    figures.plot_slice(snap, unit(pairs[k][0]), unit(pairs[k][1]),
+                       os.path.join(OUT_DIR, "test_glass_slice.png"), title)
+    figures.write_extxyz(snap, unit(pairs[k][0]), unit(pairs[k][1]),
+                         os.path.join(OUT_DIR, "test_glass.xyz"), title)
 
 
 def time_left_for_epoch(t_start, history, test_per_val):
@@ -570,18 +575,22 @@ def main(argv=None):
         print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  val R {val_r:.4f}  "
               f"lr {history[-1]['lr']:.1e}  {history[-1]['seconds']:.1f}s  "
               f"(<= {max(left, 0) / 60:.1f} min left)", flush=True)
-    plot_curves(history, os.path.join(OUT_DIR, "training_curves.png"))
+    figures.plot_curves(history, os.path.join(OUT_DIR, "training_curves.png"))
 
     best = torch.load(best_path, map_location=device, weights_only=True)
     model.load_state_dict(best["state_dict"])
-    test = metrics(predict(model, test_set, device), s)          # the test set, touched once
+    test_pairs = predict(model, test_set, device)               # the test set, touched once
+    test = metrics(test_pairs, s)
+    test_figures(test_set, test_pairs, s)
     results = dict(test_R=test["R"], test_R2=test["R2"], test_R_squared=test["R_squared"],
                    test_MAE=test["MAE"], test_MAE_standardized=test["MAE_standardized"],
                    per_glass_R=dict(mean=test["per_glass_R_mean"], std=test["per_glass_R_std"]),
                    best_epoch=int(best["epoch"]), epochs=len(history), stopped_by=stopped_by,
                    n_params=n_params, fused_kernels=model.uses_fused_path(device),
                    seconds=seconds_before + time.perf_counter() - t0,
-                   wall_seconds_this_run=time.perf_counter() - t_start, device=str(device),
+                   wall_seconds_this_run=time.perf_counter() - t_start,
+                   peak_memory_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   script_seconds=read_wall_times(DATA_DIR), device=str(device),
                    seed=SEED, baselines=baselines,
                    split=dict(train=train_b, val=val_b, test=test_b))
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),

@@ -122,6 +122,18 @@ def test_main_writes_a_valid_file_and_refuses_a_too_small_box(ggd, tiny_glass, t
         with pytest.raises(SystemExit, match="(?s)minimum-image.*nothing written"):
             ggd.main(args + ["--N_ATOMS=150"])
         assert path.read_bytes() == before
-        assert sorted(os.listdir(tmp_path)) == [ggd.OUTPUT_FILE]
+        assert sorted(os.listdir(tmp_path)) == sorted([ggd.OUTPUT_FILE, "timings.json"])
+        assert glass_io.read_wall_times(tmp_path)["generate_glass_data.py"]["seconds"] > 0
     finally:
         vars(ggd).update(saved)
+
+
+def test_wall_times_accumulate_per_script_and_survive_a_bad_file(tmp_path):
+    from glass_io import read_wall_times, record_wall_time
+    assert read_wall_times(tmp_path) == {}
+    (tmp_path / "timings.json").write_text("{not json")
+    assert read_wall_times(tmp_path) == {}
+    record_wall_time(tmp_path, "a.py", 1.26)
+    record_wall_time(tmp_path, "b.py", 2.0, glasses_made=3)
+    t = read_wall_times(tmp_path)
+    assert t["a.py"]["seconds"] == 1.3 and t["b.py"]["glasses_made"] == 3

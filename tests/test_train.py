@@ -131,7 +131,7 @@ def _run(train, args):
         vars(train).update(saved)
 
 
-def test_training_end_to_end_and_resume(train, dataset, tmp_path):
+def test_training_end_to_end_and_resume(train, dataset, tmp_path, tiny_glass):
     out = tmp_path / "out"
     _run(train, _args(dataset, out, 2))
     ck = torch.load(out / "checkpoint.pth", weights_only=False)
@@ -146,7 +146,17 @@ def test_training_end_to_end_and_resume(train, dataset, tmp_path):
     assert set(results["split"]["test"]).isdisjoint(results["split"]["train"])
     best = torch.load(out / "hybrid_physics_best.pth", weights_only=True)
     assert {"state_dict", "y_mean", "y_std", "x_mean", "x_std"} <= set(best)
-    assert (out / "training_curves.png").stat().st_size > 1000
+    for png in ("training_curves.png", "test_predicted_vs_true.png", "test_glass_slice.png"):
+        assert (out / png).stat().st_size > 1000, png
+    xyz = (out / "test_glass.xyz").read_text().splitlines()
+    assert int(xyz[0]) == 200 and len(xyz) == 202 and 'Lattice="' in xyz[1]
+    assert "softness_true:R:1:softness_pred:R:1" in xyz[1]
+    rows = [line.split() for line in xyz[2:]]
+    assert {r[0] for r in rows} <= {"A", "B"} and all(len(r) == 6 for r in rows)
+    true = np.array([float(r[4]) for r in rows])
+    test_base = results["split"]["test"][0]          # the fixture's labels: tiny * (1 + 0.1 b)
+    assert np.allclose(true, tiny_glass["softness_score"] * (1 + 0.1 * test_base), atol=1e-5)
+    assert isinstance(results["script_seconds"], dict) and results["peak_memory_MB"] > 0
     # resume: the same command with more epochs continues at epoch 2 from the saved state
     _run(train, _args(dataset, out, 3))
     ck2 = torch.load(out / "checkpoint.pth", weights_only=False)

@@ -1,0 +1,100 @@
+"""What a reader looks at after train.py: training curves, predicted vs true softness over the test
+atoms, a slice through one test glass coloured by true and by predicted softness, and that glass
+as extended XYZ (OVITO reads the cell, species and both softness columns). Every file is written
+atomically."""
+import io
+
+import numpy as np
+
+from glass_io import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path):
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(history, path):
+    """Loss, validation R and learning rate per epoch (the seed's training_curves.png)."""
+    plt = _pyplot()
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(ep, [h["train_loss"] for h in history], label="train")
+    ax[0].plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax[0].set(xlabel="epoch", ylabel="L1 loss (standardized)", title="loss")
+    ax[0].legend()
+    ax[1].plot(ep, [h["val_R"] for h in history])
+    ax[1].set(xlabel="epoch", ylabel="Pearson R", title="validation R")
+    ax[2].semilogy(ep, [h["lr"] for h in history])
+    ax[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_hexbin(pred, true, r, path):
+    """Predicted vs true softness of every test atom, log-density hexbin, y = x for reference."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    hb = ax.hexbin(true, pred, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "w--", lw=1)
+    ax.set(xlabel="true softness S", ylabel="predicted softness",
+           title=f"test atoms (n = {len(true)}), R = {r:.3f}")
+    fig.colorbar(hb, ax=ax, label="atoms")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def slab(snap, thickness=1.5):
+    """Atoms whose fractional coordinate along the third cell vector lies in a slab of
+    `thickness` (sigma) through the middle of the box; in-plane coordinates in the cell's own
+    frame, so a rotated copy gives the same picture as its base."""
+    cell = np.asarray(snap["cell"])
+    box = float(np.linalg.norm(cell[0]))
+    frac = np.asarray(snap["positions"]) @ np.linalg.inv(cell)
+    frac -= np.floor(frac)
+    keep = np.abs(frac[:, 2] - 0.5) * box < thickness / 2
+    return keep, frac[:, 0] * box, frac[:, 1] * box
+
+
+def plot_slice(snap, pred, true, path, title=""):
+    """One slab of a test glass, atoms as discs (A large, B small), coloured by the true and by
+    the predicted softness on the same colour scale."""
+    plt = _pyplot()
+    keep, x, y = slab(snap)
+    size = np.where(np.asarray(snap["species"])[keep] == 0, 90, 45)
+    lo, hi = np.percentile(np.concatenate([true, pred]), [2, 98])
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.8))
+    for a, values, name in ((ax[0], true, "true"), (ax[1], pred, "predicted")):
+        sc = a.scatter(x[keep], y[keep], c=values[keep], s=size, cmap="coolwarm", vmin=lo,
+                       vmax=hi, edgecolors="k", linewidths=0.3)
+        a.set(aspect="equal", title=f"{name} softness", xlabel="x (sigma)", ylabel="y (sigma)")
+    fig.colorbar(sc, ax=ax, label="softness S")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def write_extxyz(snap, pred, true, path, comment=""):
+    """Extended XYZ: Lattice from the (rotated) cell, species A/B, positions wrapped into the
+    cell, true and predicted softness per atom."""
+    cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), dtype=float)
+    frac = np.asarray(snap["positions"]) @ np.linalg.inv(cell)
+    pos = (frac - np.floor(frac)) @ cell
+    names = np.where(np.asarray(snap["species"]) == 0, "A", "B")
+    lattice = " ".join(f"{v:.10f}" for v in cell.reshape(-1))
+    lines = [str(len(pos)),
+             f'Lattice="{lattice}" Properties=species:S:1:pos:R:3:softness_true:R:1:'
+             f'softness_pred:R:1 pbc="T T T" comment="{comment}"']
+    lines += [f"{s} {p[0]:.8f} {p[1]:.8f} {p[2]:.8f} {t:.6f} {q:.6f}"
+              for s, p, t, q in zip(names, pos, true, pred)]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
