@@ -24,5 +24,10 @@ test: install
 bench: install
 	$(PY) tests/benchmarks/bench_glass.py
 	$(PY) tests/benchmarks/bench_diverse.py
+	$(PY) tests/benchmarks/bench_train.py
 
-.PHONY: install pipeline test bench
+# What drives R (needs the 120 glasses of the pipeline; ~20 minutes): README "Results".
+investigate: install
+	$(PY) tests/benchmarks/what_drives_r.py
+
+.PHONY: install pipeline test bench investigate

@@ -52,11 +52,20 @@ DT = 2e-4                       # Brownian time step (tau_B). The Euler-Maruyama
                                 # Hessian eigenvalue is ~1.8e3, and thermal collisions at T=0.44 are
                                 # stiffer still: measured, DT=5e-4 blows up within 500 steps and
                                 # 2e-4 is stable (E/N plateaus at -7.23 while heating).
+BROWNIAN_MAX_DT_LAMBDA = 1.5    # keep DT lambda_max / GAMMA below this (Euler-Maruyama's limit is 2):
+                                # a stiffer glass (lambda_max measured after the LJ descent) is heated
+                                # and quenched with DT/m over m times the steps, the same Brownian
+                                # time; the default KA glass has DT lambda_max / GAMMA ~ 0.4 (m = 1)
 GAMMA = 1.0                     # friction (mass/tau_B). jax-md's default 0.1 with the seed's dt=1e-3
                                 # gives DT/GAMMA = 1e-2, twenty times past the stability limit.
 FIRE_DT_START = 0.005           # FIRE initial step (tau, unit mass)
 FIRE_DT_MAX = 0.02              # FIRE largest step; velocity Verlet needs dt < 2/omega_max = 0.047
                                 # (lambda_max ~ 1.8e3); jax-md's default 0.4 diverges (measured)
+FIRE_MAX_DT_OMEGA = 1.0         # keep FIRE_DT_MAX * omega_max below this (half the Verlet limit 2):
+                                # a stiffer glass (compressed: rho sigma^3 up to 1.7 in the diverse
+                                # ranges) gets a FIRE mass m = (FIRE_DT_MAX omega_max / this)^2 > 1,
+                                # omega_max^2 = lambda_max of the Hessian at the quenched state.
+                                # Unit mass otherwise (the default KA glass: dt omega = 0.85).
 FORCE_TOL = 1e-10               # inherent structure reached when max_i |F_i| < FORCE_TOL (epsilon/sigma)
 MAX_FIRE_STEPS = 50000          # not converging within this many steps is an error
 CHUNK_STEPS = 1000              # steps per compiled chunk (progress, overflow checks)
@@ -293,7 +302,7 @@ def _fire(params):
 @jax.jit
 def _fire_init(positions, nbrs, params):
     init_fn, _, _, kwargs = _fire(params)
-    return init_fn(positions, neighbor=nbrs, **kwargs)
+    return init_fn(positions, mass=params["mass"], neighbor=nbrs, **kwargs)
 
 
 @jax.jit
@@ -335,9 +344,11 @@ def untangle_and_descend(positions, system, label, soft, steps, step_size):
     return np.asarray(state.position, np.float64)
 
 
-def brownian(positions, system, key, kT_start, kT_end, steps, label):
-    """Steps 3-4: Brownian heating (kT_start = kT_end) or linear quench, in float32."""
-    p = _params(system, jnp.float32, r_list=system["r_cutoff"], dt=DT, gamma=GAMMA,
+def brownian(positions, system, key, kT_start, kT_end, steps, label, substeps=1):
+    """Steps 3-4: Brownian heating (kT_start = kT_end) or linear quench, in float32; each of the
+    `steps` steps of DT done as `substeps` steps of DT / substeps (stiff glasses)."""
+    steps = steps * substeps
+    p = _params(system, jnp.float32, r_list=system["r_cutoff"], dt=DT / substeps, gamma=GAMMA,
                 kT_start=kT_start, kT_end=kT_end, total=max(steps, 1))
     state = simulate.BrownianState(jnp.asarray(positions, jnp.float32), jnp.float32(1), key)
     chunk = partial(_brownian_chunk, params=p, skin=SKIN_DYNAMICS)
@@ -345,11 +356,34 @@ def brownian(positions, system, key, kT_start, kT_end, steps, label):
     return np.asarray(state.position, np.float64)
 
 
+def largest_hessian_eigenvalue(positions, system):
+    """lambda_max of the Hessian (Lanczos): the stiffest mode sets the stable step of every
+    integrator here (Brownian: DT lambda_max / GAMMA < 2; Verlet: dt sqrt(lambda_max / m) < 2)."""
+    h, _ = hessian(positions, system)
+    return float(scipy.sparse.linalg.eigsh(h, k=1, which="LA", return_eigenvectors=False,
+                                           v0=np.ones(h.shape[0]))[0])
+
+
+def brownian_substeps(lam_max):
+    """m >= 1 such that (DT / m) lambda_max / GAMMA <= BROWNIAN_MAX_DT_LAMBDA."""
+    return max(1, int(np.ceil(DT * lam_max / GAMMA / BROWNIAN_MAX_DT_LAMBDA)))
+
+
+def fire_mass(positions, system):
+    """FIRE's (fictitious) mass: 1, or larger where the glass is so stiff that FIRE_DT_MAX would
+    come within FIRE_MAX_DT_OMEGA of velocity Verlet's stability limit. The minimum FIRE finds
+    does not depend on the mass; only the path there does."""
+    lam_max = largest_hessian_eigenvalue(positions, system)
+    return max(1.0, (FIRE_DT_MAX * np.sqrt(max(lam_max, 0.0)) / FIRE_MAX_DT_OMEGA) ** 2)
+
+
 def inherent_structure(positions, system):
-    """Step 5: FIRE in float64 to max|F| < FORCE_TOL. Not converging is an error."""
+    """Step 5: FIRE in float64 to max|F| < FORCE_TOL. Not converging is an error.
+    Returns positions, energy, max|F|, FIRE steps and the FIRE mass."""
     # FIRE aims at half the tolerance, so that the independent recomputation below, which sums
     # the same pairs in another order, cannot land a rounding error above FORCE_TOL.
-    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * FORCE_TOL)
+    mass = fire_mass(positions, system)
+    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * FORCE_TOL, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
     neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
     state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p)
@@ -362,8 +396,8 @@ def inherent_structure(positions, system):
     if not max_force < FORCE_TOL:
         raise RuntimeError(f"FIRE did not reach an inherent structure: max|F| = {max_force:.3e} "
                            f">= FORCE_TOL = {FORCE_TOL:.0e} after {n_steps} steps "
-                           f"(raise MAX_FIRE_STEPS or check the protocol)")
-    return positions, e, max_force, n_steps
+                           f"(FIRE mass {mass:.2f}; raise MAX_FIRE_STEPS or check the protocol)")
+    return positions, e, max_force, n_steps, mass
 
 
 # ================================ pair geometry, forces, Hessian =================================
@@ -553,9 +587,15 @@ def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
               UNTANGLE_STEP_SIZE)
     r = timed("lj_descent", untangle_and_descend, r, system, "LJ descent", False,
               LJ_DESCENT_STEPS, LJ_DESCENT_STEP_SIZE)
-    r = timed("heat", brownian, r, system, k_heat, temperature, temperature, HEAT_STEPS, "heat")
-    r = timed("quench", brownian, r, system, k_quench, temperature, 0.0, quench_steps, "quench")
-    r, e_is, max_force, n_fire = timed("fire", inherent_structure, r, system)
+    lam_max = largest_hessian_eigenvalue(r, system)
+    m = brownian_substeps(lam_max)
+    if m > 1:
+        log(f"  stiff glass: lambda_max = {lam_max:.3g}, Brownian step DT/{m}")
+    r = timed("heat", brownian, r, system, k_heat, temperature, temperature, HEAT_STEPS, "heat",
+              m)
+    r = timed("quench", brownian, r, system, k_quench, temperature, 0.0, quench_steps, "quench",
+              m)
+    r, e_is, max_force, n_fire, mass = timed("fire", inherent_structure, r, system)
     log(f"  inherent structure: E/N = {e_is / n_atoms:.6f}, max|F| = {max_force:.2e} "
         f"after {n_fire} FIRE steps")
 
@@ -579,6 +619,7 @@ def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
         gamma=float(GAMMA), species_ratio=float(species_ratio), seed=int(seed),
         sigma=system["sigma"], epsilon=system["epsilon"], r_onset=float(system["r_onset"]),
         r_cutoff=float(system["r_cutoff"]), max_force=max_force, n_fire_steps=int(n_fire),
+        fire_mass=float(mass), lambda_max_descent=lam_max, brownian_substeps=int(m),
         force_tol=float(FORCE_TOL), n_soft_modes=int(N_SOFT_MODES),
         lowest_eigenvalues=np.asarray(vals, np.float64), min_pair_distance=d_min,
         seconds=seconds, versions=dict(jax=jax.__version__, numpy=np.__version__))

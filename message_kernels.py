@@ -249,6 +249,11 @@ def build_error():
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
 
+def _kernel_dtype(t):
+    """float64 stays float64 (gradcheck); everything else (bfloat16/float16 autocast) runs float32."""
+    return t if t.dtype in _DTYPES else t.float()
+
+
 def _p(t):
     return ctypes.c_void_p(t.data_ptr())
 
@@ -314,7 +319,8 @@ class PhysicsMessage(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, table, g):
-        x, table = x.contiguous(), table.to(x.dtype).contiguous()
+        x = _kernel_dtype(x).contiguous()
+        table = table.to(x.dtype).contiguous()
         ctx.g = g
         ctx.save_for_backward(x, table)
         return physics_message_raw(x, table, g)
@@ -341,7 +347,7 @@ class NeighbourAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, g, heads):
-        qkv = qkv.contiguous()
+        qkv = _kernel_dtype(qkv).contiguous()
         n, width = qkv.shape
         hidden = width // 3
         out = qkv.new_empty(n, hidden)

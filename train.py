@@ -14,6 +14,10 @@ Departures from the seed (see README.md):
   model); where the seed is silent inside a block we use the standard transformer choices:
   pre-LayerNorm residual sub-blocks, a multi-head output projection on the attention sum and a
   SiLU feed-forward of width FFN_MULT x hidden. At the defaults: 883,078 parameters (seed ~850K).
+- on a CPU both edge sums of a block run in the fused kernels of message_kernels.py (the radial
+  filter tabulated on FILTER_TABLE_POINTS distances); the reference PyG path is kept
+  (FAST_KERNELS=False, CUDA, or no C compiler) and tested to compute the same;
+- TIME_LIMIT_MIN bounds the wall time (0 restores the seed's schedule).
 
     python train.py [--EPOCHS=200] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
 """

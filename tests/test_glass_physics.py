@@ -180,3 +180,27 @@ def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd):
     f_jit = np.asarray(jit_forces(jnp.asarray(r), nbrs, p))
     _, f_pairs = ggd.energy_and_forces(r, system)
     assert np.max(np.abs(f_jit - f_pairs)) < 1e-11 * max(1.0, np.max(np.abs(f_pairs)))
+
+
+STIFF = dict(n_atoms=250, density=1.254, temperature=0.434, quench_steps=600, seed=5)
+
+
+def _stiff_sigma_epsilon(ggd):
+    """Glass 89 of the default diverse set: rho sigma_AA^3 = 1.66, lambda_max ~ 1e4."""
+    return np.asarray(ggd.SIGMA) * 1.098, np.asarray(ggd.EPSILON) * 1.073
+
+
+def test_a_stiff_compressed_glass_gets_smaller_steps_and_converges(ggd):
+    sigma, epsilon = _stiff_sigma_epsilon(ggd)
+    snap = ggd.make_glass(sigma=sigma, epsilon=epsilon, log=lambda *a: None, **STIFF)
+    p = snap["parameters"]
+    assert p["brownian_substeps"] >= 2 and p["fire_mass"] > 1
+    assert ggd.DT * p["lambda_max_descent"] / p["brownian_substeps"] / ggd.GAMMA <= \
+        ggd.BROWNIAN_MAX_DT_LAMBDA
+    assert p["max_force"] < ggd.FORCE_TOL
+    assert ggd.min_pair_distance(snap["positions"], snap["box_size"]) > ggd.MIN_PAIR_DISTANCE
+
+
+def test_default_glass_keeps_the_plain_steps(ggd, tiny_glass):
+    p = tiny_glass["parameters"]
+    assert p["brownian_substeps"] == 1 and p["fire_mass"] == 1.0

@@ -106,3 +106,13 @@ def test_without_a_compiler_the_reference_path_is_used(train, graph, monkeypatch
     assert not model.uses_fused_path(torch.device("cpu"))
     with torch.no_grad():
         assert torch.isfinite(model(graph.x, graph.edge_index, graph.edge_dist)).all()
+
+
+def test_fused_path_runs_under_cpu_bfloat16_autocast(train, graph):
+    """CPU_BF16=true: the kernels take float32 copies and autograd casts the gradients back."""
+    torch.manual_seed(0)
+    model = train.HybridPhysicsTransformer(**SMALL, fast_kernels=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = model(graph.x, graph.edge_index, graph.edge_dist)
+    pred.float().square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -223,3 +223,21 @@ def test_baselines_on_a_known_signal(train, graph):
     assert scores["lambda1_R"] < -0.3
     assert scores["gbt_neighbours_R"] > scores["least_squares_R"] > 0.3
     assert scores["gbt_neighbours_R"] > 0.8
+
+
+def test_seeds_script_summarises_every_seed(dataset, tmp_path):
+    """tests/benchmarks/seeds.py runs train.py per seed and reports mean and spread."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = tmp_path / "runs"
+    args = _args(dataset, tmp_path / "unused", 1)
+    args = [a for a in args if not a.startswith("--OUT_DIR")]
+    subprocess.run([sys.executable, os.path.join(root, "tests", "benchmarks", "seeds.py"),
+                    "--SEEDS=(0, 1)", f"--RUNS_DIR={runs}", f"--OUT_JSON={tmp_path / 'none.json'}",
+                    "--", *args], check=True, capture_output=True)
+    summary = json.loads((runs / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    r = [json.loads((runs / f"seed_{s}" / "results.json").read_text())["test_R"] for s in (0, 1)]
+    assert summary["mean_std"]["test_R"]["mean"] == pytest.approx(np.mean(r))
+    assert summary["mean_std"]["test_R"]["std"] == pytest.approx(np.std(r, ddof=1))
