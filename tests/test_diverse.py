@@ -89,7 +89,8 @@ def test_kill_after_first_glass_then_resume(tmp_path, cache):
     assert "1 done, 2 to make" in out or "2 done, 1 to make" in out
     assert (first.read_bytes(), first.stat().st_mtime_ns) == before
     assert sorted(f for f in os.listdir(tmp_path)) == [
-        "glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl", "metadata.pkl"]
+        "glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl", "metadata.pkl",
+        "timings.json"]
     for k in range(3):
         load_glass(str(tmp_path / f"glass_data_{k:03d}.pkl"), n_atoms=N)
 

@@ -233,9 +233,11 @@ def test_seeds_script_summarises_every_seed(dataset, tmp_path):
     runs = tmp_path / "runs"
     args = _args(dataset, tmp_path / "unused", 1)
     args = [a for a in args if not a.startswith("--OUT_DIR")]
-    subprocess.run([sys.executable, os.path.join(root, "tests", "benchmarks", "seeds.py"),
-                    "--SEEDS=(0, 1)", f"--RUNS_DIR={runs}", f"--OUT_JSON={tmp_path / 'none.json'}",
-                    "--", *args], check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, os.path.join(root, "tests", "benchmarks", "seeds.py"),
+                           "--SEEDS=0,1", f"--RUNS_DIR={runs}",
+                           f"--OUT_JSON={tmp_path / 'none.json'}", "--", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((runs / "seeds.json").read_text())
     assert summary["seeds"] == [0, 1]
     r = [json.loads((runs / f"seed_{s}" / "results.json").read_text())["test_R"] for s in (0, 1)]

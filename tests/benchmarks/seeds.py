@@ -1,6 +1,6 @@
 """train.py over several split/initialisation seeds, and their mean and spread (issue 6).
 
-    python tests/benchmarks/seeds.py [--SEEDS="(0, 1, 2)"] [--RUNS_DIR=runs] [-- train.py overrides]
+    python tests/benchmarks/seeds.py [--SEEDS=0,1,2] [--RUNS_DIR=runs] [-- train.py overrides]
 
 Runs `train.py --SEED=s --OUT_DIR=RUNS_DIR/seed_s` for every seed (one after the other; each run
 resumes from its own checkpoint when interrupted, and a seed whose results.json exists is not run
@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes  # noqa: E402
 
-SEEDS = (0, 1, 2)
+SEEDS = "0,1,2"                  # comma-separated split/initialisation seeds
 RUNS_DIR = os.path.join(ROOT, "runs")
 OUT_JSON = os.path.join(ROOT, "results.json")     # gets the summary under "seeds" if present
 METRICS = ("test_R", "test_R2", "test_MAE")
@@ -52,7 +52,8 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     apply_overrides(globals(), argv[:argv.index("--")] if "--" in argv else argv)
-    result = summary({s: run_seed(s, extra) for s in SEEDS})
+    seeds = [int(s) for s in SEEDS.split(",")]
+    result = summary({s: run_seed(s, extra) for s in seeds})
     atomic_write_bytes(os.path.join(RUNS_DIR, "seeds.json"), json.dumps(result, indent=2).encode())
     if os.path.exists(OUT_JSON):
         with open(OUT_JSON) as fh:
