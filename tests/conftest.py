@@ -28,3 +28,19 @@ def ggd():
 def tiny_glass(ggd):
     """A 200-atom inherent structure with its labels (the full six-step protocol, short)."""
     return ggd.make_glass(log=lambda *a: None, **TINY)
+
+
+# A small hybrid model for the model tests (the default one is ~850K parameters).
+SMALL = dict(hidden=32, layers=2, heads=4, num_rbf=8, ffn_mult=2)
+
+
+@pytest.fixture(scope="session")
+def train():
+    import train as module
+    return module
+
+
+@pytest.fixture(scope="session")
+def graph(train, tiny_glass):
+    """The tiny glass as a PyG graph."""
+    return train.glass_graph(tiny_glass)

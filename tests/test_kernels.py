@@ -3,22 +3,10 @@ import pytest
 import torch
 
 import message_kernels as mk
+from conftest import SMALL
 
 pytestmark = pytest.mark.skipif(not mk.available(),
                                 reason=f"fused kernels not built: {mk.build_error()}")
-
-SMALL = dict(hidden=32, layers=2, heads=4, num_rbf=8, ffn_mult=2)
-
-
-@pytest.fixture(scope="module")
-def train():
-    import train as module
-    return module
-
-
-@pytest.fixture(scope="module")
-def graph(train, tiny_glass):
-    return train.glass_graph(tiny_glass)
 
 
 def _csr(train, graph, points=256, head_dim=4):

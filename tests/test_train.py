@@ -8,19 +8,7 @@ import torch
 
 import glass_io
 from glass_io import atomic_write_pickle
-
-SMALL = dict(hidden=32, layers=2, heads=4, num_rbf=8, ffn_mult=2)
-
-
-@pytest.fixture(scope="module")
-def train():
-    import train as module
-    return module
-
-
-@pytest.fixture(scope="module")
-def graph(train, tiny_glass):
-    return train.glass_graph(tiny_glass)
+from conftest import SMALL
 
 
 def test_parameter_count_near_850k(train):
