@@ -63,6 +63,12 @@ def fractional_minimum_image(dr, cell):
     return (frac - np.round(frac)) @ cell
 
 
+def wrapped_fractional(positions, cell):
+    """Fractional coordinates of positions in a (rotated) cell, wrapped into [0, 1)."""
+    frac = positions @ np.linalg.inv(cell)
+    return frac - np.floor(frac)
+
+
 # ================================ the dataset ====================================================
 def base_files():
     """Sorted base glasses as (index from the file name, path)."""

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 
+from augment_data import wrapped_fractional
 from glass_io import atomic_write_bytes
 
 
@@ -61,8 +62,7 @@ def slab(snap, thickness=1.5):
     frame, so a rotated copy gives the same picture as its base."""
     cell = np.asarray(snap["cell"])
     box = float(np.linalg.norm(cell[0]))
-    frac = np.asarray(snap["positions"]) @ np.linalg.inv(cell)
-    frac -= np.floor(frac)
+    frac = wrapped_fractional(np.asarray(snap["positions"]), cell)
     keep = np.abs(frac[:, 2] - 0.5) * box < thickness / 2
     return keep, frac[:, 0] * box, frac[:, 1] * box
 
@@ -88,8 +88,7 @@ def write_extxyz(snap, pred, true, path, comment=""):
     """Extended XYZ: Lattice from the (rotated) cell, species A/B, positions wrapped into the
     cell, true and predicted softness per atom."""
     cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), dtype=float)
-    frac = np.asarray(snap["positions"]) @ np.linalg.inv(cell)
-    pos = (frac - np.floor(frac)) @ cell
+    pos = wrapped_fractional(np.asarray(snap["positions"]), cell) @ cell
     names = np.where(np.asarray(snap["species"]) == 0, "A", "B")
     lattice = " ".join(f"{v:.10f}" for v in cell.reshape(-1))
     lines = [str(len(pos)),

@@ -225,14 +225,13 @@ def periodic_edges(positions, cell, cutoff):
     length, distances by the minimum image in the cell's own frame."""
     from scipy.spatial import cKDTree
 
-    from augment_data import fractional_minimum_image
+    from augment_data import fractional_minimum_image, wrapped_fractional
     box = float(np.linalg.norm(cell[0]))
     if not np.allclose(cell @ cell.T, box ** 2 * np.eye(3), atol=1e-8 * box ** 2):
         raise ValueError("only cubic (possibly rotated) cells are supported")
     if box <= 2 * cutoff:
         raise ValueError(f"box {box:.3f} is not wider than twice the cutoff {cutoff}")
-    frac = positions @ np.linalg.inv(cell)
-    frac -= np.floor(frac)
+    frac = wrapped_fractional(positions, cell)
     pairs = cKDTree(frac * box, boxsize=box).query_pairs(cutoff, output_type="ndarray")
     i, j = pairs[:, 0], pairs[:, 1]
     dist = np.linalg.norm(fractional_minimum_image(positions[j] - positions[i], cell), axis=1)
