@@ -29,5 +29,6 @@ bench: install
 # What drives R (needs the 120 glasses of the pipeline; ~20 minutes): README "Results".
 investigate: install
 	$(PY) tests/benchmarks/what_drives_r.py
+	$(PY) tests/benchmarks/unconverged.py
 
 .PHONY: install pipeline test bench investigate

@@ -377,13 +377,15 @@ def fire_mass(positions, system):
     return max(1.0, (FIRE_DT_MAX * np.sqrt(max(lam_max, 0.0)) / FIRE_MAX_DT_OMEGA) ** 2)
 
 
-def inherent_structure(positions, system):
-    """Step 5: FIRE in float64 to max|F| < FORCE_TOL. Not converging is an error.
+def inherent_structure(positions, system, force_tol=None):
+    """Step 5: FIRE in float64 to max|F| < FORCE_TOL (or force_tol: a looser value stops FIRE
+    early, see tests/benchmarks/unconverged.py). Not converging is an error.
     Returns positions, energy, max|F|, FIRE steps and the FIRE mass."""
+    force_tol, = or_constants(globals(), force_tol=force_tol)
     # FIRE aims at half the tolerance, so that the independent recomputation below, which sums
     # the same pairs in another order, cannot land a rounding error above FORCE_TOL.
     mass = fire_mass(positions, system)
-    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * FORCE_TOL, mass=mass)
+    p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * force_tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
     neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
     state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p)
@@ -393,9 +395,9 @@ def inherent_structure(positions, system):
     positions = np.mod(np.asarray(state.position, np.float64), system["box"])
     e, forces = energy_and_forces(positions, system)
     max_force = float(np.max(np.linalg.norm(forces, axis=1)))
-    if not max_force < FORCE_TOL:
+    if not max_force < force_tol:
         raise RuntimeError(f"FIRE did not reach an inherent structure: max|F| = {max_force:.3e} "
-                           f">= FORCE_TOL = {FORCE_TOL:.0e} after {n_steps} steps "
+                           f">= FORCE_TOL = {force_tol:.0e} after {n_steps} steps "
                            f"(FIRE mass {mass:.2f}; raise MAX_FIRE_STEPS or check the protocol)")
     return positions, e, max_force, n_steps, mass
 
@@ -507,6 +509,24 @@ def softness_from_modes(vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
     return np.sum(soft.reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
 
 
+def translation_content(vecs):
+    """Share of each eigenvector (columns of vecs, 3N x k) that is a rigid translation,
+    |sum_i v_k(i)|^2 / N: 1 for a translation, 0 for a mode orthogonal to all three."""
+    n = vecs.shape[0] // 3
+    return np.sum(vecs.reshape(n, 3, -1).sum(axis=0) ** 2, axis=0) / n
+
+
+def softness_of_any_configuration(vals, vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
+    """The seed's softness where the configuration need not be a minimum (FIRE stopped early or
+    skipped): the translations are found by their content, not by their place in the spectrum,
+    and S sums the n_soft algebraically lowest remaining modes, unstable (lambda < 0) ones first.
+    At an inherent structure this is softness_from_modes."""
+    translations = np.argsort(-translation_content(vecs))[:n_zero]
+    order = np.argsort(vals, kind="stable")
+    soft = order[~np.isin(order, translations)][:n_soft]
+    return np.sum(vecs[:, soft].reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
+
+
 def local_hessian_eigenvalues(local):
     """Eigenvalues of each atom's 3x3 cage-stiffness block D_i, ascending (rotation invariant)."""
     return np.linalg.eigvalsh(local)
@@ -562,26 +582,14 @@ def make_system(n_atoms=None, density=None, species_ratio=None, sigma=None, epsi
                 epsilon=epsilon, r_onset=r_on, r_cutoff=r_cut)
 
 
-def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
-               species_ratio=None, sigma=None, epsilon=None, seed=None, log=print):
-    """The six steps for one glass; returns the snapshot dict of the seed's schema.
-    Arguments left None take the module constants."""
-    n_atoms, density, temperature, quench_steps, species_ratio, seed = or_constants(
-        globals(), n_atoms=n_atoms, density=density, temperature=temperature,
-        quench_steps=quench_steps, species_ratio=species_ratio, seed=seed)
-    system = make_system(n_atoms, density, species_ratio, sigma, epsilon, seed)
-    box = system["box"]
-    seconds = {}
+def quenched_configuration(system, temperature, quench_steps, seed, timed=None, log=print):
+    """Steps 1-4: random positions, soft-sphere untangling, LJ descent, Brownian heating at
+    `temperature`, linear quench to T = 0. Returns the positions (not yet an inherent
+    structure), lambda_max after the descent and the Brownian substeps it set."""
+    timed = timed or (lambda name, fn, *args, **kwargs: fn(*args, **kwargs))
     key = jax.random.PRNGKey(seed)
     key, k_init, k_heat, k_quench = jax.random.split(key, 4)
-
-    def timed(name, fn, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        seconds[name] = round(time.perf_counter() - t0, 3)
-        log(f"  {name}: {seconds[name]:.1f}s")
-        return out
-
+    n_atoms, box = len(system["species"]), system["box"]
     r = np.asarray(jax.random.uniform(k_init, (n_atoms, 3), jnp.float64, 0.0, box))
     r = timed("untangle", untangle_and_descend, r, system, "untangle", True, UNTANGLE_STEPS,
               UNTANGLE_STEP_SIZE)
@@ -595,6 +603,28 @@ def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
               m)
     r = timed("quench", brownian, r, system, k_quench, temperature, 0.0, quench_steps, "quench",
               m)
+    return r, lam_max, m
+
+
+def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
+               species_ratio=None, sigma=None, epsilon=None, seed=None, log=print):
+    """The six steps for one glass; returns the snapshot dict of the seed's schema.
+    Arguments left None take the module constants."""
+    n_atoms, density, temperature, quench_steps, species_ratio, seed = or_constants(
+        globals(), n_atoms=n_atoms, density=density, temperature=temperature,
+        quench_steps=quench_steps, species_ratio=species_ratio, seed=seed)
+    system = make_system(n_atoms, density, species_ratio, sigma, epsilon, seed)
+    box = system["box"]
+    seconds = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        log(f"  {name}: {seconds[name]:.1f}s")
+        return out
+
+    r, lam_max, m = quenched_configuration(system, temperature, quench_steps, seed, timed, log)
     r, e_is, max_force, n_fire, mass = timed("fire", inherent_structure, r, system)
     log(f"  inherent structure: E/N = {e_is / n_atoms:.6f}, max|F| = {max_force:.2e} "
         f"after {n_fire} FIRE steps")

@@ -124,6 +124,25 @@ def test_sparse_shift_invert_equals_dense_softness(ggd, tiny_glass, monkeypatch)
                        atol=1e-8)
 
 
+def test_softness_of_any_configuration_skips_translations_not_unstable_modes(ggd, tiny_glass):
+    # at the inherent structure it is the seed's label
+    h, _ = ggd.hessian(tiny_glass["positions"], _system(ggd, tiny_glass))
+    vals, vecs = np.linalg.eigh(h.toarray())
+    assert np.allclose(ggd.softness_of_any_configuration(vals, vecs),
+                       tiny_glass["softness_score"], atol=1e-9)
+    # a saddle: two unstable modes below the three translations, which sit mid-spectrum
+    n = 20
+    rng = np.random.default_rng(0)
+    translations = np.kron(np.ones((n, 1)), np.eye(3)) / np.sqrt(n)
+    q, _ = np.linalg.qr(np.hstack([translations, rng.normal(size=(3 * n, 3 * n - 3))]))
+    vals = np.concatenate([[0.0, 0.0, 0.0], -1.0 - np.arange(2.0), 1.0 + np.arange(3 * n - 5)])
+    content = ggd.translation_content(q)
+    assert np.allclose(content[:3], 1) and np.allclose(content[3:], 0)
+    expected = np.sum(q[:, 3:3 + ggd.N_SOFT_MODES].reshape(n, 3, -1) ** 2, axis=(1, 2))
+    s = ggd.softness_of_any_configuration(vals, q)
+    assert np.allclose(s, expected) and s.sum() == pytest.approx(ggd.N_SOFT_MODES)
+
+
 def test_box_narrower_than_twice_cutoff_is_refused(ggd):
     with pytest.raises(ValueError, match="minimum-image"):
         ggd.make_system(n_atoms=150, density=1.2)
