@@ -16,7 +16,14 @@ train.baseline_scores, and (TRAIN_MODEL) the default hybrid model trained for EP
 one copy per base (fused kernels, batch BATCH_SIZE, an optimizer step per batch), best
 validation epoch, test R pooled over atoms and per glass. Same budget for every label, so the
 rows compare labels, not training lengths. Results: a table on stdout and
-DATA_DIR/what_drives_r.json; the spectra are cached in DATA_DIR/spectra/ (resumable).
+DATA_DIR/OUT_FILE; the spectra are cached in DATA_DIR/spectra/ (resumable).
+
+System size: make a set at another N (`generate_diverse_data.py --N_ATOMS=500 --N_CONFIGS=32
+--DATA_DIR=data/n500`: glass k gets the same drawn parameters as at N = 1000) and run this on it
+(`--DATA_DIR=data/n500 --N_ATOMS=500 --N_GLASSES=32 --N_TEST=6 --N_VAL=4 --MODE_COUNTS=10,20,50`)
+and on the same 32 glasses at N = 1000 (`--N_GLASSES=32 --N_TEST=6 --N_VAL=4
+--MODE_COUNTS=10,20,100 --OUT_FILE=what_drives_r_32.json`): 10 modes of 500 atoms are as many
+modes per atom as 20 of 1000.
 """
 import glob
 import json
@@ -32,9 +39,13 @@ sys.path.insert(0, ROOT)
 from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
 
 DATA_DIR = os.path.join(ROOT, "data")
+OUT_FILE = "what_drives_r.json"   # in DATA_DIR
 N_GLASSES = 120                 # base glasses used (the first ones found)
-MODE_COUNTS = (10, 30, 100)     # softness over this many lowest non-trivial modes
+N_ATOMS = 1000                  # atoms per glass (system size: a set made with --N_ATOMS)
+MODE_COUNTS = "10,30,100"       # softness over this many lowest non-trivial modes, comma list
 SEED = 0                        # split and initialisation, as train.py
+N_TEST = 0                      # test / validation bases; 0: train.py's N_TEST = 18, N_VAL = 12
+N_VAL = 0
 TRAIN_MODEL = True              # also train the hybrid model per label (EPOCHS passes each)
 EPOCHS = 15                     # passes over one copy of each training base, per label
 BATCH_SIZE = 4
@@ -54,7 +65,7 @@ def spectrum(path, snap, cache_dir):
 
     import generate_glass_data as ggd
     cache = os.path.join(cache_dir, os.path.basename(path).replace(".pkl", ".npz"))
-    n_keep = ggd.N_ZERO_MODES + max(MODE_COUNTS)
+    n_keep = ggd.N_ZERO_MODES + max(mode_counts())
     if os.path.exists(cache):
         with np.load(cache) as f:
             if f["weights"].shape == (len(snap["positions"]), n_keep):
@@ -64,16 +75,22 @@ def spectrum(path, snap, cache_dir):
     vals, vecs = np.linalg.eigh(h.toarray())
     ggd.check_modes(vals[:ggd.N_ZERO_MODES + 1])
     w = (vecs[:, :n_keep].reshape(-1, 3, n_keep) ** 2).sum(1)
-    assert np.abs(w[:, 3:13].sum(1) - snap["softness_score"]).max() < 1e-9, path
+    seed_label = w[:, 3:3 + ggd.N_SOFT_MODES].sum(1)
+    assert np.abs(seed_label - snap["softness_score"]).max() < 1e-9, path
     buf = io.BytesIO()
     np.savez(buf, weights=w, lambda_max=vals[-1])
     atomic_write_bytes(cache, buf.getvalue())
     return w, float(vals[-1])
 
 
+def mode_counts():
+    return [int(m) for m in str(MODE_COUNTS).split(",") if m]
+
+
 def labels(w):
-    out = {f"S{m}": w[:, 3:3 + m].sum(1) for m in MODE_COUNTS}
-    out["logS10"] = np.log10(out["S10"])
+    out = {f"S{m}": w[:, 3:3 + m].sum(1) for m in mode_counts()}
+    if "S10" in out:
+        out["logS10"] = np.log10(out["S10"])
     return out
 
 
@@ -110,7 +127,7 @@ def main():
     paths = sorted(glob.glob(os.path.join(DATA_DIR, "glass_data_[0-9][0-9][0-9].pkl")))
     paths = paths[:N_GLASSES]
     t0 = time.perf_counter()
-    snaps = {k: load_glass(p, 1000) for k, p in enumerate(paths)}
+    snaps = {k: load_glass(p, N_ATOMS) for k, p in enumerate(paths)}
     spectra, lam_max = {}, {}
     for k, p in enumerate(paths):
         spectra[k], lam_max[k] = spectrum(p, snaps[k], os.path.join(DATA_DIR, "spectra"))
@@ -119,7 +136,8 @@ def main():
     print(f"{len(paths)} glasses: spectra in {time.perf_counter() - t0:.0f}s; inherent-structure "
           f"lambda_max {min(lam_max.values()):.3g} .. {max(lam_max.values()):.3g}; "
           f"DT lambda_max / GAMMA > {ggd.BROWNIAN_MAX_DT_LAMBDA} for glasses {stiff}")
-    split = train.split_bases(list(snaps), seed=SEED)
+    split = train.split_bases(list(snaps), seed=SEED, n_test=N_TEST or None,
+                              n_val=N_VAL or None)
     graphs = {k: train.glass_graph(snap) for k, snap in snaps.items()}
     rows = {}
     for name in labels(spectra[0]):
@@ -142,9 +160,9 @@ def main():
               (f"  model R {m['R']:.3f} (per glass {m['per_glass_R_mean']:.3f} +- "
                f"{m['per_glass_R_std']:.3f}, best epoch {m['best_epoch']})" if m else "") +
               f"  [{row['seconds']:.0f}s]", flush=True)
-    out = dict(n_glasses=len(paths), lambda_max=lam_max, split=dict(zip(("train", "val", "test"), split)),
+    out = dict(n_glasses=len(paths), n_atoms=N_ATOMS, lambda_max=lam_max, split=dict(zip(("train", "val", "test"), split)),
                epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, seed=SEED, rows=rows)
-    atomic_write_bytes(os.path.join(DATA_DIR, "what_drives_r.json"),
+    atomic_write_bytes(os.path.join(DATA_DIR, OUT_FILE),
                        json.dumps(out, indent=2).encode())
 
 
