@@ -143,6 +143,29 @@ def test_softness_of_any_configuration_skips_translations_not_unstable_modes(ggd
     assert np.allclose(s, expected) and s.sum() == pytest.approx(ggd.N_SOFT_MODES)
 
 
+def test_protocol_replays_to_the_stored_inherent_structure(ggd, tiny_glass, tmp_path,
+                                                           monkeypatch):
+    """tests/benchmarks/unconverged.py replays a stored glass from its parameters and sub-seed:
+    FIRE skipped, stopped early, converged. Converged must be the stored glass again."""
+    import os
+    import sys
+    from glass_io import atomic_write_pickle
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "benchmarks"))
+    import unconverged
+    monkeypatch.setattr(ggd, "SHOW_PROGRESS", ggd.SHOW_PROGRESS)      # replay turns it off
+    path, cache = str(tmp_path / "glass.pkl"), str(tmp_path / "glass.npz")
+    atomic_write_pickle(path, tiny_glass)
+    error, stages = unconverged.load_stages(unconverged.replay((0, path, cache, (0.1,))))
+    assert list(stages) == ["skipped", "max|F|<0.1", "converged"]
+    assert error < 1e-8
+    forces = [float(s["max_force"]) for s in stages.values()]
+    assert forces[0] > 0.1 > forces[1] > 1e-3 > ggd.FORCE_TOL > forces[2]
+    assert stages["skipped"]["energy_per_atom"] > stages["converged"]["energy_per_atom"]
+    assert np.allclose(stages["converged"]["softness"], tiny_glass["softness_score"], atol=1e-8)
+    assert np.allclose(stages["converged"]["features"], tiny_glass["eigenvalues"], atol=1e-6)
+    assert int(stages["converged"]["n_unstable"]) == 0
+
+
 def test_box_narrower_than_twice_cutoff_is_refused(ggd):
     with pytest.raises(ValueError, match="minimum-image"):
         ggd.make_system(n_atoms=150, density=1.2)

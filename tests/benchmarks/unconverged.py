@@ -76,7 +76,7 @@ def replay(task):
     ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
     if os.path.exists(cache):
         return cache
-    snap = load_glass(path, 1000)
+    snap = load_glass(path)
     p = snap["parameters"]
     system = ggd.make_system(len(snap["positions"]), p["density"], p["species_ratio"],
                              np.asarray(p["sigma"]), np.asarray(p["epsilon"]), p["seed"])
