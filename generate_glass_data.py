@@ -516,14 +516,20 @@ def translation_content(vecs):
     return np.sum(vecs.reshape(n, 3, -1).sum(axis=0) ** 2, axis=0) / n
 
 
-def softness_of_any_configuration(vals, vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
-    """The seed's softness where the configuration need not be a minimum (FIRE stopped early or
-    skipped): the translations are found by their content, not by their place in the spectrum,
-    and S sums the n_soft algebraically lowest remaining modes, unstable (lambda < 0) ones first.
-    At an inherent structure this is softness_from_modes."""
+def vibrational_modes(vals, vecs, n_zero=N_ZERO_MODES):
+    """Indices of the modes other than the n_zero translations, lowest eigenvalue first. The
+    translations are found by their content, not by their place in the spectrum: away from a
+    minimum, unstable modes (lambda < 0) lie below them."""
     translations = np.argsort(-translation_content(vecs))[:n_zero]
     order = np.argsort(vals, kind="stable")
-    soft = order[~np.isin(order, translations)][:n_soft]
+    return order[~np.isin(order, translations)]
+
+
+def softness_of_any_configuration(vals, vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
+    """The seed's softness where the configuration need not be a minimum (FIRE stopped early or
+    skipped): S sums the n_soft lowest vibrational modes, unstable ones first. At an inherent
+    structure this is softness_from_modes."""
+    soft = vibrational_modes(vals, vecs, n_zero)[:n_soft]
     return np.sum(vecs[:, soft].reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
 
 

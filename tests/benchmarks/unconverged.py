@@ -58,14 +58,13 @@ def stage_record(ggd, r, system, name, fire_steps):
     e, forces = ggd.energy_and_forces(r, system)
     h, local = ggd.hessian(r, system)
     vals, vecs = np.linalg.eigh(h.toarray())
-    translations = np.argsort(-ggd.translation_content(vecs))[:ggd.N_ZERO_MODES]
-    others = np.delete(vals, translations)
+    others = vals[ggd.vibrational_modes(vals, vecs)]               # ascending
     return dict(stage=name, positions=r, softness=ggd.softness_of_any_configuration(vals, vecs),
                 features=ggd.local_hessian_eigenvalues(local),
                 max_force=float(np.max(np.linalg.norm(forces, axis=1))),
                 energy_per_atom=float(e / len(r)), fire_steps=int(fire_steps),
                 n_unstable=int(np.sum(others < -ggd.ZERO_MODE_TOL)),
-                lowest=np.sort(others)[:5])
+                lowest=others[:5])
 
 
 def replay(task):
