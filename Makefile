@@ -26,7 +26,7 @@ bench: install
 	$(PY) tests/benchmarks/bench_diverse.py
 	$(PY) tests/benchmarks/bench_train.py
 
-# What drives R (needs the 120 glasses of the pipeline; ~20 minutes): README "Results".
+# What drives R (needs the 120 glasses of the pipeline; ~45 minutes): README "Results".
 investigate: install
 	$(PY) tests/benchmarks/what_drives_r.py
 	$(PY) tests/benchmarks/unconverged.py
