@@ -1,7 +1,7 @@
 """Do unconverged structures change R? FIRE stopped early or skipped (issue 6).
 
     python tests/benchmarks/unconverged.py [--N_GLASSES=24] [--EARLY_FORCE_TOLS=0.1,0.001]
-                                           [--EPOCHS=15] [--N_WORKERS=2]
+                                           [--EPOCHS=60] [--N_WORKERS=2]
 
 Our glasses are inherent structures converged to max|F| < FORCE_TOL = 1e-10. A pipeline that
 stops FIRE early, or skips it, labels another configuration: its Hessian has unstable modes and
@@ -11,9 +11,12 @@ For each of the first N_GLASSES base glasses data/glass_data_NNN.pkl the protoco
 generate_glass_data.py is replayed from the glass's stored parameters and sub-seed up to the end
 of the quench (T = 0, not minimised: "FIRE skipped"); FIRE then runs in stages to max|F| below
 each of EARLY_FORCE_TOLS ("stopped early", every stage restarting FIRE from the last) and on to
-FORCE_TOL, where the replay is checked against the stored inherent structure. At every stage the
-Hessian is built and fully diagonalised (dense eigh); the label is the seed's softness over the
-10 softest modes other than the three translations, unstable ones included
+FORCE_TOL, where the replay is checked against the stored inherent structure (restarting FIRE at
+each stage resets its velocities, so a staged run can end in a neighbouring minimum: 3 of the
+first 24 default glasses; a continuous FIRE from the same quench lands exactly on the stored one,
+checked for glass 1. Such a glass's "converged" stage is its staged minimum, reported). At every
+stage the Hessian is built and fully diagonalised (dense eigh); the label is the seed's softness
+over the 10 softest modes other than the three translations, unstable ones included
 (generate_glass_data.softness_of_any_configuration), and the features are that configuration's
 local 3x3 Hessian eigenvalues. The stages are cached in DATA_DIR/unconverged/ (resumable).
 
@@ -48,7 +51,8 @@ N_TEST = 6                      # of N_GLASSES, for the per-stage model (train.p
 N_VAL = 3
 SEED = 0                        # split and initialisation
 TRAIN_MODEL = True
-EPOCHS = 15                     # passes over the training glasses, per stage
+EPOCHS = 60                     # passes over the 15 training glasses, per stage (240 steps;
+                                # 15 passes left the model still improving at the last one)
 REPLAY_TOL = 1e-6               # sigma; the replayed inherent structure must match the stored one
 
 
