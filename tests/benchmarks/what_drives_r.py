@@ -36,7 +36,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
+from glass_io import apply_overrides, atomic_write_bytes, load_glass, or_constants  # noqa: E402
 
 DATA_DIR = os.path.join(ROOT, "data")
 OUT_FILE = "what_drives_r.json"   # in DATA_DIR
@@ -94,22 +94,24 @@ def labels(w):
     return out
 
 
-def train_and_test(train, graphs, split):
-    """The hybrid model on one copy per base; best validation epoch's test metrics."""
+def train_and_test(train, graphs, split, epochs=None, seed=None):
+    """The hybrid model on one copy per base; best validation epoch's test metrics.
+    epochs and seed left None take EPOCHS and SEED."""
+    epochs, seed = or_constants(globals(), epochs=epochs, seed=seed)
     import torch
     from torch_geometric.loader import DataLoader
     tr_b = split[0]
     s = train.fit_scaling([graphs[b] for b in tr_b])
     tr, va, te = (train.scaled([graphs[b] for b in bs], s) for bs in split)
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     model = train.HybridPhysicsTransformer()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=train.WEIGHT_DECAY)
     loader = DataLoader(tr, batch_size=BATCH_SIZE, shuffle=True,
-                        generator=torch.Generator().manual_seed(SEED))
+                        generator=torch.Generator().manual_seed(seed))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     vars(train)["ACCUM_STEPS"] = 1
     best = (float("inf"), None, None)
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         train.train_epoch(model, loader, opt, scaler, torch.device("cpu"))
         val = train.predict(model, va, torch.device("cpu"))
         val_loss = float(torch.cat([(p - t).abs() for p, t in val]).mean())
@@ -160,7 +162,8 @@ def main():
               (f"  model R {m['R']:.3f} (per glass {m['per_glass_R_mean']:.3f} +- "
                f"{m['per_glass_R_std']:.3f}, best epoch {m['best_epoch']})" if m else "") +
               f"  [{row['seconds']:.0f}s]", flush=True)
-    out = dict(n_glasses=len(paths), n_atoms=N_ATOMS, lambda_max=lam_max, split=dict(zip(("train", "val", "test"), split)),
+    out = dict(n_glasses=len(paths), n_atoms=N_ATOMS, lambda_max=lam_max,
+               split=dict(zip(("train", "val", "test"), split)),
                epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, seed=SEED, rows=rows)
     atomic_write_bytes(os.path.join(DATA_DIR, OUT_FILE),
                        json.dumps(out, indent=2).encode())
