@@ -12,9 +12,11 @@ generate_glass_data.py is replayed from the glass's stored parameters and sub-se
 of the quench (T = 0, not minimised: "FIRE skipped"); FIRE then runs in stages to max|F| below
 each of EARLY_FORCE_TOLS ("stopped early", every stage restarting FIRE from the last) and on to
 FORCE_TOL, where the replay is checked against the stored inherent structure (restarting FIRE at
-each stage resets its velocities, so a staged run can end in a neighbouring minimum: 3 of the
-first 24 default glasses; a continuous FIRE from the same quench lands exactly on the stored one,
-checked for glass 1. Such a glass's "converged" stage is its staged minimum, reported). At every
+each stage resets its velocities, so a staged run can end in a neighbouring minimum: glasses 1
+and 10 of the first 24 in our data set; a continuous FIRE from the same quench lands exactly on the
+stored one, checked for glass 1. Glass 11 differs for another reason: it was stored before FIRE got
+a mass for stiff glasses, which it now gets (1.9). Such a glass's "converged" stage is its replayed
+minimum, reported). At every
 stage the Hessian is built and fully diagonalised (dense eigh); the label is the seed's softness
 over the 10 softest modes other than the three translations, unstable ones included
 (generate_glass_data.softness_of_any_configuration), and the features are that configuration's
