@@ -137,3 +137,35 @@ def test_wall_times_accumulate_per_script_and_survive_a_bad_file(tmp_path):
     record_wall_time(tmp_path, "b.py", 2.0, glasses_made=3)
     t = read_wall_times(tmp_path)
     assert t["a.py"]["seconds"] == 1.3 and t["b.py"]["glasses_made"] == 3
+
+
+def test_compare_glass_sets_tells_same_from_different_glasses(tiny_glass, tmp_path):
+    """tests/benchmarks/compare_glass_sets.py: the same glass is 'same', a displaced one differs
+    and its FIRE mass is reported (the check behind README's 108-of-120 reproducibility claim)."""
+    import copy
+    import json
+    import subprocess
+    import sys
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    ours.mkdir(), other.mkdir()
+    moved = copy.deepcopy(tiny_glass)
+    moved["positions"] = moved["positions"].copy()
+    moved["positions"][7] += 0.05
+    moved["parameters"]["fire_mass"] = 2.0
+    for k in range(2):
+        atomic_write_pickle(ours / f"glass_data_{k:03d}.pkl", tiny_glass)
+    atomic_write_pickle(other / "glass_data_000.pkl", tiny_glass)
+    atomic_write_pickle(other / "glass_data_001.pkl", moved)
+    atomic_write_pickle(ours / "glass_data_002.pkl", tiny_glass)      # only in one set: skipped
+    out = tmp_path / "cmp.json"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
+                          "compare_glass_sets.py")
+    proc = subprocess.run([sys.executable, script, f"--DATA_DIR={ours}", f"--OTHER_DIR={other}",
+                           f"--OUT_FILE={out}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    assert summary["compared"] == 2 and summary["same"] == 1
+    assert summary["differ"] == ["glass_data_001.pkl"]
+    assert summary["per_glass"]["glass_data_001.pkl"]["max_displacement"] == pytest.approx(0.05)
+    assert summary["other_fire_mass_above_1"] == 1 and summary["of_which_same"] == 0
+    assert summary["differ_with_other_fire_mass_1"] == []
