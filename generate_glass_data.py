@@ -373,7 +373,8 @@ def fire_mass(positions, system):
     """FIRE's (fictitious) mass: 1, or larger where the glass is so stiff that FIRE_DT_MAX would
     come within FIRE_MAX_DT_OMEGA of velocity Verlet's stability limit. The condition FIRE stops
     on (max|F| < FORCE_TOL) does not depend on the mass, but the path does, so in a rugged landscape
-    the basin can: 12 of the 41 default glasses given m > 1 end in another minimum than at m = 1."""
+    the basin can: of the 36 default glasses given only m > 1 (plain Brownian steps), 8 end in
+    another minimum than at m = 1 (tests/benchmarks/compare_glass_sets.py, README Step 1)."""
     lam_max = largest_hessian_eigenvalue(positions, system)
     return max(1.0, (FIRE_DT_MAX * np.sqrt(max(lam_max, 0.0)) / FIRE_MAX_DT_OMEGA) ** 2)
 

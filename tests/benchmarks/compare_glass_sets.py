@@ -33,10 +33,8 @@ def protocol(params):
 
 def compare(a, b):
     """Max displacement between two stored glasses, and their protocol keys."""
-    if np.shape(a["positions"]) != np.shape(b["positions"]):
-        return dict(max_displacement=float("inf"), ours=protocol(a["parameters"]),
-                    other=protocol(b["parameters"]))
-    d = float(np.abs(np.asarray(a["positions"]) - np.asarray(b["positions"])).max())
+    ra, rb = np.asarray(a["positions"]), np.asarray(b["positions"])
+    d = float(np.abs(ra - rb).max()) if ra.shape == rb.shape else float("inf")
     return dict(max_displacement=d, ours=protocol(a["parameters"]), other=protocol(b["parameters"]))
 
 

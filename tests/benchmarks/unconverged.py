@@ -16,11 +16,10 @@ each stage resets its velocities, so a staged run can end in a neighbouring mini
 and 10 of the first 24 in our data set; a continuous FIRE from the same quench lands exactly on the
 stored one, checked for glass 1. Glass 11 differs for another reason: it was stored before FIRE got
 a mass for stiff glasses, which it now gets (1.9). Such a glass's "converged" stage is its replayed
-minimum, reported). At every
-stage the Hessian is built and fully diagonalised (dense eigh); the label is the seed's softness
-over the 10 softest modes other than the three translations, unstable ones included
-(generate_glass_data.softness_of_any_configuration), and the features are that configuration's
-local 3x3 Hessian eigenvalues. The stages are cached in DATA_DIR/unconverged/ (resumable).
+minimum, reported). At every stage the Hessian is built and fully diagonalised (dense eigh); the
+label is the seed's softness over the 10 softest modes other than the three translations, unstable
+ones included (generate_glass_data.softness_of_any_configuration), and the features are that
+configuration's local 3x3 Hessian eigenvalues. The stages are cached in DATA_DIR/unconverged/ (resumable).
 
 Then, per stage, on one split of these glasses (N_TEST, N_VAL): the baselines of
 train.baseline_scores and the default model trained EPOCHS passes over the training glasses
