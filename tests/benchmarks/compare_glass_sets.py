@@ -9,6 +9,7 @@ differ: the sub-seed, the FIRE mass and the Brownian substeps of stiff glasses (
 "Stiff glasses"; files made before that change have no such keys). Prints a summary and writes it
 to OUT_FILE.
 """
+import glob
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from augment_data import BASE_PATTERN  # noqa: E402  (the base-glass file names, one definition)
 from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
 
 DATA_DIR = os.path.join(ROOT, "data")     # one set of base glasses
@@ -42,9 +44,8 @@ def main():
     apply_overrides(globals(), sys.argv[1:])
     if not OTHER_DIR:
         sys.exit("compare_glass_sets.py: give the other set with --OTHER_DIR=...")
-    names = sorted(n for n in os.listdir(DATA_DIR)
-                   if n.startswith("glass_data_") and n.endswith(".pkl") and n[11:14].isdigit()
-                   and os.path.exists(os.path.join(OTHER_DIR, n)))
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(DATA_DIR, BASE_PATTERN))
+                   if os.path.exists(os.path.join(OTHER_DIR, os.path.basename(p))))
     rows = {n: compare(load_glass(os.path.join(DATA_DIR, n)), load_glass(os.path.join(OTHER_DIR, n)))
             for n in names}
     same = [n for n, r in rows.items() if r["max_displacement"] < SAME_TOL]
