@@ -68,14 +68,15 @@ def slab(snap, thickness=1.5):
 
 
 def plot_slice(snap, pred, true, path, title=""):
-    """One slab of a test glass, atoms as discs (A large, B small), coloured by the true and by
-    the predicted softness on the same colour scale."""
+    """One slab of a glass, atoms as discs (A large, B small), coloured by the true and by the
+    predicted softness on the same colour scale (the predicted one alone when true is None)."""
     plt = _pyplot()
     keep, x, y = slab(snap)
     size = np.where(np.asarray(snap["species"])[keep] == 0, 90, 45)
-    lo, hi = np.percentile(np.concatenate([true, pred]), [2, 98])
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4.8))
-    for a, values, name in ((ax[0], true, "true"), (ax[1], pred, "predicted")):
+    panels = ([] if true is None else [(true, "true")]) + [(pred, "predicted")]
+    lo, hi = np.percentile(np.concatenate([v for v, _ in panels]), [2, 98])
+    fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.8), squeeze=False)
+    for a, (values, name) in zip(ax[0], panels):
         sc = a.scatter(x[keep], y[keep], c=values[keep], s=size, cmap="coolwarm", vmin=lo,
                        vmax=hi, edgecolors="k", linewidths=0.3)
         a.set(aspect="equal", title=f"{name} softness", xlabel="x (sigma)", ylabel="y (sigma)")

@@ -7,8 +7,11 @@ glass k depend only on (SEED, k), so any glass can be regenerated alone and noth
 N_WORKERS.
 
 Runs N_WORKERS processes, one glass per task, and is resumable: kill it at any moment and run the
-same command again; finished files are kept, missing or invalid ones are (re)made, and
-metadata.pkl is rebuilt from the files at the end.
+same command again; finished files are kept, missing or invalid ones, and ones made with other
+protocol constants (recorded in each glass's parameters["protocol"], hashed in
+["protocol_hash"]), are (re)made, and metadata.pkl is rebuilt from the files at the end. It lists
+exactly the N_CONFIGS glasses of this run, the set the next steps use; other glass files left in
+DATA_DIR by an earlier, larger run are reported, not deleted.
 
     python generate_diverse_data.py [--N_CONFIGS=120] [--N_WORKERS=2] [--DATA_DIR=data]
 
@@ -18,13 +21,15 @@ here too, and are forwarded to the workers.
 import glob
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 
 import numpy as np
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_pickle, constants_of,
-                      load_glass, record_wall_time)
+                      exit_on_help, load_glass, name_list, normalise_argv, record_wall_time,
+                      same_value, sha256_of_json)
 
 # ================================ constants ====================================================
 N_CONFIGS = 120                     # base glasses
@@ -43,6 +48,22 @@ QUENCH_STEPS_RANGE = (3000, 7000)   # Brownian steps of the quench ramp (integer
 SPECIES_RATIO_RANGE = (0.75, 0.85)  # fraction of A atoms
 SIGMA_SCALE_RANGE = (0.90, 1.10)    # multiplies the whole KA sigma matrix (and so the cut-offs)
 EPSILON_SCALE_RANGE = (0.90, 1.10)  # multiplies the whole KA epsilon matrix
+
+# generate_glass_data.py's constants that glass k never reads: make_one passes its own atom count,
+# sub-seed and drawn parameters instead.
+_GIVEN_PER_GLASS = ("N_ATOMS", "SEED", "DENSITY", "TEMPERATURE", "QUENCH_STEPS", "SPECIES_RATIO")
+# ...and so overriding them here would silently change nothing: refused, with what to use instead.
+_NO_EFFECT_HERE = {
+    "DENSITY": "each glass draws its density from DENSITY_RANGE",
+    "TEMPERATURE": "each glass draws its temperature from TEMPERATURE_RANGE",
+    "QUENCH_STEPS": "each glass draws its quench length from QUENCH_STEPS_RANGE",
+    "SPECIES_RATIO": "each glass draws its fraction of A atoms from SPECIES_RATIO_RANGE",
+    "OUTPUT_FILE": "the glasses are written to DATA_DIR/FILE_PATTERN",
+    "SHOW_PROGRESS": "the workers never show per-phase bars (one bar over glasses here)",
+}
+
+exit_on_help(globals(), forwarded=["generate_glass_data.py"],   # read, not imported
+             hide=_NO_EFFECT_HERE)
 
 
 # ================================ the draw =======================================================
@@ -88,8 +109,11 @@ def _worker_init(own_overrides, ggd_overrides):
 
 def make_one(task):
     """Make, check and write glass k; retry a failed physics check with the next sub-seed."""
-    k, seed, n_atoms, path = task
+    k, seed, n_atoms, path, digest = task
     ggd = _GGD
+    protocol, mine = glass_protocol(ggd)
+    if mine != digest:      # the overrides did not reach this worker: never label a glass wrongly
+        raise RuntimeError(f"worker's protocol differs from the parent's: {protocol}")
     drawn = draw_parameters(k, seed, ggd)
     failures = []
     for attempt in range(MAX_ATTEMPTS):
@@ -107,7 +131,8 @@ def make_one(task):
         snap["parameters"].update(
             index=int(k), draw_seed=int(seed), attempt=int(attempt), failures=failures,
             sigma_scale=drawn["sigma_scale"], epsilon_scale=drawn["epsilon_scale"],
-            wall_seconds=round(time.perf_counter() - t0, 3))
+            wall_seconds=round(time.perf_counter() - t0, 3), protocol=protocol,
+            protocol_hash=digest)
         atomic_write_pickle(path, snap)
         return k, summary(snap, path), None
     return k, None, failures
@@ -121,9 +146,49 @@ def summary(snap, path):
                 max_force=float(p["max_force"]), seconds=float(p.get("wall_seconds", 0.0)))
 
 
+# ================================ the protocol ===================================================
+# This script's constants that do not change glass k: how many glasses, where, how many processes.
+_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE")
+
+
+def glass_protocol(ggd):
+    """Every constant that shapes glass k besides k itself, by script, and the sha256 of its
+    canonical JSON. A stored glass is kept only if it was made with the same."""
+    protocol = {
+        "generate_glass_data.py": {k: v for k, v in ggd.protocol_constants().items()
+                                   if k not in _GIVEN_PER_GLASS},
+        "generate_diverse_data.py": {k: v for k, v in constants_of(globals()).items()
+                                     if k not in _NOT_PROTOCOL}}
+    return protocol, sha256_of_json(protocol)
+
+
+def protocol_changes(old, new):
+    """Why a stored glass's protocol is not this run's, for the message: the constants that
+    differ, when the glass recorded them."""
+    if not isinstance(old, dict):
+        return "made without a recorded protocol (older code)"
+    changes = []
+    for script in sorted(set(old) | set(new)):
+        was, now = old.get(script) or {}, new.get(script) or {}
+        changes += [f"{name} {was.get(name, '(unset)')!r} -> {now.get(name, '(unset)')!r}"
+                    for name in sorted(set(was) | set(now))
+                    if not same_value(was.get(name), now.get(name))]
+    return "made with " + (", ".join(changes) if changes else "another protocol hash")
+
+
+def refuse_ineffective(forwarded):
+    """Stop on a forwarded --NAME=value that the glasses of this script never read."""
+    for arg in forwarded:
+        name = arg[2:].split("=", 1)[0]
+        if name in _NO_EFFECT_HERE:
+            raise SystemExit(f"error: --{name} has no effect in generate_diverse_data.py: "
+                             f"{_NO_EFFECT_HERE[name]}")
+
+
 # ================================ the set ========================================================
-def existing_glass_is_valid(k, seed, n_atoms):
-    """A finished file is kept only if it loads, validates, and was drawn for this (SEED, k)."""
+def existing_glass_is_valid(k, seed, n_atoms, protocol, digest):
+    """A finished file is kept only if it loads, validates, was drawn for this (SEED, k) and
+    made with this protocol (digest: its hash)."""
     path = glass_path(k)
     if not os.path.exists(path):
         return False
@@ -137,7 +202,20 @@ def existing_glass_is_valid(k, seed, n_atoms):
         print(f"  {path}: made for index {p.get('index')}, SEED {p.get('draw_seed')}, not "
               f"{k}, {seed}: regenerating", flush=True)
         return False
+    if p.get("protocol_hash") != digest:
+        print(f"  {path}: {protocol_changes(p.get('protocol'), protocol)}: regenerating",
+              flush=True)
+        return False
     return True
+
+
+def stray_files(n_configs):
+    """Files named like glasses of this set but not in it (left by an earlier, larger run): the
+    next steps use only the files metadata.pkl lists, so these are reported, never deleted."""
+    head, tail = FILE_PATTERN.split("{", 1)[0], FILE_PATTERN.rsplit("}", 1)[1]
+    name = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+    return sorted(f for f in os.listdir(DATA_DIR)
+                  if name.fullmatch(f) and int(name.fullmatch(f)[1]) >= n_configs)
 
 
 def remove_stale_temp_files():
@@ -146,14 +224,18 @@ def remove_stale_temp_files():
         os.unlink(tmp)
 
 
-def build_metadata(ggd, n_configs):
-    """metadata.pkl, rebuilt from the files themselves (never from memory of this run)."""
+def build_metadata(ggd, n_configs, digest):
+    """metadata.pkl, rebuilt from the files themselves (never from memory of this run): the set
+    of glasses the next steps use, all made with the protocol hashed as `digest`."""
     records = []
     for k in range(n_configs):
         path = glass_path(k)
         records.append(summary(load_glass(path, n_atoms=N_ATOMS), path))
+        if records[-1]["parameters"].get("protocol_hash") != digest:   # replaced meanwhile
+            raise GlassFileError(f"{path}: not made with this run's protocol; rerun")
     import jax
     meta = dict(records=records, n_configs=n_configs, n_atoms=N_ATOMS, seed=SEED,
+                protocol_hash=digest,
                 constants=constants_of(globals()), protocol=constants_of(vars(ggd)),
                 versions=dict(numpy=np.__version__, jax=jax.__version__,
                               python=sys.version.split()[0]))
@@ -162,10 +244,11 @@ def build_metadata(ggd, n_configs):
 
 
 def split_overrides(argv, ggd):
-    """--NAME=value arguments: this script's constants, and the protocol's (forwarded)."""
+    """--NAME=value (or --NAME value) arguments, as --NAME=value: this script's constants, and
+    the protocol's (forwarded)."""
     ours, theirs = [], []
     own = set(constants_of(globals()))
-    for arg in argv:
+    for arg in normalise_argv(argv):       # `--NAME value` -> `--NAME=value` before splitting
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
         (theirs if name not in own and name in constants_of(vars(ggd)) else ours).append(arg)
     return ours, theirs
@@ -175,6 +258,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     import generate_glass_data as ggd
     ours, theirs = split_overrides(argv, ggd)
+    refuse_ineffective(theirs)
     own_overrides = apply_overrides(globals(), ours)
     ggd_overrides = apply_overrides(dict(constants_of(vars(ggd))), theirs)
     vars(ggd).update(ggd_overrides)
@@ -187,14 +271,16 @@ def main(argv=None):
         raise SystemExit(f"error: {err}")
     os.makedirs(DATA_DIR, exist_ok=True)
     remove_stale_temp_files()
-    todo = [k for k in range(N_CONFIGS) if not existing_glass_is_valid(k, SEED, N_ATOMS)]
+    protocol, digest = glass_protocol(ggd)
+    todo = [k for k in range(N_CONFIGS)
+            if not existing_glass_is_valid(k, SEED, N_ATOMS, protocol, digest)]
     print(f"{N_CONFIGS} glasses of {N_ATOMS} atoms in {DATA_DIR}: {N_CONFIGS - len(todo)} done, "
           f"{len(todo)} to make with {N_WORKERS} worker(s)", flush=True)
     t0 = time.perf_counter()
     failed = {}
     if todo:
         from tqdm import tqdm
-        tasks = [(k, SEED, N_ATOMS, glass_path(k)) for k in todo]
+        tasks = [(k, SEED, N_ATOMS, glass_path(k), digest) for k in todo]
         ctx = mp.get_context("spawn")     # JAX is not fork-safe
         with ctx.Pool(min(N_WORKERS, len(todo)), initializer=_worker_init,
                       initargs=(own_overrides, ggd_overrides)) as pool, \
@@ -217,9 +303,14 @@ def main(argv=None):
             pool.join()
     if failed:
         raise SystemExit(f"error: glasses {sorted(failed)} failed every attempt; rerun to retry")
-    build_metadata(ggd, N_CONFIGS)
+    build_metadata(ggd, N_CONFIGS, digest)
     print(f"made {len(todo)} glasses in {time.perf_counter() - t0:.1f}s; wrote "
           f"{os.path.join(DATA_DIR, METADATA_FILE)}", flush=True)
+    strays = stray_files(N_CONFIGS)
+    if strays:
+        print(f"note: {len(strays)} file(s) in {DATA_DIR} look like glasses but are not in this "
+              f"set of {N_CONFIGS} (not in {METADATA_FILE}, not used by the next steps, left in "
+              f"place): {name_list(strays)}", flush=True)
     record_wall_time(DATA_DIR, "generate_diverse_data.py", time.perf_counter() - t0,
                      glasses_made=len(todo), glasses_total=N_CONFIGS, workers=N_WORKERS)
 

@@ -12,7 +12,8 @@ Brownian unit tau_B = gamma sigma_AA^2 / epsilon_AA):
   6. Hessian        sparse 3N x 3N Hessian -> lowest modes -> softness S_i; local 3x3 blocks D_i
 
 Outputs DATA_DIR/OUTPUT_FILE (default data/glass_data_1k.pkl) in the seed's schema.
-Run `python generate_glass_data.py --help` for the constants; override any with --NAME=value.
+Run `python generate_glass_data.py --help` for the constants; override any with --NAME=value
+or --NAME value.
 """
 import dataclasses
 import os
@@ -22,8 +23,8 @@ from functools import partial
 
 import numpy as np
 
-from glass_io import (apply_overrides, atomic_write_pickle, or_constants, record_wall_time,
-                      validate_snapshot)
+from glass_io import (apply_overrides, atomic_write_pickle, constants_of, exit_on_help,
+                      or_constants, record_wall_time, validate_snapshot)
 
 # ================================ constants ====================================================
 # --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---
@@ -90,6 +91,8 @@ MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent struct
 DATA_DIR = "data"
 OUTPUT_FILE = "glass_data_1k.pkl"
 JAX_CACHE_DIR = ".jax_cache"    # persistent XLA compilation cache ("" disables)
+
+exit_on_help(globals())             # --help lists the constants above without importing jax
 
 # ================================ JAX set-up ====================================================
 # float64 is needed for FIRE to reach 1e-10 and for the Hessian; the stochastic phases run in
@@ -242,7 +245,9 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
 # Every physical parameter is a traced argument (box, sigma, epsilon, cut-offs, temperatures,
 # step counters), so one compiled program serves every glass of the same size. The skins and
 # the FIRE step sizes are compile-time constants: jax-md branches in Python on whether the skin
-# is zero and casts the FIRE parameters with numpy.
+# is zero and casts the FIRE parameters with numpy. They are static arguments, not module
+# constants read inside the traced code: jit would keep the first value it traced and ignore a
+# later override in the same process.
 @partial(jax.jit, static_argnames=("soft", "skin"))
 def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin):
     """Gradient descent R <- R + step * F on soft spheres (soft=True, untangling) or on the
@@ -290,26 +295,28 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin):
     return state, nbrs, n_steps
 
 
-def _fire(params):
-    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], SKIN_MINIMIZE,
+def _fire(params, skin, dt_start, dt_max):
+    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin,
                                             smoothed_lj(params["r_onset"], params["r_cutoff"]))
-    init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=FIRE_DT_START,
-                                              dt_max=FIRE_DT_MAX)
+    init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=dt_start, dt_max=dt_max)
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
     return init_fn, apply_fn, neighbor_fn, kwargs
 
 
-@jax.jit
-def _fire_init(positions, nbrs, params):
-    init_fn, _, _, kwargs = _fire(params)
+_FIRE_STATIC = ("skin", "dt_start", "dt_max")
+
+
+@partial(jax.jit, static_argnames=_FIRE_STATIC)
+def _fire_init(positions, nbrs, params, skin, dt_start, dt_max):
+    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max)
     return init_fn(positions, mass=params["mass"], neighbor=nbrs, **kwargs)
 
 
-@jax.jit
-def _fire_chunk(state, nbrs, step0, n_steps, params):
+@partial(jax.jit, static_argnames=_FIRE_STATIC)
+def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max):
     """FIRE (Bitzek et al., PRL 97, 170201 (2006)) until max|F| < tol or n_steps."""
     del step0
-    _, apply_fn, neighbor_fn, kwargs = _fire(params)
+    _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max)
 
     def unconverged(c):
         st, nb, i = c
@@ -389,11 +396,13 @@ def inherent_structure(positions, system, force_tol=None):
     mass = fire_mass(positions, system)
     p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * force_tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
+    static = dict(skin=SKIN_MINIMIZE, dt_start=FIRE_DT_START, dt_max=FIRE_DT_MAX)
     neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
-    state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p)
+    state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p, **static)
     converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa
-    state, n_steps = run_phase(partial(_fire_chunk, params=p), state, system, system["r_cutoff"],
-                               SKIN_MINIMIZE, MAX_FIRE_STEPS, "FIRE", done=converged)
+    state, n_steps = run_phase(partial(_fire_chunk, params=p, **static), state, system,
+                               system["r_cutoff"], SKIN_MINIMIZE, MAX_FIRE_STEPS, "FIRE",
+                               done=converged)
     positions = np.mod(np.asarray(state.position, np.float64), system["box"])
     e, forces = energy_and_forces(positions, system)
     max_force = float(np.max(np.linalg.norm(forces, axis=1)))
@@ -504,9 +513,11 @@ def lowest_modes(h, n_modes):
     return vals[order], vecs[:, order]
 
 
-def softness_from_modes(vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
+def softness_from_modes(vecs, n_zero=None, n_soft=None):
     """S_i = sum_{k=4}^{13} sum_alpha |v_k(i, alpha)|^2 (seed): participation of atom i in the
-    N_SOFT_MODES softest non-trivial modes. Eigenvectors are unit vectors, so sum_i S_i = n_soft."""
+    N_SOFT_MODES softest non-trivial modes. Eigenvectors are unit vectors, so sum_i S_i = n_soft.
+    n_zero and n_soft left None take N_ZERO_MODES and N_SOFT_MODES when called (overrides too)."""
+    n_zero, n_soft = or_constants(globals(), n_zero_modes=n_zero, n_soft_modes=n_soft)
     soft = vecs[:, n_zero:n_zero + n_soft]
     return np.sum(soft.reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
 
@@ -518,19 +529,21 @@ def translation_content(vecs):
     return np.sum(vecs.reshape(n, 3, -1).sum(axis=0) ** 2, axis=0) / n
 
 
-def vibrational_modes(vals, vecs, n_zero=N_ZERO_MODES):
+def vibrational_modes(vals, vecs, n_zero=None):
     """Indices of the modes other than the n_zero translations, lowest eigenvalue first. The
     translations are found by their content, not by their place in the spectrum: away from a
-    minimum, unstable modes (lambda < 0) lie below them."""
+    minimum, unstable modes (lambda < 0) lie below them. n_zero None: N_ZERO_MODES, read now."""
+    n_zero, = or_constants(globals(), n_zero_modes=n_zero)
     translations = np.argsort(-translation_content(vecs))[:n_zero]
     order = np.argsort(vals, kind="stable")
     return order[~np.isin(order, translations)]
 
 
-def softness_of_any_configuration(vals, vecs, n_zero=N_ZERO_MODES, n_soft=N_SOFT_MODES):
+def softness_of_any_configuration(vals, vecs, n_zero=None, n_soft=None):
     """The seed's softness where the configuration need not be a minimum (FIRE stopped early or
     skipped): S sums the n_soft lowest vibrational modes, unstable ones first. At an inherent
-    structure this is softness_from_modes."""
+    structure this is softness_from_modes. None: N_ZERO_MODES, N_SOFT_MODES, read now."""
+    n_zero, n_soft = or_constants(globals(), n_zero_modes=n_zero, n_soft_modes=n_soft)
     soft = vibrational_modes(vals, vecs, n_zero)[:n_soft]
     return np.sum(vecs[:, soft].reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
 
@@ -575,6 +588,17 @@ def min_pair_distance(positions, box):
 
 
 # ================================ one glass ======================================================
+# Constants that do not change the glass made: where it is written, the compilation cache and the
+# progress bars. Every other one shapes it (CHUNK_STEPS too: FIRE stops at chunk boundaries).
+_NOT_PROTOCOL = ("DATA_DIR", "OUTPUT_FILE", "JAX_CACHE_DIR", "SHOW_PROGRESS")
+
+
+def protocol_constants():
+    """The constants that shape a glass, with their values now (overrides included): recorded
+    with each glass of the diverse set, so that a rerun with another protocol remakes it."""
+    return {k: v for k, v in constants_of(globals()).items() if k not in _NOT_PROTOCOL}
+
+
 def make_system(n_atoms=None, density=None, species_ratio=None, sigma=None, epsilon=None,
                 seed=None):
     """Box, species and interaction parameters (absolute cut-offs) of one glass. Arguments left

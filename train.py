@@ -33,15 +33,15 @@ import numpy as np
 
 import figures
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, constants_of,
-                      or_constants, read_wall_times)
+                      exit_on_help, or_constants, read_wall_times)
 
 # ================================ constants ====================================================
 # --- data ---
 DATA_DIR = "data"               # contains augmented/aug_*.pkl from augment_data.py
 AUG_SUBDIR = "augmented"
 OUT_DIR = "."                   # hybrid_physics_best.pth, training_curves.png, results.json
-N_ATOMS = 1000                  # every glass must have this many atoms
-N_ROTATIONS = 10                # rotated copies per base used (<= what augment_data.py wrote)
+N_ROTATIONS = 10                # rotated copies per base used (<= what augment_data.py wrote); the
+                                # atom count and the set of glasses are read from the data's manifest
 ROTATION_SHORTCUT = False       # True: build one graph per base and let it stand for its
                                 # N_ROTATIONS copies (same epoch length, batches and result: the
                                 # model and its inputs are rotation invariant; see README)
@@ -78,11 +78,14 @@ FAST_KERNELS = True             # CPU: fused C kernels of message_kernels.py (fa
 FILTER_TABLE_POINTS = 4096      # fused path: w(r) tabulated on this many points, linear interpolation
 FILTER_TABLE_RMIN = 0.5         # sigma_AA, table start (below any pair distance in a glass)
 NUM_THREADS = 0                 # torch CPU threads (0: torch's default)
+DEVICE = "auto"                 # "auto" (CUDA when present), "cpu" or "cuda"
 
 BASELINES_ONLY = False          # compute the baselines on the split, write results.json, no training
 
 CHECKPOINT_FILE = "checkpoint.pth"     # full training state, rewritten every epoch (resume)
 BEST_FILE = "hybrid_physics_best.pth"  # best-validation weights + scaling, weights_only loadable
+
+exit_on_help(globals())                # --help lists the constants above without importing torch
 
 import torch                                        # noqa: E402
 import message_kernels                              # noqa: E402
@@ -170,6 +173,11 @@ class HybridPhysicsTransformer(nn.Module):
             fast_kernels=fast_kernels, filter_table_points=filter_table_points,
             filter_table_rmin=filter_table_rmin)
         self.num_rbf, self.cutoff, self.use_checkpoint = num_rbf, cutoff, use_checkpoint
+        # what rebuilds this model (train.model_file stores it; predict.py reads it back)
+        self.architecture = dict(in_dim=in_dim, hidden=hidden, layers=layers, heads=heads,
+                                 num_rbf=num_rbf, cutoff=cutoff, ffn_mult=ffn_mult,
+                                 filter_table_points=filter_table_points,
+                                 filter_table_rmin=filter_table_rmin)
         self.heads, self.head_dim = heads, hidden // heads
         self.fast_kernels, self.table_points, self.table_rmin = (
             fast_kernels, filter_table_points, filter_table_rmin)
@@ -257,32 +265,61 @@ def glass_graph(snap, cutoff=None):
 
 # ================================ data ===========================================================
 def load_dataset():
-    """Every augmented copy (rotation < N_ROTATIONS) as a graph, grouped by base glass."""
+    """The glasses of augment_data.py's manifest (rotation < N_ROTATIONS of every base it lists)
+    as graphs, grouped by base glass, and what the data says about itself: the atom count, the
+    label (modes summed in S) and a fingerprint of the files used (a checkpoint of other data
+    is never resumed). Files not in the manifest are reported and left unused."""
     import glob
-    from augment_data import load_augmented
+    import hashlib
+    from augment_data import load_augmented, read_manifest
     from tqdm import tqdm
-    paths = sorted(glob.glob(os.path.join(DATA_DIR, AUG_SUBDIR, "aug_*.pkl")))
-    if not paths:
-        raise SystemExit(f"error: no augmented glasses in {os.path.join(DATA_DIR, AUG_SUBDIR)}; "
-                         "run augment_data.py first")
-    by_base = {}
-    for path in tqdm(paths, desc="graphs", unit="glass"):    # sorted: rotations 0, 1, ... per base
-        try:
-            snap = load_augmented(path, N_ATOMS)
-        except GlassFileError as err:
-            raise SystemExit(f"error: {err}")
-        per_base = by_base.setdefault(snap["base_index"], [])
-        if ROTATION_SHORTCUT and per_base:
-            continue
-        if len(per_base) < N_ROTATIONS:
+    aug_dir = os.path.join(DATA_DIR, AUG_SUBDIR)
+    try:
+        manifest = read_manifest(DATA_DIR, check_files=False)     # hashed below, as read
+    except GlassFileError as err:
+        raise SystemExit(f"error: no augmented data set to train on: {err}")
+    if N_ROTATIONS > manifest["n_rotations"]:
+        raise SystemExit(f"error: N_ROTATIONS={N_ROTATIONS} but augment_data.py wrote "
+                         f"{manifest['n_rotations']} rotations per glass in {aug_dir}")
+    n_atoms = int(manifest["n_atoms"])
+    used = {int(b): names[:N_ROTATIONS] for b, names in manifest["files"].items()}
+    listed = {n for names in manifest["files"].values() for n in names}
+    strays = sorted(set(map(os.path.basename, glob.glob(os.path.join(aug_dir, "aug_*.pkl"))))
+                    - listed)
+    if strays:
+        print(f"note: {len(strays)} files in {aug_dir} are not in its manifest and are not used "
+              f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''})")
+    by_base, digests, labels = {}, {}, set()
+    for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass"):
+        per_base = by_base.setdefault(b, [])
+        for name in names:
+            path = os.path.join(aug_dir, name)
+            try:
+                with open(path, "rb") as fh:
+                    digests[name] = hashlib.sha256(fh.read()).hexdigest()
+                if digests[name] != manifest["sha256"][name]:
+                    raise GlassFileError(f"{path}: changed since augment_data.py listed it in "
+                                         "the manifest; rerun augment_data.py")
+                snap = load_augmented(path, n_atoms)
+            except (OSError, GlassFileError) as err:
+                raise SystemExit(f"error: {err}")
+            labels.add(snap["parameters"].get("n_soft_modes"))
+            if ROTATION_SHORTCUT and per_base:
+                continue
             g = glass_graph(snap)
             g.path = path                                 # to reload its atoms for the figures
             if per_base and torch.equal(g.edge_index, per_base[0].edge_index):
                 g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
             per_base.append(g)
+    if len(labels) > 1:
+        raise SystemExit(f"error: the glasses of {aug_dir} mix softness labels (n_soft_modes "
+                         f"{sorted(labels, key=str)}); regenerate them with one N_SOFT_MODES")
     if ROTATION_SHORTCUT:         # the same graph object stands for every copy of its base
         by_base = {b: graphs * N_ROTATIONS for b, graphs in by_base.items()}
-    return dict(sorted(by_base.items()))
+    fingerprint = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
+    info = dict(n_atoms=n_atoms, n_soft_modes=labels.pop(), data_fingerprint=fingerprint,
+                n_bases=len(by_base), n_rotations=N_ROTATIONS)
+    return dict(sorted(by_base.items())), info
 
 
 def split_bases(bases, seed=None, n_test=None, n_val=None):
@@ -382,6 +419,15 @@ def metrics(pairs, s):
                 per_glass_R_std=float(np.std(per_glass)))
 
 
+def per_glass_first_copy(graphs, pairs):
+    """Test R of each base glass on its first rotated copy, with the copy's file: what
+    predict.py on that file must reproduce."""
+    out = {}
+    for g, (p, t) in zip(graphs, pairs):
+        out.setdefault(str(g.base), dict(file=os.path.basename(g.path), R=pearson(p, t)))
+    return out
+
+
 # ================================ baselines ======================================================
 def neighbour_features(g):
     """Per atom: its 5 features and their average over its neighbours within CUTOFF."""
@@ -412,13 +458,33 @@ def baseline_scores(data, train_b, test_b):
 
 
 def rng_states():
-    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    """The three generators' states as tensors and builtins only, so that a checkpoint loads with
+    torch.load(weights_only=True) (numpy's state holds an ndarray, which that refuses)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(torch=torch.get_rng_state(),
+                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                           has_gauss=int(has_gauss), cached=float(cached)),
+                python=random.getstate())
 
 
 def set_rng_states(states):
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    """Inverse of rng_states. The torch state is the CPU generator's, whatever the device."""
+    torch.set_rng_state(states["torch"].cpu())
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
     random.setstate(states["python"])
+
+
+def restore_scaler(scaler, state):
+    """Load a GradScaler state unless the saving run had none: a run started on the CPU (scaler
+    disabled, empty state) and resumed on CUDA starts a fresh scaler, and a CUDA run resumed on
+    the CPU (scaler disabled) drops it; GradScaler.load_state_dict raises on both."""
+    if scaler.is_enabled() and state:
+        scaler.load_state_dict(state)
+    elif scaler.is_enabled():
+        print("note: the checkpoint has no GradScaler state (saved without AMP): starting a "
+              "fresh scaler")
 
 
 def save_torch(path, obj):
@@ -443,7 +509,7 @@ def test_figures(test_set, pairs, s):
     per_glass = sorted((pearson(*pairs[k]), k) for k in first.values())
     r, k = per_glass[len(per_glass) // 2]
     g = test_set[k]
-    snap = load_augmented(g.path, N_ATOMS)
+    snap = load_augmented(g.path)
     title = f"test glass {g.base} ({os.path.basename(g.path)}): median per-glass R = {r:.3f}"
     figures.plot_slice(snap, unit(pairs[k][0]), unit(pairs[k][1]),
                        os.path.join(OUT_DIR, "test_glass_slice.png"), title)
@@ -462,10 +528,117 @@ def time_left_for_epoch(t_start, history, test_per_val):
 
 
 def config():
-    """The settings a checkpoint must share to be resumed (not: how long or how fast)."""
+    """The settings a checkpoint must share to be resumed (not: how long, how fast or where)."""
     return {k: v for k, v in constants_of(globals()).items()
             if k not in ("EPOCHS", "OUT_DIR", "DATA_DIR", "NUM_THREADS", "TIME_LIMIT_MIN",
-                         "FAST_KERNELS")}
+                         "FAST_KERNELS", "DEVICE", "BASELINES_ONLY")}
+
+
+def config_mismatch(saved, current):
+    """Names of the settings that differ between a checkpoint and this run."""
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def git_commit():
+    """The commit of this code (with '+dirty' when it has uncommitted changes), or 'unknown'."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,  # noqa
+                                        timeout=10)
+        head = run("rev-parse", "HEAD")
+        if head.returncode:
+            return "unknown"
+        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ================================ the trained model file =========================================
+def model_file(model, scaling, epoch, info, record):
+    """Everything predict.py needs to rebuild and apply the model (BEST_FILE): weights, feature
+    and target scaling, architecture, the data and label it learnt, the commit and the settings.
+    Tensors and builtins only, so it loads with weights_only=True."""
+    return dict(state_dict=model.state_dict(), **{k: v.cpu() for k, v in scaling.items()},
+                architecture=model.architecture, epoch=epoch, n_params=count_parameters(model),
+                n_atoms=info["n_atoms"], n_soft_modes=info["n_soft_modes"],
+                data_fingerprint=info["data_fingerprint"], commit=record["commit"],
+                config=record["config"])
+
+
+def load_trained_model(path, device=None, fast_kernels=None):
+    """Rebuild a model written by train.py (BEST_FILE) with its architecture, and return it in
+    eval mode with its feature/target scaling and its record. Loads with weights_only=True: the
+    file holds tensors and builtins only, so reading it cannot run code."""
+    device = device or torch.device("cpu")
+    if not os.path.exists(path):
+        raise GlassFileError(f"{path}: model file not found (train.py writes it to "
+                             f"OUT_DIR/{BEST_FILE})")
+    try:
+        best = torch.load(path, map_location=device, weights_only=True)
+        arch = best["architecture"]
+    except Exception as err:    # truncated, not ours, or written before it carried its architecture
+        raise GlassFileError(f"{path}: not a model file of this train.py ({type(err).__name__}: "
+                             f"{err}); retrain with train.py") from err
+    model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=fast_kernels)
+    model.load_state_dict(best["state_dict"])
+    scaling = {k: best[k] for k in ("x_mean", "x_std", "y_mean", "y_std")}
+    return model.to(device).eval(), scaling, best
+
+
+def choose_device():
+    if DEVICE == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if DEVICE not in ("cpu", "cuda"):
+        raise SystemExit(f"error: DEVICE={DEVICE!r}: expected auto, cpu or cuda")
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: DEVICE=cuda but torch sees no CUDA device (is the CUDA build of "
+                         "torch installed? README: GPU users)")
+    return torch.device(DEVICE)
+
+
+def describe_compute_path(device):
+    """Say at start, before any epoch, which path the model runs: the fused CPU kernels are
+    ~30x faster than the reference path (README: Training speed), so losing them is loud."""
+    if device.type != "cpu" or not FAST_KERNELS:
+        return "reference PyG path" + (f" on {device}" if device.type != "cpu" else "")
+    if message_kernels.available():
+        return "fused CPU kernels (message_kernels.py)"
+    import warnings
+    warnings.warn(f"fused CPU kernels unavailable ({message_kernels.build_error()}): training "
+                  "runs the reference PyG path, ~30x slower (README: macOS)", stacklevel=2)
+    return "reference PyG path (fused kernels unavailable)"
+
+
+def resume(ckpt_path, fingerprint, model, optimizer, scheduler, scaler):
+    """Training state of an earlier run of this configuration on these data, or a fresh start.
+    A checkpoint of other data or other settings is refused, not silently continued."""
+    if not os.path.exists(ckpt_path):
+        return 0, float("inf"), 0, [], 0.0
+    fresh = (f"to start fresh, remove {ckpt_path} (and {BEST_FILE} beside it) or use another "
+             "--OUT_DIR")
+    try:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise SystemExit(f"error: {ckpt_path}: cannot resume from it ({type(err).__name__}: "
+                         f"{str(err)[:200]}); {fresh}")
+    if ck.get("data_fingerprint") != fingerprint:
+        raise SystemExit(f"error: {ckpt_path} was written for other data (the glasses of "
+                         f"{DATA_DIR} changed since); {fresh}")
+    current = config()
+    differ = config_mismatch(ck["config"], current)
+    if differ:
+        changes = ", ".join(f"{k} {ck['config'].get(k)!r} -> {current.get(k)!r}" for k in differ)
+        raise SystemExit(f"error: {ckpt_path} was written with other settings ({changes}); "
+                         f"{fresh}")
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])       # moves the state to the parameters' device
+    scheduler.load_state_dict(ck["scheduler"])
+    restore_scaler(scaler, ck["scaler"])
+    set_rng_states(ck["rng"])
+    print(f"resuming from {ckpt_path} at epoch {ck['epoch'] + 1}")
+    return ck["epoch"] + 1, ck["best_val"], ck["since_best"], ck["history"], ck["seconds"]
 
 
 def main(argv=None):
@@ -473,12 +646,13 @@ def main(argv=None):
     t_start = time.perf_counter()
     if NUM_THREADS:
         torch.set_num_threads(NUM_THREADS)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device()
+    compute_path = describe_compute_path(device)          # warns now, not after an epoch
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     random.seed(SEED)
 
-    data = load_dataset()
+    data, info = load_dataset()
     train_b, val_b, test_b = split_bases(list(data))
     train_graphs = [g for b in train_b for g in data[b]]
     s = fit_scaling(train_graphs)
@@ -488,8 +662,12 @@ def main(argv=None):
     copies = (lambda b: data[b][:1]) if ROTATION_SHORTCUT else (lambda b: data[b])  # noqa: E731
     val_set = scaled([g for b in val_b for g in copies(b)], s)
     test_set = scaled([g for b in test_b for g in copies(b)], s)
-    print(f"{len(data)} base glasses: {len(train_b)} train / {len(val_b)} val / {len(test_b)} "
-          f"test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); device {device}")
+    print(f"{len(data)} base glasses of {info['n_atoms']} atoms (label: S over "
+          f"{info['n_soft_modes']} modes): {len(train_b)} train / {len(val_b)} val / "
+          f"{len(test_b)} test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); "
+          f"device {device}")
+    split = dict(train=train_b, val=val_b, test=test_b)
+    record = dict(config=constants_of(globals()), commit=git_commit(), data=info, split=split)
 
     t_base = time.perf_counter()
     baselines = baseline_scores(data, train_b, test_b)
@@ -498,19 +676,12 @@ def main(argv=None):
     if BASELINES_ONLY:
         os.makedirs(OUT_DIR, exist_ok=True)
         atomic_write_bytes(os.path.join(OUT_DIR, "results.json"), json.dumps(
-            dict(baselines=baselines, seed=SEED, split=dict(train=train_b, val=val_b, test=test_b)),
-            indent=2).encode())
+            dict(baselines=baselines, seed=SEED, **record), indent=2).encode())
         return
 
     model = HybridPhysicsTransformer().to(device)
     n_params = count_parameters(model)
-    if model.uses_fused_path(device):
-        path = "fused CPU kernels (message_kernels.py)"
-    else:
-        path = "reference PyG path"
-        if FAST_KERNELS and device.type == "cpu":
-            path += f" (fused kernels unavailable: {message_kernels.build_error()})"
-    print(f"model: {n_params:,} parameters; {path}")
+    print(f"model: {n_params:,} parameters; {compute_path}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min",
                                                            factor=LR_FACTOR, patience=LR_PATIENCE)
@@ -518,20 +689,8 @@ def main(argv=None):
     os.makedirs(OUT_DIR, exist_ok=True)
     ckpt_path = os.path.join(OUT_DIR, CHECKPOINT_FILE)
     best_path = os.path.join(OUT_DIR, BEST_FILE)
-    start, best_val, since_best, history, seconds_before = 0, float("inf"), 0, [], 0.0
-    if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["config"] != config():
-            raise SystemExit(f"error: {ckpt_path} was written with other settings; remove it "
-                             "or use another OUT_DIR")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        set_rng_states(ck["rng"])
-        start, best_val, since_best = ck["epoch"] + 1, ck["best_val"], ck["since_best"]
-        history, seconds_before = ck["history"], ck["seconds"]
-        print(f"resuming from {ckpt_path} at epoch {start}")
+    start, best_val, since_best, history, seconds_before = resume(
+        ckpt_path, info["data_fingerprint"], model, optimizer, scheduler, scaler)
 
     generator = torch.Generator().manual_seed(SEED)
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
@@ -558,9 +717,8 @@ def main(argv=None):
         scheduler.step(val_loss)
         if val_loss < best_val:
             best_val, since_best = val_loss, 0
-            save_torch(best_path, dict(state_dict=model.state_dict(),
-                                       **{k: v.cpu() for k, v in s.items()},
-                                       epoch=epoch, n_params=n_params))
+            # everything predict.py needs to rebuild and apply the model, weights_only loadable
+            save_torch(best_path, model_file(model, s, epoch, info, record))
         else:
             since_best += 1
         history.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_R=val_r,
@@ -571,7 +729,7 @@ def main(argv=None):
                                    scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                                    rng=rng_states(), epoch=epoch, best_val=best_val,
                                    since_best=since_best, history=history, seconds=seconds,
-                                   config=config()))
+                                   config=config(), data_fingerprint=info["data_fingerprint"]))
         left = np.median([h["seconds"] for h in history[-5:]]) * (EPOCHS - epoch - 1)
         if TIME_LIMIT_MIN:
             left = min(left, TIME_LIMIT_MIN * 60 - (time.perf_counter() - t_start))
@@ -581,6 +739,9 @@ def main(argv=None):
     figures.plot_curves(history, os.path.join(OUT_DIR, "training_curves.png"))
 
     best = torch.load(best_path, map_location=device, weights_only=True)
+    if best.get("data_fingerprint") != info["data_fingerprint"]:
+        raise SystemExit(f"error: {best_path} was written for other data; remove it and "
+                         f"{ckpt_path} to train afresh")
     model.load_state_dict(best["state_dict"])
     test_pairs = predict(model, test_set, device)               # the test set, touched once
     test = metrics(test_pairs, s)
@@ -588,14 +749,14 @@ def main(argv=None):
     results = dict(test_R=test["R"], test_R2=test["R2"], test_R_squared=test["R_squared"],
                    test_MAE=test["MAE"], test_MAE_standardized=test["MAE_standardized"],
                    per_glass_R=dict(mean=test["per_glass_R_mean"], std=test["per_glass_R_std"]),
+                   test_R_by_glass=per_glass_first_copy(test_set, test_pairs),
                    best_epoch=int(best["epoch"]), epochs=len(history), stopped_by=stopped_by,
                    n_params=n_params, fused_kernels=model.uses_fused_path(device),
                    seconds=seconds_before + time.perf_counter() - t0,
                    wall_seconds_this_run=time.perf_counter() - t_start,
                    peak_memory_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    script_seconds=read_wall_times(DATA_DIR), device=str(device),
-                   seed=SEED, baselines=baselines,
-                   split=dict(train=train_b, val=val_b, test=test_b))
+                   seed=SEED, baselines=baselines, **record)
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())
     print(f"test R = {test['R']:.4f}  R^2 = {test['R2']:.4f}  MAE = {test['MAE']:.4f}  "

@@ -1,4 +1,5 @@
-"""generate_diverse_data.py: determinism across worker counts, resume after kill -9, repair."""
+"""generate_diverse_data.py: determinism across worker counts, resume after kill -9, repair, the
+protocol recorded per glass (a rerun with other constants remakes it), strays of a larger set."""
 import os
 import pickle
 import signal
@@ -15,12 +16,12 @@ from glass_io import load_glass
 N = 250   # legal for the densest, largest-sigma corner: box 5.77 > 2 * 2.75
 
 
-def _args(data_dir, cache_dir, n_configs, workers):
+def _args(data_dir, cache_dir, n_configs, workers, extra=()):
     protocol = dict(TINY_PROTOCOL, JAX_CACHE_DIR=cache_dir)
     return ([sys.executable, os.path.join(ROOT, "generate_diverse_data.py"),
              f"--N_CONFIGS={n_configs}", f"--N_ATOMS={N}", f"--N_WORKERS={workers}",
              f"--DATA_DIR={data_dir}", "--QUENCH_STEPS_RANGE=(300, 600)"]
-            + [f"--{k}={v}" for k, v in protocol.items()])
+            + [f"--{k}={v}" for k, v in protocol.items()] + list(extra))
 
 
 def _run(*args, **kw):
@@ -112,3 +113,77 @@ def test_box_too_small_for_the_ranges_is_refused(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "minimum-image" in out.stderr
     assert os.listdir(tmp_path) == []
+
+
+def _copy(src, dst, names, as_names=None):
+    for name, new in zip(names, as_names or names):
+        (dst / new).write_bytes((src / name).read_bytes())
+
+
+def test_each_glass_records_the_protocol_that_shaped_it(two_glasses):
+    import glass_io
+    meta = pickle.loads((two_glasses / "metadata.pkl").read_bytes())
+    for rec in meta["records"]:
+        p = rec["parameters"]
+        assert p["protocol_hash"] == meta["protocol_hash"] == glass_io.sha256_of_json(p["protocol"])
+    ggd_part = p["protocol"]["generate_glass_data.py"]
+    ours = p["protocol"]["generate_diverse_data.py"]
+    assert ggd_part["HEAT_STEPS"] == 300 and ggd_part["CHUNK_STEPS"] == 300
+    assert not {"JAX_CACHE_DIR", "SHOW_PROGRESS", "DATA_DIR", "DENSITY", "SEED"} & set(ggd_part)
+    assert ours["N_ATOMS"] == N and ours["MAX_ATTEMPTS"] == 3 and "DENSITY_RANGE" in ours
+    assert not {"N_CONFIGS", "N_WORKERS", "DATA_DIR", "METADATA_FILE"} & set(ours)
+
+
+def test_rerun_keeps_a_glass_of_the_same_protocol_and_remakes_one_of_another(
+        two_glasses, tmp_path, cache):
+    names = ["glass_data_000.pkl", "glass_data_001.pkl"]
+    _copy(two_glasses, tmp_path, names)
+    first = (tmp_path / names[0]).read_bytes()
+    out = _run(str(tmp_path), cache, 2, 1)
+    assert "2 done, 0 to make" in out and (tmp_path / names[0]).read_bytes() == first
+    old = pickle.loads((tmp_path / names[1]).read_bytes())      # as made by older code
+    del old["parameters"]["protocol"], old["parameters"]["protocol_hash"]
+    (tmp_path / names[1]).write_bytes(pickle.dumps(old))
+    out = _run(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200"])
+    assert "glass_data_000.pkl: made with HEAT_STEPS 300 -> 200: regenerating" in out, out
+    assert "glass_data_001.pkl: made without a recorded protocol" in out
+    assert "0 done, 2 to make" in out
+    for name in names:
+        p = load_glass(str(tmp_path / name), n_atoms=N)["parameters"]
+        assert p["heat_steps"] == 200
+        assert p["protocol"]["generate_glass_data.py"]["HEAT_STEPS"] == 200
+    meta = pickle.loads((tmp_path / "metadata.pkl").read_bytes())
+    assert meta["protocol_hash"] == p["protocol_hash"]
+
+
+def test_smaller_set_lists_only_its_glasses_and_augment_reports_the_stray(
+        two_glasses, tmp_path, cache, capsys):
+    """N_CONFIGS=2 into a folder holding 3 glasses: metadata.pkl lists 2, augment_data.py uses
+    those 2 and names the third, which both leave in place."""
+    import augment_data
+    import glass_io
+    _copy(two_glasses, tmp_path, ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_001.pkl"],
+          ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl"])
+    out = _run(str(tmp_path), cache, 2, 1)
+    assert "2 done, 0 to make" in out and "1 file(s)" in out and "glass_data_002.pkl" in out
+    meta = pickle.loads((tmp_path / "metadata.pkl").read_bytes())
+    assert [r["file"] for r in meta["records"]] == ["glass_data_000.pkl", "glass_data_001.pkl"]
+    saved = glass_io.constants_of(vars(augment_data))
+    try:
+        augment_data.main([f"--DATA_DIR={tmp_path}", "--N_ROTATIONS=2"])
+    finally:
+        vars(augment_data).update(saved)
+    out = capsys.readouterr().out
+    assert "1 base glass file(s)" in out and "glass_data_002.pkl" in out
+    assert augment_data.read_manifest(str(tmp_path))["bases"] == [0, 1]
+    assert sorted(os.listdir(tmp_path / "augmented")) == [f"aug_{i:04d}.pkl" for i in range(4)] + [
+        "manifest.json"]
+    assert (tmp_path / "glass_data_002.pkl").exists()
+
+
+def test_forwarded_constant_that_would_change_nothing_is_refused(tmp_path):
+    """Each glass draws its density from DENSITY_RANGE: --DENSITY would be silently ignored."""
+    out = subprocess.run(_args(str(tmp_path), "", 1, 1, extra=["--DENSITY=1.0"]),
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0 and "--DENSITY has no effect" in out.stderr
+    assert "DENSITY_RANGE" in out.stderr and os.listdir(tmp_path) == []

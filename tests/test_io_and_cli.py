@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import glass_io
-from conftest import TINY, TINY_PROTOCOL
+from conftest import TINY, TINY_PROTOCOL, write_metadata
 from glass_io import GlassFileError, apply_overrides, atomic_write_pickle, load_glass
 
 
@@ -157,6 +157,11 @@ def test_compare_glass_sets_tells_same_from_different_glasses(tiny_glass, tmp_pa
     atomic_write_pickle(other / "glass_data_000.pkl", tiny_glass)
     atomic_write_pickle(other / "glass_data_001.pkl", moved)
     atomic_write_pickle(ours / "glass_data_002.pkl", tiny_glass)      # only in one set: skipped
+    for d in (ours, other):   # a file its metadata.pkl does not list is not of the set: skipped
+        atomic_write_pickle(d / "glass_data_003.pkl", moved)
+    write_metadata(ours, [f"glass_data_{k:03d}.pkl" for k in range(3)], 200)
+    write_metadata(other, [f"glass_data_{k:03d}.pkl" for k in range(2)] + ["glass_data_003.pkl"],
+                   200)
     out = tmp_path / "cmp.json"
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
                           "compare_glass_sets.py")
@@ -169,3 +174,94 @@ def test_compare_glass_sets_tells_same_from_different_glasses(tiny_glass, tmp_pa
     assert summary["per_glass"]["glass_data_001.pkl"]["max_displacement"] == pytest.approx(0.05)
     assert summary["other_fire_mass_above_1"] == 1 and summary["of_which_same"] == 0
     assert summary["differ_with_other_fire_mass_1"] == []
+
+
+# --help: built from the script's source, printed before the script's heavy imports ------------
+_RUN_HELP = """import runpy, sys, time
+sys.argv = [{script!r}, {flag!r}]
+t0 = time.perf_counter()
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+else:
+    raise AssertionError("--help did not exit")
+print(([m for m in ("jax", "torch") if m in sys.modules], time.perf_counter() - t0))
+"""
+
+
+def _help_of(script, flag="--help"):
+    """stdout of `python script flag`, the heavy modules it had imported and its wall time."""
+    import ast
+    import subprocess
+    import sys
+    from conftest import ROOT
+    proc = subprocess.run([sys.executable, "-c", _RUN_HELP.format(script=script, flag=flag)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text, _, last = proc.stdout.rstrip().rpartition("\n")
+    return (text, *ast.literal_eval(last))
+
+
+@pytest.mark.parametrize("script, module, flag, line, after, section", [
+    ("train.py", "train", "--help", ("--CUTOFF=2.5", "sigma_AA, graph and radial-basis cutoff"),
+     ("--ROTATION_SHORTCUT=False", "N_ROTATIONS copies (same epoch length"),
+     '--- training (seed "Hyperparameters") ---'),
+    ("generate_glass_data.py", "generate_glass_data", "-h", ("--DENSITY=1.2", "atoms / sigma_AA^3"),
+     ("--MAX_MOVE=0.02", "leave at r ~ 0.9 sigma have LJ forces"), "--- Hessian and labels ---"),
+])
+def test_help_lists_every_constant_with_its_comment_before_heavy_imports(script, module, flag,
+                                                                         line, after, section):
+    import importlib
+    text, heavy, seconds = _help_of(script, flag)
+    assert heavy == [] and seconds < 3, (heavy, seconds)      # jax/torch never imported
+    lines = text.splitlines()
+    assert "--NAME=value or --NAME value" in lines[1]
+    for name in glass_io.constants_of(vars(importlib.import_module(module))):
+        assert f"--{name}=" in text, name
+    at = [i for i, s in enumerate(lines) if s.split()[:1] == [line[0]] and line[1] in s]
+    assert at, f"{line} not on one line"                      # value and units side by side
+    first = next(i for i, s in enumerate(lines) if s.split()[:1] == [after[0]])
+    assert after[1] in lines[first + 1]                       # the comment's continuation line
+    assert section in lines                                   # the source's section headers
+
+
+def test_diverse_help_lists_the_forwarded_protocol():
+    text, heavy, _ = _help_of("generate_diverse_data.py")
+    assert heavy == []
+    own, _, forwarded = text.partition("=== forwarded to generate_glass_data.py")
+    assert "--DENSITY_RANGE=(1.1, 1.3)" in own and "--HEAT_STEPS" not in own
+    assert "--HEAT_STEPS=2000" in forwarded and "--- protocol ---" in forwarded
+    assert "--N_ATOMS" not in forwarded      # its own N_ATOMS shadows generate_glass_data's
+
+
+def test_space_separated_overrides_and_negative_values(tmp_path):
+    import subprocess
+    import sys
+    import types
+    from conftest import ROOT
+    import generate_diverse_data
+    ns = dict(EPOCHS=200, LR=5e-4, DATA_DIR="data", EIGSH_SHIFT=-0.1)
+    changed = apply_overrides(ns, ["--EPOCHS", "3", "--DATA_DIR", "/tmp/x", "--EIGSH_SHIFT",
+                                   "-0.2", "--LR=1e-3"])
+    assert changed == dict(EPOCHS=3, DATA_DIR="/tmp/x", EIGSH_SHIFT=-0.2, LR=1e-3)
+    assert glass_io.normalise_argv(["--EIGSH_SHIFT", "-1e-2", "-h"]) == ["--EIGSH_SHIFT=-1e-2", "-h"]
+    for argv in (["--EPOCHS"], ["--EPOCHS", "--LR=1e-3"], ["--LR=1e-3", "--EPOCHS"]):
+        with pytest.raises(SystemExit, match="--EPOCHS needs a value"):
+            apply_overrides(dict(ns), argv)
+    with pytest.raises(SystemExit, match="(?s)unknown constant 'EPOCH'.*Valid names: DATA_DIR"):
+        apply_overrides(dict(ns), ["--EPOCH", "3"])
+    # generate_diverse_data splits the arguments between its constants and the forwarded ones
+    protocol = types.SimpleNamespace(HEAT_STEPS=2000, EIGSH_SHIFT=-0.1, N_ATOMS=1000)
+    assert generate_diverse_data.split_overrides(
+        ["--N_CONFIGS", "4", "--HEAT_STEPS", "50", "--EIGSH_SHIFT", "-0.2", "--N_ATOMS=200"],
+        protocol) == (["--N_CONFIGS=4", "--N_ATOMS=200"], ["--HEAT_STEPS=50", "--EIGSH_SHIFT=-0.2"])
+    # end to end: the space-separated value reaches the script; a trailing name is refused
+    def augment(*args):
+        return subprocess.run([sys.executable, "augment_data.py", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    proc = augment("--DATA_DIR", str(tmp_path), "--SEED", "1")
+    assert proc.returncode == 1 and "metadata.pkl: file not found" in proc.stderr
+    assert str(tmp_path) in proc.stderr
+    proc = augment("--DATA_DIR", str(tmp_path), "--SEED")
+    assert proc.returncode == 1 and "--SEED needs a value" in proc.stderr

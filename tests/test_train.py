@@ -8,7 +8,7 @@ import torch
 
 import glass_io
 from glass_io import atomic_write_pickle
-from conftest import SMALL
+from conftest import SMALL, write_metadata
 
 
 def test_parameter_count_near_850k(train):
@@ -92,21 +92,26 @@ def test_split_is_by_base_and_disjoint(train):
 
 @pytest.fixture()
 def dataset(tmp_path, tiny_glass):
-    """5 base glasses (copies of the tiny one, labels perturbed per base), 2 rotations each."""
+    """5 base glasses (copies of the tiny one, labels perturbed per base) listed in metadata.pkl,
+    2 rotations each written by augment_data.py, with its manifest, as the pipeline does."""
     import augment_data
     d = tmp_path / "data"
-    for b in range(5):
+    names = [f"glass_data_{b:03d}.pkl" for b in range(5)]
+    for b, name in enumerate(names):
         snap = dict(tiny_glass)
         snap["softness_score"] = tiny_glass["softness_score"] * (1 + 0.1 * b)
-        for r in range(2):
-            q = augment_data.random_rotation(np.random.default_rng([b, r]))
-            atomic_write_pickle(d / "augmented" / f"aug_{2 * b + r:04d}.pkl",
-                                augment_data.rotate_glass(snap, q, b))
+        atomic_write_pickle(d / name, snap)
+    write_metadata(d, names, 200)
+    saved = glass_io.constants_of(vars(augment_data))
+    try:
+        augment_data.main([f"--DATA_DIR={d}", "--N_ROTATIONS=2"])
+    finally:
+        vars(augment_data).update(saved)
     return d
 
 
 def _args(data, out, epochs):
-    return [f"--DATA_DIR={data}", f"--OUT_DIR={out}", "--N_ATOMS=200", "--N_ROTATIONS=2",
+    return [f"--DATA_DIR={data}", f"--OUT_DIR={out}", "--N_ROTATIONS=2",
             "--N_TEST=1", "--N_VAL=1", f"--EPOCHS={epochs}", "--HIDDEN_DIM=32", "--NUM_LAYERS=2",
             "--NUM_RBF=8", "--BATCH_SIZE=2", "--ACCUM_STEPS=2"]
 
@@ -122,7 +127,7 @@ def _run(train, args):
 def test_training_end_to_end_and_resume(train, dataset, tmp_path, tiny_glass):
     out = tmp_path / "out"
     _run(train, _args(dataset, out, 2))
-    ck = torch.load(out / "checkpoint.pth", weights_only=False)
+    ck = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ck["epoch"] == 1 and len(ck["history"]) == 2
     results = json.loads((out / "results.json").read_text())
     for key in ("test_R", "test_R2", "test_MAE", "per_glass_R", "n_params", "epochs", "seconds",
@@ -147,7 +152,7 @@ def test_training_end_to_end_and_resume(train, dataset, tmp_path, tiny_glass):
     assert isinstance(results["script_seconds"], dict) and results["peak_memory_MB"] > 0
     # resume: the same command with more epochs continues at epoch 2 from the saved state
     _run(train, _args(dataset, out, 3))
-    ck2 = torch.load(out / "checkpoint.pth", weights_only=False)
+    ck2 = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ck2["epoch"] == 2 and [h["epoch"] for h in ck2["history"]] == [0, 1, 2]
     assert ck2["history"][:2] == ck["history"]
     assert ck2["optimizer"]["state"][0]["step"] > ck["optimizer"]["state"][0]["step"]
@@ -157,8 +162,8 @@ def test_resumed_epoch_equals_uninterrupted_epoch(train, dataset, tmp_path):
     _run(train, _args(dataset, tmp_path / "a", 2))
     _run(train, _args(dataset, tmp_path / "b", 1))
     _run(train, _args(dataset, tmp_path / "b", 2))
-    a = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=False)
-    b = torch.load(tmp_path / "b" / "checkpoint.pth", weights_only=False)
+    a = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pth", weights_only=True)
     assert a["history"][1]["train_loss"] == pytest.approx(b["history"][1]["train_loss"], rel=1e-6)
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6)
@@ -169,8 +174,8 @@ def test_rotation_shortcut_trains_to_the_same_weights(train, dataset, tmp_path):
     the rotated copies themselves (the model and its inputs are rotation invariant)."""
     _run(train, _args(dataset, tmp_path / "full", 2))
     _run(train, _args(dataset, tmp_path / "short", 2) + ["--ROTATION_SHORTCUT=true"])
-    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=False)
-    b = torch.load(tmp_path / "short" / "checkpoint.pth", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=True)
+    b = torch.load(tmp_path / "short" / "checkpoint.pth", weights_only=True)
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=2e-5), k
     for ha, hb in zip(a["history"], b["history"]):
@@ -188,11 +193,77 @@ def test_time_limit_stops_between_epochs(train, dataset, tmp_path):
     assert results["epochs"] == 1 and results["stopped_by"] == "time limit"
 
 
-def test_missing_data_and_wrong_atom_count_are_clear_errors(train, dataset, tmp_path):
-    with pytest.raises(SystemExit, match="no augmented glasses"):
+def test_missing_data_is_a_clear_error(train, tmp_path):
+    with pytest.raises(SystemExit, match="no augmented data set.*manifest.json: file not found"):
         _run(train, _args(tmp_path / "nothing", tmp_path / "o", 1))
-    with pytest.raises(SystemExit, match="has 200 atoms, expected 1000"):
-        _run(train, _args(dataset, tmp_path / "o", 1) + ["--N_ATOMS=1000"])
+
+
+def test_resume_refuses_other_data_and_other_settings(train, dataset, tmp_path, tiny_glass):
+    """A checkpoint records its data's fingerprint and its settings: regenerated glasses or a
+    changed constant stop the run with how to start fresh, instead of resuming silently."""
+    import augment_data
+    out = tmp_path / "o"
+    _run(train, _args(dataset, out, 1))
+    with pytest.raises(SystemExit, match=r"other settings \(LR 0.0005 -> 0.001\).*start fresh"):
+        _run(train, _args(dataset, out, 2) + ["--LR=0.001"])
+    snap = dict(tiny_glass, softness_score=tiny_glass["softness_score"] * 1.5)
+    atomic_write_pickle(dataset / "glass_data_000.pkl", snap)         # glass 0 made anew
+    saved = glass_io.constants_of(vars(augment_data))
+    try:
+        augment_data.main([f"--DATA_DIR={dataset}", "--N_ROTATIONS=2"])
+    finally:
+        vars(augment_data).update(saved)
+    with pytest.raises(SystemExit, match="other data.*start fresh"):
+        _run(train, _args(dataset, out, 2))
+    _run(train, _args(dataset, tmp_path / "fresh", 1))                # a new OUT_DIR trains
+
+
+def test_cross_device_resume_of_rng_and_scaler(train):
+    """The CPU generator's state round-trips through a weights_only checkpoint; a scaler state
+    saved without AMP (CPU run) does not break a resume with AMP (CUDA run), and vice versa."""
+    import io
+    torch.manual_seed(3)
+    np.random.seed(3)
+    states = train.rng_states()
+    buf = io.BytesIO()
+    torch.save(states, buf)
+    expected = (torch.rand(3), np.random.rand(3))
+    train.set_rng_states(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3),
+                                                                      expected[1])
+    cpu_run = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+    with_amp = torch.amp.GradScaler("cpu", enabled=True)          # stands for the CUDA scaler
+    train.restore_scaler(with_amp, cpu_run)                       # GradScaler alone would raise
+    assert with_amp.get_scale() == 65536.0
+    amp_state = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0).state_dict()
+    train.restore_scaler(with_amp, amp_state)
+    assert with_amp.get_scale() == 8.0
+    train.restore_scaler(torch.amp.GradScaler("cpu", enabled=False), amp_state)   # CUDA -> CPU
+
+
+def test_predict_gives_train_evaluation_numbers(train, dataset, tmp_path):
+    """predict.py on a test glass's file, with the model file train.py wrote, reproduces the
+    per-atom predictions and R of train.py's own test evaluation."""
+    import predict
+    out = tmp_path / "o"
+    _run(train, _args(dataset, out, 2))
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["n_atoms"] == 200 and results["config"]["HIDDEN_DIM"] == 32
+    assert results["commit"] != "" and results["data"]["n_soft_modes"] == 10
+    (base, record), = results["test_R_by_glass"].items()
+    assert record["R"] == pytest.approx(results["test_R"], abs=0.05)
+    saved = glass_io.constants_of(vars(predict))
+    try:
+        summary = predict.main([f"--INPUT={dataset / 'augmented' / record['file']}",
+                                f"--MODEL={out / 'hybrid_physics_best.pth'}",
+                                f"--OUTPUT_DIR={tmp_path}", "--MINIMIZE=False"])
+    finally:
+        vars(predict).update(saved)
+    assert summary["R"] == pytest.approx(record["R"], abs=1e-5)
+    ours = np.loadtxt(tmp_path / f"{record['file'][:-4]}_softness.xyz", skiprows=2,
+                      usecols=4)
+    theirs = np.loadtxt(out / "test_glass.xyz", skiprows=2, usecols=5)   # train.py's prediction
+    assert np.allclose(ours, theirs, atol=2e-6)
 
 
 def test_baselines_on_a_known_signal(train, graph):
@@ -231,3 +302,13 @@ def test_seeds_script_summarises_every_seed(dataset, tmp_path):
     r = [json.loads((runs / f"seed_{s}" / "results.json").read_text())["test_R"] for s in (0, 1)]
     assert summary["mean_std"]["test_R"]["mean"] == pytest.approx(np.mean(r))
     assert summary["mean_std"]["test_R"]["std"] == pytest.approx(np.std(r, ddof=1))
+
+
+def test_missing_fused_kernels_warn_at_start_not_after_an_epoch(train, tmp_path, monkeypatch):
+    """Without a C compiler with OpenMP (macOS) training falls back to the ~30x slower reference
+    path: the warning comes before the data are even read."""
+    monkeypatch.setattr(train.message_kernels, "available", lambda: False)
+    monkeypatch.setattr(train.message_kernels, "build_error", lambda: "no OpenMP (test)")
+    with pytest.warns(UserWarning, match=r"fused CPU kernels unavailable \(no OpenMP"), \
+            pytest.raises(SystemExit, match="no augmented data set"):
+        _run(train, _args(tmp_path / "nothing", tmp_path / "o", 1) + ["--DEVICE=cpu"])

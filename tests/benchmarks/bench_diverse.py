@@ -11,8 +11,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402
 
@@ -26,7 +26,7 @@ def main():
     apply_overrides(globals())
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(ROOT, "generate_diverse_data.py"),
+        subprocess.run([sys.executable, os.path.join(_ROOT, "generate_diverse_data.py"),
                         f"--N_CONFIGS={N_CONFIGS}", f"--N_WORKERS={N_WORKERS}",
                         f"--N_ATOMS={N_ATOMS}", f"--DATA_DIR={tmp}/data",
                         f"--JAX_CACHE_DIR={tmp}/cache"], check=True)

@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402
 
@@ -25,7 +25,7 @@ REPEATS = 3         # glasses timed in one process (the first includes compilati
 
 def whole_script(cache_dir, data_dir):
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, os.path.join(ROOT, "generate_glass_data.py"),
+    subprocess.run([sys.executable, os.path.join(_ROOT, "generate_glass_data.py"),
                     f"--N_ATOMS={N_ATOMS}", f"--DATA_DIR={data_dir}", f"--JAX_CACHE_DIR={cache_dir}"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0

@@ -15,14 +15,14 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes  # noqa: E402
 
 SEEDS = "0,1,2"                  # comma-separated split/initialisation seeds
-RUNS_DIR = os.path.join(ROOT, "runs")
-OUT_JSON = os.path.join(ROOT, "results.json")     # gets the summary under "seeds" if present
+RUNS_DIR = os.path.join(_ROOT, "runs")
+OUT_JSON = os.path.join(_ROOT, "results.json")     # gets the summary under "seeds" if present
 METRICS = ("test_R", "test_R2", "test_MAE")
 
 
@@ -30,8 +30,8 @@ def run_seed(seed, extra):
     out = os.path.join(RUNS_DIR, f"seed_{seed}")
     path = os.path.join(out, "results.json")
     if not os.path.exists(path):
-        subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), f"--SEED={seed}",
-                        f"--OUT_DIR={out}", *extra], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, os.path.join(_ROOT, "train.py"), f"--SEED={seed}",
+                        f"--OUT_DIR={out}", *extra], check=True, cwd=_ROOT)
     with open(path) as fh:
         return json.load(fh)
 

@@ -7,7 +7,7 @@ Our glasses are inherent structures converged to max|F| < FORCE_TOL = 1e-10. A p
 stops FIRE early, or skips it, labels another configuration: its Hessian has unstable modes and
 its local 3x3 blocks differ. Is such a label easier or harder to predict?
 
-For each of the first N_GLASSES base glasses data/glass_data_NNN.pkl the protocol of
+For each of the first N_GLASSES base glasses of the data set (data/metadata.pkl) the protocol of
 generate_glass_data.py is replayed from the glass's stored parameters and sub-seed up to the end
 of the quench (T = 0, not minimised: "FIRE skipped"); FIRE then runs in stages to max|F| below
 each of EARLY_FORCE_TOLS ("stopped early", every stage restarting FIRE from the last) and on to
@@ -26,7 +26,6 @@ train.baseline_scores and the default model trained EPOCHS passes over the train
 (what_drives_r.train_and_test: same budget for every stage). Also how far each stage's label is
 from the converged one (pooled R). Results: stdout and DATA_DIR/unconverged.json.
 """
-import glob
 import io
 import json
 import multiprocessing as mp
@@ -36,14 +35,15 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(os.path.dirname(_HERE))
+sys.path.insert(0, _ROOT)
+sys.path.insert(0, _HERE)
 
+from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)
 from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
 
-DATA_DIR = os.path.join(ROOT, "data")
+DATA_DIR = os.path.join(_ROOT, "data")
 CACHE_SUBDIR = "unconverged"
 N_GLASSES = 24                  # the first base glasses (each replay: ~90 s of one core)
 EARLY_FORCE_TOLS = "0.1,0.001"  # FIRE stopped at these max|F| (epsilon/sigma_AA), comma list
@@ -137,8 +137,8 @@ def evaluate(stage, snaps, per_glass, split):
 def main():
     apply_overrides(globals(), sys.argv[1:])
     tols = tuple(float(t) for t in str(EARLY_FORCE_TOLS).split(",") if t)
-    paths = sorted(glob.glob(os.path.join(DATA_DIR, "glass_data_[0-9][0-9][0-9].pkl")))
-    paths = paths[:N_GLASSES]
+    meta, _ = read_metadata(DATA_DIR)
+    paths = [p for _, p in base_files(DATA_DIR, meta)][:N_GLASSES]
     if len(paths) < N_GLASSES:
         raise SystemExit(f"error: {len(paths)} glasses in {DATA_DIR}, N_GLASSES={N_GLASSES}; "
                          "run generate_diverse_data.py first")
@@ -161,7 +161,7 @@ def main():
         print(f"warning: glasses {bad} replay to another inherent structure (max |dr| "
               f"{worst:.2e} sigma): their 'converged' stage is the replayed one")
     import train
-    snaps = {k: load_glass(p, 1000) for k, p in enumerate(paths)}
+    snaps = {k: load_glass(p, meta["n_atoms"]) for k, p in enumerate(paths)}
     split = train.split_bases(list(snaps), seed=SEED, n_test=N_TEST, n_val=N_VAL)
     stages = list(per_glass[0])
     rows = {}

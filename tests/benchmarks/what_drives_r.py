@@ -2,10 +2,10 @@
 
     python tests/benchmarks/what_drives_r.py [--N_GLASSES=120] [--EPOCHS=15] [--TRAIN_MODEL=true]
 
-For every base glass data/glass_data_NNN.pkl the Hessian is rebuilt from the stored inherent
-structure and potential (checked: its diagonal blocks reproduce the stored features to 1e-9 and
-the seed's label is recomputed to 1e-9) and fully diagonalised (dense eigh, ~3 s per 1000-atom
-glass). From the spectrum come the label variants
+For every base glass of the data set (the files data/metadata.pkl lists) the Hessian is rebuilt
+from the stored inherent structure and potential (checked: its diagonal blocks reproduce the
+stored features to 1e-9 and the seed's label is recomputed to 1e-9) and fully diagonalised (dense
+eigh, ~3 s per 1000-atom glass). From the spectrum come the label variants
 
     S10   participation in modes 4..13 (the seed's softness, what train.py learns)
     S30, S100   the same over 30 and 100 modes
@@ -25,7 +25,6 @@ and on the same 32 glasses at N = 1000 (`--N_GLASSES=32 --N_TEST=6 --N_VAL=4
 --MODE_COUNTS=10,20,100 --OUT_FILE=what_drives_r_32.json`): 10 modes of 500 atoms are as many
 modes per atom as 20 of 1000.
 """
-import glob
 import json
 import os
 import sys
@@ -33,14 +32,15 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, _ROOT)
 
+from augment_data import base_files  # noqa: E402  (the glasses of a data set, one definition)
 from glass_io import apply_overrides, atomic_write_bytes, load_glass, or_constants  # noqa: E402
 
-DATA_DIR = os.path.join(ROOT, "data")
+DATA_DIR = os.path.join(_ROOT, "data")
 OUT_FILE = "what_drives_r.json"   # in DATA_DIR
-N_GLASSES = 120                 # base glasses used (the first ones found)
+N_GLASSES = 120                 # base glasses used (the first ones metadata.pkl lists)
 N_ATOMS = 1000                  # atoms per glass (system size: a set made with --N_ATOMS)
 MODE_COUNTS = "10,30,100"       # softness over this many lowest non-trivial modes, comma list
 SEED = 0                        # split and initialisation, as train.py
@@ -126,8 +126,7 @@ def main():
     import torch
 
     import train
-    paths = sorted(glob.glob(os.path.join(DATA_DIR, "glass_data_[0-9][0-9][0-9].pkl")))
-    paths = paths[:N_GLASSES]
+    paths = [p for _, p in base_files(DATA_DIR)][:N_GLASSES]
     t0 = time.perf_counter()
     snaps = {k: load_glass(p, N_ATOMS) for k, p in enumerate(paths)}
     spectra, lam_max = {}, {}

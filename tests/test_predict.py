@@ -1,0 +1,133 @@
+"""predict.py: any glass in, softness out. Reading (our .pkl, extended XYZ with a cubic or rotated
+cubic cell), FIRE back to the inherent structure, the true label recomputed as the generator does,
+clear errors for bad input, and the same numbers as train.py's own test evaluation."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL
+from glass_io import atomic_write_pickle, constants_of
+
+
+@pytest.fixture(scope="module")
+def predict():
+    import predict as module
+    return module
+
+
+def run_predict(predict, args):
+    """predict.main with overrides that do not outlive the call (module constants restored)."""
+    saved = constants_of(vars(predict))
+    try:
+        return predict.main(args)
+    finally:
+        vars(predict).update(saved)
+
+
+@pytest.fixture(scope="module")
+def small_model(train, tiny_glass, tmp_path_factory):
+    """An untrained small model in train.py's model-file format (the weights do not matter
+    for what these tests check: that the same glass gives the same numbers)."""
+    torch.manual_seed(0)
+    model = train.HybridPhysicsTransformer(**SMALL)
+    y = torch.tensor(tiny_glass["softness_score"])
+    x = torch.tensor(tiny_glass["eigenvalues"])
+    scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
+                   y_std=y.std().float())
+    info = dict(n_atoms=200, n_soft_modes=10, data_fingerprint="test")
+    path = tmp_path_factory.mktemp("model") / "small.pth"
+    train.save_torch(str(path), train.model_file(model, scaling, 0, info,
+                                                 dict(commit="test", config={})))
+    return str(path)
+
+
+def write_xyz(path, positions, species, cell, extra=""):
+    names = np.where(np.asarray(species) == 0, "A", "B")
+    lines = [str(len(names)), f'Lattice="{" ".join(f"{v:.12f}" for v in cell.ravel())}" '
+             f'Properties=species:S:1:pos:R:3 pbc="T T T" {extra}']
+    lines += [f"{s} {p[0]:.12f} {p[1]:.12f} {p[2]:.12f}" for s, p in zip(names, positions)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_column(predict, path, name):
+    columns, _ = predict.read_extxyz(str(path))
+    return columns[name][:, 0] if columns[name].shape[1] == 1 else columns[name]
+
+
+def test_a_perturbed_rotated_xyz_glass_relaxes_back_and_gives_the_same_prediction(
+        predict, tiny_glass, small_model, tmp_path):
+    """The tiny inherent structure, shaken by 0.02 sigma and rotated with its cell, written as
+    extended XYZ: FIRE returns it to the same minimum, the recomputed 10-mode label equals the
+    generator's, and the prediction equals that of the stored snapshot."""
+    import augment_data
+    box = tiny_glass["box_size"]
+    rng = np.random.default_rng(1)
+    q = augment_data.random_rotation(rng)
+    shaken = tiny_glass["positions"] + rng.normal(0, 0.02, tiny_glass["positions"].shape)
+    xyz = tmp_path / "mine.xyz"
+    write_xyz(xyz, shaken @ q.T, tiny_glass["species"], box * q.T)
+    out = run_predict(predict, [f"--INPUT={xyz}", f"--MODEL={small_model}",
+                                f"--OUTPUT_DIR={tmp_path}", "--TRUE_LABELS=True"])
+    assert out["max_force"] < 1e-10 and out["fire_steps"] > 0
+    relaxed = read_column(predict, tmp_path / "mine_softness.xyz", "pos")
+    d = relaxed - tiny_glass["positions"]
+    d -= box * np.round(d / box)
+    assert np.abs(d - d.mean(0)).max() < 1e-6       # the same minimum, up to a rigid translation
+    assert np.allclose(read_column(predict, tmp_path / "mine_softness.xyz", "softness_true"),
+                       tiny_glass["softness_score"], atol=1e-8)
+    assert np.allclose(read_column(predict, tmp_path / "mine_softness.xyz", "lambda_local"),
+                       tiny_glass["eigenvalues"], rtol=1e-6, atol=1e-6)
+
+    pkl = tmp_path / "stored.pkl"
+    atomic_write_pickle(pkl, tiny_glass)
+    stored = run_predict(predict, [f"--INPUT={pkl}", f"--MODEL={small_model}",
+                                   f"--OUTPUT_DIR={tmp_path}", "--MINIMIZE=False"])
+    assert stored["fire_steps"] == 0 and stored["R"] is not None
+    assert np.allclose(read_column(predict, tmp_path / "stored_softness.xyz", "softness_pred"),
+                       read_column(predict, tmp_path / "mine_softness.xyz", "softness_pred"),
+                       atol=1e-5)
+    assert stored["R"] == pytest.approx(out["R"], abs=1e-4)
+    assert os.path.getsize(tmp_path / "mine_softness.png") > 10_000
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p, s, c: (p, s, c * np.array([1.0, 1.1, 1.0])[:, None]), "only cubic"),
+    (lambda p, s, c: (p, np.where(s == 0, 7, s), c), "unknown species"),
+    (lambda p, s, c: (p[:100] * (100 / 200) ** (1 / 3), s[:100], c * (100 / 200) ** (1 / 3)),
+     "not wider than twice the cutoff"),
+])
+def test_bad_xyz_glasses_are_refused_naming_the_file(predict, tiny_glass, small_model, tmp_path,
+                                                     mutate, message):
+    pos, species, cell = mutate(tiny_glass["positions"], tiny_glass["species"],
+                                tiny_glass["box_size"] * np.eye(3))
+    xyz = tmp_path / "bad.xyz"
+    names = np.where(species == 0, "A", np.where(species == 1, "B", "Xx"))
+    lines = [str(len(pos)), f'Lattice="{" ".join(map(str, cell.ravel()))}" '
+             'Properties=species:S:1:pos:R:3']
+    xyz.write_text("\n".join(lines + [f"{n} {a} {b} {c}" for n, (a, b, c) in zip(names, pos)]))
+    with pytest.raises(SystemExit, match=message) as err:
+        run_predict(predict, [f"--INPUT={xyz}", f"--MODEL={small_model}",
+                              f"--OUTPUT_DIR={tmp_path}"])
+    assert "bad.xyz" in str(err.value)
+    assert not (tmp_path / "bad_softness.xyz").exists()
+
+
+def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass, tmp_path):
+    pkl = tmp_path / "g.pkl"
+    atomic_write_pickle(pkl, tiny_glass)
+    with pytest.raises(SystemExit, match="nothing.pth: model file not found"):
+        run_predict(predict, [f"--INPUT={pkl}", f"--MODEL={tmp_path / 'nothing.pth'}"])
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(SystemExit, match="foreign.pth: not a model file"):
+        run_predict(predict, [f"--INPUT={pkl}", f"--MODEL={foreign}"])
+    with pytest.raises(SystemExit, match="missing.xyz: file not found"):
+        run_predict(predict, [f"--INPUT={tmp_path / 'missing.xyz'}"])
+    (tmp_path / "nocell.xyz").write_text("1\nProperties=species:S:1:pos:R:3\nA 0 0 0\n")
+    with pytest.raises(SystemExit, match="nocell.xyz: no Lattice"):
+        run_predict(predict, [f"--INPUT={tmp_path / 'nocell.xyz'}"])
+    with pytest.raises(SystemExit, match="--INPUT"):
+        run_predict(predict, [])
