@@ -25,10 +25,18 @@ bench: install
 	$(PY) tests/benchmarks/bench_glass.py
 	$(PY) tests/benchmarks/bench_diverse.py
 	$(PY) tests/benchmarks/bench_train.py
+	$(PY) tests/benchmarks/bench_predict.py
+
+# On a GPU machine, after installing the CUDA builds (README "GPU users"): the CUDA path's tests
+# (float16 AMP, GradScaler, checkpointing, cross-device resume) and its training speed.
+gpu-check: install
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA device (README: GPU users)')"
+	$(PY) -m pytest -q -rs tests/test_cuda.py
+	$(PY) tests/benchmarks/bench_gpu.py
 
 # What drives R (needs the 120 glasses of the pipeline; ~45 minutes): README "Results".
 investigate: install
 	$(PY) tests/benchmarks/what_drives_r.py
 	$(PY) tests/benchmarks/unconverged.py
 
-.PHONY: install pipeline test bench investigate
+.PHONY: install pipeline test bench investigate gpu-check
