@@ -20,7 +20,7 @@ DATA_DIR/OUT_FILE; the spectra are cached in DATA_DIR/spectra/ (resumable).
 
 System size: make a set at another N (`generate_diverse_data.py --N_ATOMS=500 --N_CONFIGS=32
 --DATA_DIR=data/n500`: glass k gets the same drawn parameters as at N = 1000) and run this on it
-(`--DATA_DIR=data/n500 --N_ATOMS=500 --N_GLASSES=32 --N_TEST=6 --N_VAL=4 --MODE_COUNTS=10,20,50`)
+(`--DATA_DIR=data/n500 --N_GLASSES=32 --N_TEST=6 --N_VAL=4 --MODE_COUNTS=10,20,50`)
 and on the same 32 glasses at N = 1000 (`--N_GLASSES=32 --N_TEST=6 --N_VAL=4
 --MODE_COUNTS=10,20,100 --OUT_FILE=what_drives_r_32.json`): 10 modes of 500 atoms are as many
 modes per atom as 20 of 1000.
@@ -35,13 +35,12 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, _ROOT)
 
-from augment_data import base_files  # noqa: E402  (the glasses of a data set, one definition)
+from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)
 from glass_io import apply_overrides, atomic_write_bytes, load_glass, or_constants  # noqa: E402
 
 DATA_DIR = os.path.join(_ROOT, "data")
 OUT_FILE = "what_drives_r.json"   # in DATA_DIR
 N_GLASSES = 120                 # base glasses used (the first ones metadata.pkl lists)
-N_ATOMS = 1000                  # atoms per glass (system size: a set made with --N_ATOMS)
 MODE_COUNTS = "10,30,100"       # softness over this many lowest non-trivial modes, comma list
 SEED = 0                        # split and initialisation, as train.py
 N_TEST = 0                      # test / validation bases; 0: train.py's N_TEST = 18, N_VAL = 12
@@ -126,9 +125,11 @@ def main():
     import torch
 
     import train
-    paths = [p for _, p in base_files(DATA_DIR)][:N_GLASSES]
+    meta, _ = read_metadata(DATA_DIR)
+    n_atoms = meta["n_atoms"]                       # the system size is the data's, not ours
+    paths = [p for _, p in base_files(DATA_DIR, meta)][:N_GLASSES]
     t0 = time.perf_counter()
-    snaps = {k: load_glass(p, N_ATOMS) for k, p in enumerate(paths)}
+    snaps = {k: load_glass(p, n_atoms) for k, p in enumerate(paths)}
     spectra, lam_max = {}, {}
     for k, p in enumerate(paths):
         spectra[k], lam_max[k] = spectrum(p, snaps[k], os.path.join(DATA_DIR, "spectra"))
@@ -161,7 +162,7 @@ def main():
               (f"  model R {m['R']:.3f} (per glass {m['per_glass_R_mean']:.3f} +- "
                f"{m['per_glass_R_std']:.3f}, best epoch {m['best_epoch']})" if m else "") +
               f"  [{row['seconds']:.0f}s]", flush=True)
-    out = dict(n_glasses=len(paths), n_atoms=N_ATOMS, lambda_max=lam_max,
+    out = dict(n_glasses=len(paths), n_atoms=n_atoms, lambda_max=lam_max,
                split=dict(zip(("train", "val", "test"), split)),
                epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, seed=SEED, rows=rows)
     atomic_write_bytes(os.path.join(DATA_DIR, OUT_FILE),
