@@ -85,16 +85,29 @@ def plot_slice(snap, pred, true, path, title=""):
     _save(fig, path)
 
 
-def write_extxyz(snap, pred, true, path, comment=""):
-    """Extended XYZ: Lattice from the (rotated) cell, species A/B, positions wrapped into the
-    cell, true and predicted softness per atom."""
-    cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), dtype=float)
-    pos = wrapped_fractional(np.asarray(snap["positions"]), cell) @ cell
-    names = np.where(np.asarray(snap["species"]) == 0, "A", "B")
+def potential_header(params):
+    """The pair potential as extended-XYZ header keys (absolute cut-offs, sigma_AA units), so that
+    predict.py relaxes the file with the potential the glass was made with."""
+    flat = lambda m: " ".join(f"{v:.10g}" for v in np.ravel(m))  # noqa: E731
+    return (f'sigma="{flat(params["sigma"])}" epsilon="{flat(params["epsilon"])}" '
+            f'r_onset={params["r_onset"]:.10g} r_cutoff={params["r_cutoff"]:.10g}')
+
+
+def write_extxyz(path, positions, species, cell, columns, comment="", potential=None,
+                 names=("A", "B")):
+    """Extended XYZ (OVITO, ASE with element names): Lattice from the (possibly rotated) cell,
+    species names, positions wrapped into the cell, then each named per-atom column
+    (1 or 3 numbers per atom), and the potential when given (potential_header's keys)."""
+    cell = np.asarray(cell, dtype=float)
+    pos = wrapped_fractional(np.asarray(positions), cell) @ cell
+    species_names = np.asarray(names)[np.asarray(species)]
+    values = [pos] + [np.asarray(v, float).reshape(len(pos), -1) for v in columns.values()]
+    props = "species:S:1:pos:R:3" + "".join(f":{name}:R:{v.shape[1]}"
+                                             for name, v in zip(columns, values[1:]))
     lattice = " ".join(f"{v:.10f}" for v in cell.reshape(-1))
-    lines = [str(len(pos)),
-             f'Lattice="{lattice}" Properties=species:S:1:pos:R:3:softness_true:R:1:'
-             f'softness_pred:R:1 pbc="T T T" comment="{comment}"']
-    lines += [f"{s} {p[0]:.8f} {p[1]:.8f} {p[2]:.8f} {t:.6f} {q:.6f}"
-              for s, p, t, q in zip(names, pos, true, pred)]
+    header = f'Lattice="{lattice}" Properties={props} pbc="T T T"'
+    header += (" " + potential_header(potential) if potential else "") + f' comment="{comment}"'
+    table = np.concatenate(values, axis=1)
+    lines = [str(len(pos)), header] + [f"{s} " + " ".join(f"{v:.10g}" for v in row)
+                                       for s, row in zip(species_names, table)]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

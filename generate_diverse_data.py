@@ -40,6 +40,9 @@ DATA_DIR = "data"
 FILE_PATTERN = "glass_data_{:03d}.pkl"
 METADATA_FILE = "metadata.pkl"
 MAX_ATTEMPTS = 3                    # a glass failing a physics check is retried with a new sub-seed
+REGENERATE = False                  # remake glasses of DATA_DIR made with other settings (another
+                                    # protocol, atom count or SEED); False refuses and says which
+                                    # settings differ: an hour of glasses is not lost to a typo
 
 # --- parameter ranges, drawn uniformly per glass (seed README) ---
 DENSITY_RANGE = (1.1, 1.3)          # atoms / sigma_AA^3
@@ -148,7 +151,7 @@ def summary(snap, path):
 
 # ================================ the protocol ===================================================
 # This script's constants that do not change glass k: how many glasses, where, how many processes.
-_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE")
+_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE", "REGENERATE")
 
 
 def glass_protocol(ggd):
@@ -186,27 +189,48 @@ def refuse_ineffective(forwarded):
 
 
 # ================================ the set ========================================================
-def existing_glass_is_valid(k, seed, n_atoms, protocol, digest):
-    """A finished file is kept only if it loads, validates, was drawn for this (SEED, k) and
-    made with this protocol (digest: its hash)."""
+def existing_glass_status(k, seed, n_atoms, protocol, digest):
+    """(keep, why not): a finished file is kept if it loads, validates, was drawn for this
+    (SEED, k) with this atom count and made with this protocol (digest: its hash). Otherwise
+    `why` says what differs; ('', None) for a missing or unreadable file (simply made again)."""
     path = glass_path(k)
     if not os.path.exists(path):
-        return False
+        return False, None
     try:
-        snap = load_glass(path, n_atoms=n_atoms)
+        snap = load_glass(path)
     except GlassFileError as err:
         print(f"  {err}: regenerating", flush=True)
-        return False
+        return False, None
     p = snap["parameters"]
+    if len(snap["positions"]) != n_atoms:
+        return False, f"{path}: has {len(snap['positions'])} atoms, not N_ATOMS={n_atoms}"
     if p.get("index") != k or p.get("draw_seed") != seed:
-        print(f"  {path}: made for index {p.get('index')}, SEED {p.get('draw_seed')}, not "
-              f"{k}, {seed}: regenerating", flush=True)
-        return False
+        return False, (f"{path}: made for index {p.get('index')}, SEED {p.get('draw_seed')}, "
+                       f"not {k}, {seed}")
     if p.get("protocol_hash") != digest:
-        print(f"  {path}: {protocol_changes(p.get('protocol'), protocol)}: regenerating",
-              flush=True)
-        return False
-    return True
+        return False, f"{path}: {protocol_changes(p.get('protocol'), protocol)}"
+    return True, None
+
+
+def glasses_to_make(protocol, digest):
+    """Indices of the glasses to make. Glasses made with other settings are remade only with
+    REGENERATE=True; otherwise the run stops before touching them, naming what differs."""
+    todo, differ = [], []
+    for k in range(N_CONFIGS):
+        keep, why = existing_glass_status(k, SEED, N_ATOMS, protocol, digest)
+        if not keep:
+            todo.append(k)
+        if why:
+            differ.append(why)
+    if differ and not REGENERATE:
+        shown = "\n  ".join(differ[:5]) + (f"\n  ... and {len(differ) - 5} more"
+                                           if len(differ) > 5 else "")
+        raise SystemExit(f"error: {len(differ)} glasses in {DATA_DIR} were made with other "
+                         f"settings:\n  {shown}\nRerun with the settings they were made with, "
+                         f"use another --DATA_DIR, or pass --REGENERATE=True to remake them.")
+    for why in differ:
+        print(f"  {why}: regenerating", flush=True)
+    return todo
 
 
 def stray_files(n_configs):
@@ -254,6 +278,35 @@ def split_overrides(argv, ggd):
     return ours, theirs
 
 
+def make_glasses(todo, digest, own_overrides, ggd_overrides):
+    """Make the glasses `todo` in N_WORKERS spawned processes, one bar over glasses; returns the
+    failures {k: messages}."""
+    from tqdm import tqdm
+    failed = {}
+    tasks = [(k, SEED, N_ATOMS, glass_path(k), digest) for k in todo]
+    ctx = mp.get_context("spawn")     # JAX is not fork-safe
+    with ctx.Pool(min(N_WORKERS, len(todo)), initializer=_worker_init,
+                  initargs=(own_overrides, ggd_overrides)) as pool, \
+            tqdm(total=len(todo), desc="glasses", unit="glass") as bar:
+        for k, rec, failures in pool.imap_unordered(make_one, tasks):
+            if rec is None:
+                failed[k] = failures
+                tqdm.write(f"  glass {k:03d} FAILED after {MAX_ATTEMPTS} attempts: "
+                           f"{failures[-1]}")
+            else:
+                p = rec["parameters"]
+                tqdm.write(f"  glass {k:03d}: rho {p['density']:.3f}  T {p['temperature']:.3f}"
+                           f"  quench {p['quench_steps']}  x_A {p['species_ratio']:.3f}  "
+                           f"sigma*{p['sigma_scale']:.3f}  eps*{p['epsilon_scale']:.3f}  "
+                           f"e_IS/N {rec['e_per_atom']:.4f}  max|F| {rec['max_force']:.1e}"
+                           f"  {rec['seconds']:.1f}s" + (f"  (attempt {p['attempt']})"
+                                                         if p["attempt"] else ""))
+            bar.update(1)
+        pool.close()
+        pool.join()
+    return failed
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     import generate_glass_data as ggd
@@ -272,35 +325,17 @@ def main(argv=None):
     os.makedirs(DATA_DIR, exist_ok=True)
     remove_stale_temp_files()
     protocol, digest = glass_protocol(ggd)
-    todo = [k for k in range(N_CONFIGS)
-            if not existing_glass_is_valid(k, SEED, N_ATOMS, protocol, digest)]
+    todo = glasses_to_make(protocol, digest)
     print(f"{N_CONFIGS} glasses of {N_ATOMS} atoms in {DATA_DIR}: {N_CONFIGS - len(todo)} done, "
           f"{len(todo)} to make with {N_WORKERS} worker(s)", flush=True)
     t0 = time.perf_counter()
     failed = {}
     if todo:
-        from tqdm import tqdm
-        tasks = [(k, SEED, N_ATOMS, glass_path(k), digest) for k in todo]
-        ctx = mp.get_context("spawn")     # JAX is not fork-safe
-        with ctx.Pool(min(N_WORKERS, len(todo)), initializer=_worker_init,
-                      initargs=(own_overrides, ggd_overrides)) as pool, \
-                tqdm(total=len(todo), desc="glasses", unit="glass") as bar:
-            for k, rec, failures in pool.imap_unordered(make_one, tasks):
-                if rec is None:
-                    failed[k] = failures
-                    tqdm.write(f"  glass {k:03d} FAILED after {MAX_ATTEMPTS} attempts: "
-                               f"{failures[-1]}")
-                else:
-                    p = rec["parameters"]
-                    tqdm.write(f"  glass {k:03d}: rho {p['density']:.3f}  T {p['temperature']:.3f}"
-                               f"  quench {p['quench_steps']}  x_A {p['species_ratio']:.3f}  "
-                               f"sigma*{p['sigma_scale']:.3f}  eps*{p['epsilon_scale']:.3f}  "
-                               f"e_IS/N {rec['e_per_atom']:.4f}  max|F| {rec['max_force']:.1e}"
-                               f"  {rec['seconds']:.1f}s" + (f"  (attempt {p['attempt']})"
-                                                             if p["attempt"] else ""))
-                bar.update(1)
-            pool.close()
-            pool.join()
+        try:
+            failed = make_glasses(todo, digest, own_overrides, ggd_overrides)
+        except KeyboardInterrupt:
+            raise SystemExit("\ninterrupted: finished glasses are kept; rerun the same command "
+                             "to resume")
     if failed:
         raise SystemExit(f"error: glasses {sorted(failed)} failed every attempt; rerun to retry")
     build_metadata(ggd, N_CONFIGS, digest)

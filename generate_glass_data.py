@@ -88,8 +88,9 @@ EIGSH_SHIFT = -0.1              # shift-invert target below the spectrum (H is P
 MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent structure is an overlap
 
 # --- files ---
-DATA_DIR = "data"
-OUTPUT_FILE = "glass_data_1k.pkl"
+DATA_DIR = "data"               # folder of the output (created if missing)
+OUTPUT_FILE = "glass_data_1k.pkl"   # the snapshot written into DATA_DIR (seed's name; give another
+                                # name with another N_ATOMS, or it is overwritten)
 JAX_CACHE_DIR = ".jax_cache"    # persistent XLA compilation cache ("" disables)
 
 exit_on_help(globals())             # --help lists the constants above without importing jax
@@ -130,6 +131,8 @@ def absolute_cutoffs(sigma):
 
 def check_minimum_image(n_atoms, density, r_cut):
     """A box narrower than 2 r_cut lets an atom see two images of a neighbour: refuse it."""
+    if not (isinstance(n_atoms, (int, np.integer)) and n_atoms > 0 and density > 0):
+        raise ValueError(f"N_ATOMS={n_atoms!r} and DENSITY={density!r} must be positive")
     box = box_length(n_atoms, density)
     if box <= 2.0 * r_cut:
         n_min = int(np.ceil(density * (2.0 * r_cut) ** 3)) + 1

@@ -52,6 +52,18 @@ def _constant_names(namespace):
                   if k.isupper() and not k.startswith("_") and isinstance(v, _OVERRIDABLE))
 
 
+def _typed_like(value, default):
+    """A parsed tuple with the element types of the default: integers stay integers (a
+    QUENCH_STEPS_RANGE of (1000.5, 2000) is refused, not rounded somewhere later)."""
+    if isinstance(default, (tuple, list)):
+        return tuple(_typed_like(v, d) for v, d in zip(value, default))
+    if isinstance(default, int) and not isinstance(default, bool):
+        if not float(value).is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    return float(value)
+
+
 def _parse_value(name, text, current):
     """Convert `text` to the type of the constant's default value."""
     kind = type(current)
@@ -71,9 +83,7 @@ def _parse_value(name, text, current):
             value = ast.literal_eval(text)
             if np.shape(value) != np.shape(current):
                 raise ValueError(f"expected shape {np.shape(current)}, got {np.shape(value)}")
-            as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (tuple, list)) \
-                else float(v)  # noqa: E731
-            return as_tuple(value)
+            return _typed_like(value, current)
         return text
     except (ValueError, SyntaxError) as err:
         raise SystemExit(f"error: --{name}={text!r}: not a valid {kind.__name__} ({err})")
@@ -180,8 +190,9 @@ def help_text(namespace, forwarded=(), hide=()):
                     and _is_overridable_literal(text):
                 rows.append((other, section, f"--{name}={text}", doc))
     width = min(max((len(row[2]) for row in rows), default=0), 40)
+    summary = (namespace.get("__doc__") or "").strip().split("\n\n")[0]   # what it does
     out = [f"usage: python {os.path.basename(path or 'script.py')} [--NAME=value | --NAME value] "
-           "...", USAGE]
+           "...", USAGE] + (["", summary] if summary else [])
     previous = (None, "")
     for group, section, left, doc in rows:
         if group != previous[0]:
@@ -208,12 +219,17 @@ def exit_on_help(namespace, forwarded=(), hide=()):
 # Atomic writes: a reader never sees a half-written file, and an interrupted run leaves no
 # partial output (the temp file lives beside the target and is renamed in one step).
 # ----------------------------------------------------------------------------------------------
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path, data):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)       # mkstemp's 0600 would hide results from a group
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -36,16 +36,18 @@ from glass_io import GlassFileError, apply_overrides, atomic_write_bytes, exit_o
 
 # ================================ constants ====================================================
 # --- input and output ---
-INPUT = ""                      # the glass: .pkl snapshot or extended XYZ (.xyz / .extxyz)
-MODEL = "hybrid_physics_best.pth"   # written by train.py into its OUT_DIR
-OUTPUT_DIR = "."                # <stem>_softness.xyz, .png and .json are written here
+INPUT = ""                      # the glass: .pkl snapshot or extended XYZ (.xyz / .extxyz) with
+                                # positions in sigma_AA (LJ reduced units, not Angstrom)
+MODEL = "hybrid_physics_best.pth"   # written by train.py into its OUT_DIR (not checkpoint.pth)
+OUTPUT_DIR = ""                 # <stem>_softness.xyz, .png and .json go here ("": beside INPUT)
 MINIMIZE = True                 # FIRE to the inherent structure first (False: use the positions
                                 # as they are; the model was trained on inherent structures)
 TRUE_LABELS = False             # also compute the true softness from the Hessian's lowest modes
                                 # (modes 4..3+n, n from the model file) and print R
 DEVICE = "cpu"                  # "cpu" or "cuda" for the model (the physics runs on the CPU)
 
-# --- potential of an extended-XYZ input (Kob & Andersen, PRE 51, 4626 (1995)) ---
+# --- potential of an extended-XYZ input without one in its header (Kob & Andersen, PRE 51,
+# 4626 (1995)); files written by train.py and predict.py carry theirs (sigma=, epsilon=, ...) ---
 SIGMA = ((1.0, 0.8), (0.8, 0.88))     # sigma_ab, sigma_AA units   [[AA, AB], [BA, BB]]
 EPSILON = ((1.0, 1.5), (1.5, 0.5))    # epsilon_ab, epsilon_AA units
 R_ONSET = 2.0                   # start of the C1 smoothing, in units of max(sigma)
@@ -56,6 +58,12 @@ SPECIES_B = "B"                 # name of species 1 in an XYZ file; 1 is accepte
 # --- checks ---
 MAX_FORCE_WARN = 1e-6           # epsilon/sigma; with MINIMIZE=False, warn above this max|F|
                                 # (the features of a non-minimum are not what the model learnt)
+LABEL_MOVE_TOL = 0.1            # sigma; if FIRE moves the median atom further than this (rigid
+                                # shift removed), the file's labels belong to another structure:
+                                # R is withheld (wrong potential? not a minimum?). Thermal noise
+                                # of a low-T snapshot moves atoms ~0.03; a wrong sigma ~0.3-0.4
+DENSITY_MARGIN = 0.05           # sigma^-3; warn when the glass's density lies further than this
+                                # outside the densities the model was trained on
 
 exit_on_help(globals())         # --help lists the constants above without importing jax or torch
 
@@ -71,7 +79,8 @@ def _extxyz_header(line, path):
 
 
 def read_extxyz(path):
-    """One frame of extended XYZ: {columns}, the 3x3 cell (rows are box vectors)."""
+    """One frame of extended XYZ: {columns}, the 3x3 cell (rows are box vectors), the header's
+    key=value pairs (keys in lower case)."""
     try:
         with open(path) as fh:
             lines = fh.read().splitlines()
@@ -101,7 +110,7 @@ def read_extxyz(path):
                                      else np.array(block, float))
         except ValueError as err:
             raise GlassFileError(f"{path}: column {name!r} is not numeric ({err})")
-    return columns, cell
+    return columns, cell, header
 
 
 def cubic_frame(positions, cell, path):
@@ -111,8 +120,13 @@ def cubic_frame(positions, cell, path):
     box = float(np.linalg.norm(cell[0]))
     if not np.allclose(cell @ cell.T, box ** 2 * np.eye(3), atol=1e-8 * box ** 2):
         lengths = np.linalg.norm(cell, axis=1)
-        raise GlassFileError(f"{path}: only cubic periodic cells are supported (cell vector "
-                             f"lengths {np.round(lengths, 6).tolist()}, not orthogonal and equal)")
+        cos = [float(cell[a] @ cell[b] / (lengths[a] * lengths[b])) for a, b in ((1, 2), (0, 2),
+                                                                                 (0, 1))]
+        angles = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        raise GlassFileError(f"{path}: only cubic periodic cells are supported (three orthogonal "
+                             f"cell vectors of equal length); this one has lengths "
+                             f"{np.round(lengths, 6).tolist()} and angles "
+                             f"{np.round(angles, 3).tolist()} degrees")
     frac = positions @ np.linalg.inv(cell)
     return (frac - np.floor(frac)) * box, box
 
@@ -134,8 +148,23 @@ def potential_from_constants():
     return dict(sigma=sigma, epsilon=epsilon, r_onset=R_ONSET * s, r_cutoff=R_CUTOFF * s)
 
 
+def potential_from_header(header, path):
+    """The potential recorded by train.py / predict.py (figures.potential_header), or None."""
+    keys = ("sigma", "epsilon", "r_onset", "r_cutoff")
+    if not any(k in header for k in keys):
+        return None
+    try:
+        return dict(sigma=np.array(header["sigma"].split(), float).reshape(2, 2),
+                    epsilon=np.array(header["epsilon"].split(), float).reshape(2, 2),
+                    r_onset=float(header["r_onset"]), r_cutoff=float(header["r_cutoff"]))
+    except (KeyError, ValueError) as err:
+        raise GlassFileError(f"{path}: the header's potential ({', '.join(keys)}) is incomplete "
+                             f"or malformed ({type(err).__name__}: {err})")
+
+
 def read_glass(path):
-    """The glass as positions in [0, box)^3, species, box, potential and true softness (or None)."""
+    """The glass as positions in [0, box)^3 of its cubic cell's own frame, species, box, the cell
+    as given (outputs are written in it), potential, true softness (or None)."""
     if path.endswith(".pkl"):
         snap = load_glass(path)
         cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), float)
@@ -144,18 +173,22 @@ def read_glass(path):
         potential = {k: (np.asarray(p[k], float) if k in ("sigma", "epsilon") else float(p[k]))
                      for k in ("sigma", "epsilon", "r_onset", "r_cutoff")}
         return dict(positions=positions, species=np.asarray(snap["species"], np.int64), box=box,
-                    potential=potential, true=np.asarray(snap["softness_score"], float),
+                    cell=cell, potential=potential, potential_from="the snapshot",
+                    true=np.asarray(snap["softness_score"], float),
                     label_modes=p.get("n_soft_modes"))
     if not os.path.exists(path):
         raise GlassFileError(f"{path}: file not found")
-    columns, cell = read_extxyz(path)
+    columns, cell, header = read_extxyz(path)
     for need in ("species", "pos"):
         if need not in columns:
             raise GlassFileError(f"{path}: no '{need}' column in Properties")
     positions, box = cubic_frame(columns["pos"], cell, path)
     true = next((columns[k][:, 0] for k in ("softness_true", "softness") if k in columns), None)
+    potential = potential_from_header(header, path)
     return dict(positions=positions, species=species_codes(columns["species"][:, 0], path),
-                box=box, potential=potential_from_constants(), true=true, label_modes=None)
+                box=box, cell=cell, potential=potential or potential_from_constants(),
+                potential_from="the file's header" if potential else
+                "the constants SIGMA, EPSILON, R_ONSET, R_CUTOFF", true=true, label_modes=None)
 
 
 # ================================ 2-3. inherent structure and features ===========================
@@ -168,6 +201,14 @@ def physical_system(glass, ggd):
                          f"{p['r_cutoff']:.3f}: the minimum-image convention would fail "
                          f"(N = {n} atoms at density {n / glass['box'] ** 3:.3f})")
     return dict(box=glass["box"], species=glass["species"].astype(np.int32), **p)
+
+
+def displacement_from(before, after, box):
+    """|r_after - r_before| per atom under periodic boundaries, the rigid shift removed (FIRE may
+    drift the whole glass; that changes nothing about it)."""
+    d = after - before
+    d -= box * np.round(d / box)
+    return np.linalg.norm(d - d.mean(axis=0), axis=1)
 
 
 def relax_and_describe(glass, ggd, n_label_modes):
@@ -186,6 +227,7 @@ def relax_and_describe(glass, ggd, n_label_modes):
             print(f"warning: max|F| = {max_force:.2e} > {MAX_FORCE_WARN:g}: not an inherent "
                   "structure (the model was trained on minima; use --MINIMIZE=True)")
     t_fire = time.perf_counter() - t0
+    moved = displacement_from(glass["positions"], positions, system["box"])
     d_min = ggd.min_pair_distance(positions, system["box"])
     if d_min < ggd.MIN_PAIR_DISTANCE:
         raise ValueError(f"overlap: closest pair at {d_min:.3f} < {ggd.MIN_PAIR_DISTANCE} sigma")
@@ -193,6 +235,7 @@ def relax_and_describe(glass, ggd, n_label_modes):
     ggd.check_hessian(h, local)
     out = dict(positions=positions, energy=energy, max_force=max_force, fire_steps=int(n_fire),
                eigenvalues=ggd.local_hessian_eigenvalues(local), min_pair_distance=d_min,
+               moved_max=float(moved.max()), moved_median=float(np.median(moved)),
                seconds=dict(fire=t_fire))
     if TRUE_LABELS:
         vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + n_label_modes)
@@ -217,25 +260,64 @@ def predicted_softness(model, scaling, card, glass, described, device):
 
 # ================================ 5. outputs =====================================================
 def write_softness_xyz(path, described, glass, pred, true, comment):
-    """Extended XYZ in the axis-aligned cubic cell: species, positions of the inherent structure,
-    predicted (and true) softness, local eigenvalues."""
-    box = glass["box"]
-    names = np.asarray([SPECIES_A, SPECIES_B])[glass["species"]]
-    props = "species:S:1:pos:R:3:softness_pred:R:1" + (":softness_true:R:1" if true is not None
-                                                       else "") + ":lambda_local:R:3"
-    cols = [pred[:, None]] + ([true[:, None]] if true is not None else []) + \
-        [described["eigenvalues"]]
-    values = np.concatenate([described["positions"]] + cols, axis=1)
-    lines = [str(len(names)), f'Lattice="{box:.10f} 0 0 0 {box:.10f} 0 0 0 {box:.10f}" '
-             f'Properties={props} pbc="T T T" comment="{comment}"']
-    lines += [f"{s} " + " ".join(f"{v:.10g}" for v in row) for s, row in zip(names, values)]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    """Extended XYZ of the structure the prediction is for, in the input's own cell (it overlays
+    the input in OVITO): species, positions, softness_true (when known), softness_pred, the local
+    eigenvalues, and the potential used."""
+    import figures
+    positions = described["positions"] / glass["box"] @ glass["cell"]
+    columns = ({} if true is None else dict(softness_true=true))
+    columns.update(softness_pred=pred, lambda_local=described["eigenvalues"])
+    figures.write_extxyz(path, positions, glass["species"], glass["cell"], columns, comment,
+                         potential=glass["potential"], names=(SPECIES_A, SPECIES_B))
 
 
 def output_paths(input_path):
     stem = re.sub(r"\.(pkl|xyz|extxyz)$", "", os.path.basename(input_path))
-    base = os.path.join(OUTPUT_DIR, stem + "_softness")
+    base = os.path.join(OUTPUT_DIR or os.path.dirname(os.path.abspath(input_path)),
+                        stem + "_softness")
     return {ext: base + "." + ext for ext in ("xyz", "png", "json")}
+
+
+def check_model_file(path):
+    """Refuse at once (before importing jax and torch) what cannot be a model file."""
+    if not os.path.exists(path):
+        raise GlassFileError(f"{path}: model file not found (train.py writes it as "
+                             "hybrid_physics_best.pth into its OUT_DIR; run `make pipeline`)")
+    if os.path.basename(path) == "checkpoint.pth":
+        raise GlassFileError(f"{path}: a training checkpoint, not a model file: use "
+                             "hybrid_physics_best.pth beside it")
+
+
+def true_softness(glass, described, n_modes):
+    """The labels to score against and what they are, or (None, reason). A file's labels belong
+    to the file's structure: if FIRE moved the median atom more than LABEL_MOVE_TOL they are not
+    this structure's, and R is withheld rather than reported wrong."""
+    if described.get("true") is not None:
+        return described["true"], f"S over {n_modes} modes, computed here"
+    if glass["true"] is None:
+        return None, "no labels in the input (--TRUE_LABELS=True computes them)"
+    if described["moved_median"] > LABEL_MOVE_TOL:
+        return None, (f"FIRE moved the median atom {described['moved_median']:.3f} sigma (up to "
+                      f"{described['moved_max']:.3f}) from the file's positions, so its labels "
+                      f"are of another structure: is the potential right ({glass['potential_from']})"
+                      f"? is the file an inherent structure? (--MINIMIZE=False scores it as given;"
+                      f" --TRUE_LABELS=True recomputes the labels)")
+    if glass["label_modes"] not in (None, n_modes):
+        print(f"warning: the file's softness sums {glass['label_modes']} modes, the model "
+              f"learnt {n_modes}")
+    return glass["true"], "from the input file"
+
+
+def warn_outside_training(glass, card):
+    """The model has seen a range of densities; far outside it (wrong units, another system)
+    its prediction is an extrapolation."""
+    n = len(glass["species"])
+    density = n / glass["box"] ** 3
+    lo, hi = card.get("density_range") or (None, None)
+    if lo is not None and not lo - DENSITY_MARGIN <= density <= hi + DENSITY_MARGIN:
+        print(f"warning: density {density:.4f} sigma^-3 lies outside the {lo:.3f}-{hi:.3f} the "
+              f"model was trained on (positions must be in sigma_AA, not Angstrom): its "
+              f"prediction is an extrapolation")
 
 
 # ================================ main ===========================================================
@@ -247,6 +329,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     try:
         glass = read_glass(INPUT)
+        check_model_file(MODEL)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     import torch
@@ -262,29 +345,26 @@ def main(argv=None):
         raise SystemExit(f"error: {err}")
     n_modes = int(card.get("n_soft_modes") or 10)
     n = len(glass["species"])
-    print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f});"
-          f" model {MODEL} (trained on {card.get('n_atoms')}-atom glasses, S over {n_modes} "
-          f"modes, commit {str(card.get('commit'))[:12]})")
+    print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f}),"
+          f" potential from {glass['potential_from']}; model {MODEL} (trained on "
+          f"{card.get('n_atoms')}-atom glasses, S over {n_modes} modes, commit "
+          f"{str(card.get('commit'))[:12]})")
+    warn_outside_training(glass, card)
     try:
         described = relax_and_describe(glass, ggd, n_modes)
     except (ValueError, RuntimeError) as err:       # too small a box, FIRE failed, bad Hessian
         raise SystemExit(f"error: {INPUT}: {err}")
     print(f"  {'inherent structure' if MINIMIZE else 'as given'}: E/N = "
           f"{described['energy'] / n:.6f}, max|F| = {described['max_force']:.2e} after "
-          f"{described['fire_steps']} FIRE steps; closest pair {described['min_pair_distance']:.3f}")
+          f"{described['fire_steps']} FIRE steps (atoms moved up to {described['moved_max']:.3g} "
+          f"sigma); closest pair {described['min_pair_distance']:.3f}")
     t0 = time.perf_counter()
     pred = predicted_softness(model, scaling, card, glass, described, device)
     seconds = dict(described["seconds"], model=time.perf_counter() - t0)
-    true, label = described.get("true"), f"S over {n_modes} modes (computed)"
-    if true is None and glass["true"] is not None:
-        true, label = glass["true"], "from the input file"
-        if glass["label_modes"] not in (None, n_modes):
-            print(f"warning: the file's softness sums {glass['label_modes']} modes, the model "
-                  f"learnt {n_modes}")
+    true, label = true_softness(glass, described, n_modes)
     r = float(np.corrcoef(pred, true)[0, 1]) if true is not None else None
 
     paths = output_paths(INPUT)
-    os.makedirs(OUTPUT_DIR, exist_ok=True)
     comment = f"predicted softness of {os.path.basename(INPUT)} by {os.path.basename(MODEL)}" + \
         (f"; R = {r:.4f} against the true softness ({label})" if r is not None else "")
     write_softness_xyz(paths["xyz"], described, glass, pred, true, comment)
@@ -292,13 +372,13 @@ def main(argv=None):
                 cell=glass["box"] * np.eye(3))
     figures.plot_slice(snap, pred, true, paths["png"], comment)
     summary = dict(input=INPUT, model=MODEL, model_commit=card.get("commit"), n_atoms=n,
-                   minimized=MINIMIZE, max_force=described["max_force"],
-                   fire_steps=described["fire_steps"], energy_per_atom=described["energy"] / n,
-                   R=r, label=label if r is not None else None, seconds=seconds,
-                   wall_seconds=time.perf_counter() - t_start)
+                   potential_from=glass["potential_from"], minimized=MINIMIZE,
+                   max_force=described["max_force"], fire_steps=described["fire_steps"],
+                   moved_max=described["moved_max"], energy_per_atom=described["energy"] / n,
+                   R=r, label=label, seconds=seconds, wall_seconds=time.perf_counter() - t_start)
     atomic_write_bytes(paths["json"], json.dumps(summary, indent=2).encode())
-    if r is not None:
-        print(f"  R = {r:.4f} against the true softness ({label})")
+    print(f"  R = {r:.4f} against the true softness ({label})" if r is not None else
+          f"  no R: {label}")
     print(f"wrote {paths['xyz']} (open in OVITO: colour by softness_pred), {paths['png']}, "
           f"{paths['json']} in {summary['wall_seconds']:.1f}s")
     return summary

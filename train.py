@@ -267,8 +267,9 @@ def glass_graph(snap, cutoff=None):
 def load_dataset():
     """The glasses of augment_data.py's manifest (rotation < N_ROTATIONS of every base it lists)
     as graphs, grouped by base glass, and what the data says about itself: the atom count, the
-    label (modes summed in S) and a fingerprint of the files used (a checkpoint of other data
-    is never resumed). Files not in the manifest are reported and left unused."""
+    label (modes summed in S), the density range, and a fingerprint of the data per base glass
+    (a checkpoint of other data is never resumed). Files not in the manifest are reported and
+    left unused."""
     import glob
     import hashlib
     from augment_data import load_augmented, read_manifest
@@ -289,21 +290,24 @@ def load_dataset():
     if strays:
         print(f"note: {len(strays)} files in {aug_dir} are not in its manifest and are not used "
               f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''})")
-    by_base, digests, labels = {}, {}, set()
+    by_base, content, labels, densities = {}, {}, set(), []
     for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass"):
         per_base = by_base.setdefault(b, [])
+        base_hash = hashlib.sha256()
         for name in names:
             path = os.path.join(aug_dir, name)
             try:
                 with open(path, "rb") as fh:
-                    digests[name] = hashlib.sha256(fh.read()).hexdigest()
-                if digests[name] != manifest["sha256"][name]:
-                    raise GlassFileError(f"{path}: changed since augment_data.py listed it in "
-                                         "the manifest; rerun augment_data.py")
+                    if hashlib.sha256(fh.read()).hexdigest() != manifest["sha256"][name]:
+                        raise GlassFileError(f"{path}: changed since augment_data.py listed it "
+                                             "in the manifest; rerun augment_data.py")
                 snap = load_augmented(path, n_atoms)
             except (OSError, GlassFileError) as err:
                 raise SystemExit(f"error: {err}")
+            for key in ("positions", "species", "cell", "softness_score", "eigenvalues"):
+                base_hash.update(np.ascontiguousarray(snap[key]).tobytes())
             labels.add(snap["parameters"].get("n_soft_modes"))
+            densities.append(float(snap["parameters"]["density"]))
             if ROTATION_SHORTCUT and per_base:
                 continue
             g = glass_graph(snap)
@@ -311,14 +315,18 @@ def load_dataset():
             if per_base and torch.equal(g.edge_index, per_base[0].edge_index):
                 g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
             per_base.append(g)
+        content[str(b)] = base_hash.hexdigest()
     if len(labels) > 1:
         raise SystemExit(f"error: the glasses of {aug_dir} mix softness labels (n_soft_modes "
                          f"{sorted(labels, key=str)}); regenerate them with one N_SOFT_MODES")
     if ROTATION_SHORTCUT:         # the same graph object stands for every copy of its base
         by_base = {b: graphs * N_ROTATIONS for b, graphs in by_base.items()}
-    fingerprint = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
+    # the fingerprint is of what the model sees (coordinates, cell, labels, features), not of
+    # the files' bytes: a glass remade identically (other timings recorded) is the same data
+    fingerprint = hashlib.sha256(json.dumps(sorted(content.items())).encode()).hexdigest()
     info = dict(n_atoms=n_atoms, n_soft_modes=labels.pop(), data_fingerprint=fingerprint,
-                n_bases=len(by_base), n_rotations=N_ROTATIONS)
+                n_bases=len(by_base), n_rotations=N_ROTATIONS,
+                density_range=[min(densities), max(densities)], glasses=content)
     return dict(sorted(by_base.items())), info
 
 
@@ -513,8 +521,10 @@ def test_figures(test_set, pairs, s):
     title = f"test glass {g.base} ({os.path.basename(g.path)}): median per-glass R = {r:.3f}"
     figures.plot_slice(snap, unit(pairs[k][0]), unit(pairs[k][1]),
                        os.path.join(OUT_DIR, "test_glass_slice.png"), title)
-    figures.write_extxyz(snap, unit(pairs[k][0]), unit(pairs[k][1]),
-                         os.path.join(OUT_DIR, "test_glass.xyz"), title)
+    figures.write_extxyz(os.path.join(OUT_DIR, "test_glass.xyz"), snap["positions"],
+                         snap["species"], snap["cell"],
+                         dict(softness_true=unit(pairs[k][1]), softness_pred=unit(pairs[k][0])),
+                         title, potential=snap["parameters"])
 
 
 def time_left_for_epoch(t_start, history, test_per_val):
@@ -563,6 +573,7 @@ def model_file(model, scaling, epoch, info, record):
     return dict(state_dict=model.state_dict(), **{k: v.cpu() for k, v in scaling.items()},
                 architecture=model.architecture, epoch=epoch, n_params=count_parameters(model),
                 n_atoms=info["n_atoms"], n_soft_modes=info["n_soft_modes"],
+                density_range=info.get("density_range"),
                 data_fingerprint=info["data_fingerprint"], commit=record["commit"],
                 config=record["config"])
 
@@ -579,8 +590,10 @@ def load_trained_model(path, device=None, fast_kernels=None):
         best = torch.load(path, map_location=device, weights_only=True)
         arch = best["architecture"]
     except Exception as err:    # truncated, not ours, or written before it carried its architecture
+        first_line = (str(err).strip().splitlines() or [""])[0][:160]
         raise GlassFileError(f"{path}: not a model file of this train.py ({type(err).__name__}: "
-                             f"{err}); retrain with train.py") from err
+                             f"{first_line}); use the hybrid_physics_best.pth that train.py "
+                             "writes") from None
     model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=fast_kernels)
     model.load_state_dict(best["state_dict"])
     scaling = {k: best[k] for k in ("x_mean", "x_std", "y_mean", "y_std")}
@@ -611,11 +624,12 @@ def describe_compute_path(device):
     return "reference PyG path (fused kernels unavailable)"
 
 
-def resume(ckpt_path, fingerprint, model, optimizer, scheduler, scaler):
-    """Training state of an earlier run of this configuration on these data, or a fresh start.
-    A checkpoint of other data or other settings is refused, not silently continued."""
+def checkpoint_to_resume(ckpt_path, info):
+    """The checkpoint of an earlier run of this configuration on these data, or None (fresh
+    start). One of other data or other settings is refused, naming what differs, before any
+    time is spent on baselines or training."""
     if not os.path.exists(ckpt_path):
-        return 0, float("inf"), 0, [], 0.0
+        return None
     fresh = (f"to start fresh, remove {ckpt_path} (and {BEST_FILE} beside it) or use another "
              "--OUT_DIR")
     try:
@@ -623,21 +637,33 @@ def resume(ckpt_path, fingerprint, model, optimizer, scheduler, scaler):
     except Exception as err:
         raise SystemExit(f"error: {ckpt_path}: cannot resume from it ({type(err).__name__}: "
                          f"{str(err)[:200]}); {fresh}")
-    if ck.get("data_fingerprint") != fingerprint:
-        raise SystemExit(f"error: {ckpt_path} was written for other data (the glasses of "
-                         f"{DATA_DIR} changed since); {fresh}")
+    if ck.get("data_fingerprint") != info["data_fingerprint"]:
+        old, new = ck.get("data_glasses", {}), info["glasses"]
+        changed = sorted((set(old) ^ set(new)) | {b for b in set(old) & set(new)
+                                                   if old[b] != new[b]}, key=int)
+        which = (f"base glasses {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''} "
+                 "differ" if old else "the glasses changed")
+        raise SystemExit(f"error: {ckpt_path} was written for other data ({which} in "
+                         f"{DATA_DIR}); {fresh}")
     current = config()
     differ = config_mismatch(ck["config"], current)
     if differ:
         changes = ", ".join(f"{k} {ck['config'].get(k)!r} -> {current.get(k)!r}" for k in differ)
         raise SystemExit(f"error: {ckpt_path} was written with other settings ({changes}); "
                          f"{fresh}")
+    return ck
+
+
+def resume(ck, model, optimizer, scheduler, scaler):
+    """Restore a run's training state (checkpoint_to_resume's), or a fresh start for None."""
+    if ck is None:
+        return 0, float("inf"), 0, [], 0.0
     model.load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])       # moves the state to the parameters' device
     scheduler.load_state_dict(ck["scheduler"])
     restore_scaler(scaler, ck["scaler"])
     set_rng_states(ck["rng"])
-    print(f"resuming from {ckpt_path} at epoch {ck['epoch'] + 1}")
+    print(f"resuming from its checkpoint at epoch {ck['epoch'] + 1}")
     return ck["epoch"] + 1, ck["best_val"], ck["since_best"], ck["history"], ck["seconds"]
 
 
@@ -666,8 +692,12 @@ def main(argv=None):
           f"{info['n_soft_modes']} modes): {len(train_b)} train / {len(val_b)} val / "
           f"{len(test_b)} test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); "
           f"device {device}")
+    ckpt_path = os.path.join(OUT_DIR, CHECKPOINT_FILE)
+    best_path = os.path.join(OUT_DIR, BEST_FILE)
+    ck = checkpoint_to_resume(ckpt_path, info)            # refuses other data/settings now
     split = dict(train=train_b, val=val_b, test=test_b)
-    record = dict(config=constants_of(globals()), commit=git_commit(), data=info, split=split)
+    record = dict(config=constants_of(globals()), commit=git_commit(), split=split,
+                  data={k: v for k, v in info.items() if k != "glasses"})
 
     t_base = time.perf_counter()
     baselines = baseline_scores(data, train_b, test_b)
@@ -687,10 +717,8 @@ def main(argv=None):
                                                            factor=LR_FACTOR, patience=LR_PATIENCE)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and USE_AMP)
     os.makedirs(OUT_DIR, exist_ok=True)
-    ckpt_path = os.path.join(OUT_DIR, CHECKPOINT_FILE)
-    best_path = os.path.join(OUT_DIR, BEST_FILE)
-    start, best_val, since_best, history, seconds_before = resume(
-        ckpt_path, info["data_fingerprint"], model, optimizer, scheduler, scaler)
+    start, best_val, since_best, history, seconds_before = resume(ck, model, optimizer,
+                                                                  scheduler, scaler)
 
     generator = torch.Generator().manual_seed(SEED)
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
@@ -729,7 +757,8 @@ def main(argv=None):
                                    scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                                    rng=rng_states(), epoch=epoch, best_val=best_val,
                                    since_best=since_best, history=history, seconds=seconds,
-                                   config=config(), data_fingerprint=info["data_fingerprint"]))
+                                   config=config(), data_fingerprint=info["data_fingerprint"],
+                                   data_glasses=info["glasses"]))
         left = np.median([h["seconds"] for h in history[-5:]]) * (EPOCHS - epoch - 1)
         if TIME_LIMIT_MIN:
             left = min(left, TIME_LIMIT_MIN * 60 - (time.perf_counter() - t_start))

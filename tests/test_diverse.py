@@ -1,5 +1,6 @@
 """generate_diverse_data.py: determinism across worker counts, resume after kill -9, repair, the
-protocol recorded per glass (a rerun with other constants remakes it), strays of a larger set."""
+protocol recorded per glass (a rerun with other constants refuses, or remakes it with
+REGENERATE=True), strays of a larger set."""
 import os
 import pickle
 import signal
@@ -144,7 +145,13 @@ def test_rerun_keeps_a_glass_of_the_same_protocol_and_remakes_one_of_another(
     old = pickle.loads((tmp_path / names[1]).read_bytes())      # as made by older code
     del old["parameters"]["protocol"], old["parameters"]["protocol_hash"]
     (tmp_path / names[1]).write_bytes(pickle.dumps(old))
-    out = _run(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200"])
+    refused = subprocess.run(_args(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200"]),
+                             capture_output=True, text=True, cwd=ROOT)   # a forgotten flag
+    assert refused.returncode == 1 and "2 glasses in" in refused.stderr
+    assert "made with HEAT_STEPS 300 -> 200" in refused.stderr
+    assert "--REGENERATE=True" in refused.stderr
+    assert (tmp_path / names[0]).read_bytes() == first                 # nothing touched
+    out = _run(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200", "--REGENERATE=True"])
     assert "glass_data_000.pkl: made with HEAT_STEPS 300 -> 200: regenerating" in out, out
     assert "glass_data_001.pkl: made without a recorded protocol" in out
     assert "0 done, 2 to make" in out

@@ -37,7 +37,7 @@ def small_model(train, tiny_glass, tmp_path_factory):
     x = torch.tensor(tiny_glass["eigenvalues"])
     scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
                    y_std=y.std().float())
-    info = dict(n_atoms=200, n_soft_modes=10, data_fingerprint="test")
+    info = dict(n_atoms=200, n_soft_modes=10, data_fingerprint="test", density_range=[1.2, 1.2])
     path = tmp_path_factory.mktemp("model") / "small.pth"
     train.save_torch(str(path), train.model_file(model, scaling, 0, info,
                                                  dict(commit="test", config={})))
@@ -53,7 +53,7 @@ def write_xyz(path, positions, species, cell, extra=""):
 
 
 def read_column(predict, path, name):
-    columns, _ = predict.read_extxyz(str(path))
+    columns, _, _ = predict.read_extxyz(str(path))
     return columns[name][:, 0] if columns[name].shape[1] == 1 else columns[name]
 
 
@@ -72,7 +72,7 @@ def test_a_perturbed_rotated_xyz_glass_relaxes_back_and_gives_the_same_predictio
     out = run_predict(predict, [f"--INPUT={xyz}", f"--MODEL={small_model}",
                                 f"--OUTPUT_DIR={tmp_path}", "--TRUE_LABELS=True"])
     assert out["max_force"] < 1e-10 and out["fire_steps"] > 0
-    relaxed = read_column(predict, tmp_path / "mine_softness.xyz", "pos")
+    relaxed = read_column(predict, tmp_path / "mine_softness.xyz", "pos") @ q   # input's frame
     d = relaxed - tiny_glass["positions"]
     d -= box * np.round(d / box)
     assert np.abs(d - d.mean(0)).max() < 1e-6       # the same minimum, up to a rigid translation
@@ -131,3 +131,40 @@ def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass
         run_predict(predict, [f"--INPUT={tmp_path / 'nocell.xyz'}"])
     with pytest.raises(SystemExit, match="--INPUT"):
         run_predict(predict, [])
+
+
+def test_labels_of_another_structure_are_not_scored(predict, tiny_glass, small_model, tmp_path,
+                                                    capsys):
+    """An XYZ with labels relaxed with the wrong potential ends far from the labelled structure:
+    R is withheld, saying why. The potential recorded in the header (as train.py and predict.py
+    write it) is used instead of the constants, and then R is reported."""
+    import figures
+    box = tiny_glass["box_size"]
+    args = lambda name: [f"--INPUT={tmp_path / name}", f"--MODEL={small_model}"]  # noqa: E731
+    figures.write_extxyz(str(tmp_path / "bare.xyz"), tiny_glass["positions"],
+                         tiny_glass["species"], box * np.eye(3),
+                         dict(softness_true=tiny_glass["softness_score"]))
+    wrong = run_predict(predict, args("bare.xyz") + ["--SIGMA=((1.1,0.88),(0.88,0.968))"])
+    assert wrong["R"] is None and "labels are of another structure" in wrong["label"]
+    assert "no R: FIRE moved the median atom" in capsys.readouterr().out
+    assert (tmp_path / "bare_softness.xyz").exists()                # beside the input
+    figures.write_extxyz(str(tmp_path / "recorded.xyz"), tiny_glass["positions"],
+                         tiny_glass["species"], box * np.eye(3),
+                         dict(softness_true=tiny_glass["softness_score"]),
+                         potential=tiny_glass["parameters"])
+    right = run_predict(predict, args("recorded.xyz") + ["--SIGMA=((1.1,0.88),(0.88,0.968))"])
+    assert right["potential_from"] == "the file's header" and right["R"] is not None
+    assert right["moved_max"] < 1e-6            # only the rounding of the file polished away
+
+
+def test_a_glass_outside_the_training_densities_is_flagged(predict, tiny_glass, small_model,
+                                                           tmp_path, capsys):
+    """Positions in Angstrom instead of sigma (x 2.5): density 0.077, far outside the model's
+    training range: said at start."""
+    import figures
+    figures.write_extxyz(str(tmp_path / "angstrom.xyz"), tiny_glass["positions"] * 2.5,
+                         tiny_glass["species"], 2.5 * tiny_glass["box_size"] * np.eye(3), {})
+    run_predict(predict, [f"--INPUT={tmp_path / 'angstrom.xyz'}", f"--MODEL={small_model}",
+                          "--MINIMIZE=False"])
+    assert "warning: density 0.0768 sigma^-3 lies outside the 1.200-1.200" in \
+        capsys.readouterr().out

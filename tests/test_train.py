@@ -206,15 +206,21 @@ def test_resume_refuses_other_data_and_other_settings(train, dataset, tmp_path, 
     _run(train, _args(dataset, out, 1))
     with pytest.raises(SystemExit, match=r"other settings \(LR 0.0005 -> 0.001\).*start fresh"):
         _run(train, _args(dataset, out, 2) + ["--LR=0.001"])
-    snap = dict(tiny_glass, softness_score=tiny_glass["softness_score"] * 1.5)
-    atomic_write_pickle(dataset / "glass_data_000.pkl", snap)         # glass 0 made anew
-    saved = glass_io.constants_of(vars(augment_data))
-    try:
-        augment_data.main([f"--DATA_DIR={dataset}", "--N_ROTATIONS=2"])
-    finally:
-        vars(augment_data).update(saved)
-    with pytest.raises(SystemExit, match="other data.*start fresh"):
-        _run(train, _args(dataset, out, 2))
+
+    def remake_glass_0(snap):
+        atomic_write_pickle(dataset / "glass_data_000.pkl", snap)
+        saved = glass_io.constants_of(vars(augment_data))
+        try:
+            augment_data.main([f"--DATA_DIR={dataset}", "--N_ROTATIONS=2"])
+        finally:
+            vars(augment_data).update(saved)
+
+    # remade identically (only its recorded timings differ): the same data, so it resumes
+    remake_glass_0(dict(tiny_glass, parameters=dict(tiny_glass["parameters"], seconds={})))
+    _run(train, _args(dataset, out, 2))
+    remake_glass_0(dict(tiny_glass, softness_score=tiny_glass["softness_score"] * 1.5))
+    with pytest.raises(SystemExit, match="other data \\(base glasses 0 differ.*start fresh"):
+        _run(train, _args(dataset, out, 3))
     _run(train, _args(dataset, tmp_path / "fresh", 1))                # a new OUT_DIR trains
 
 
@@ -260,10 +266,11 @@ def test_predict_gives_train_evaluation_numbers(train, dataset, tmp_path):
     finally:
         vars(predict).update(saved)
     assert summary["R"] == pytest.approx(record["R"], abs=1e-5)
-    ours = np.loadtxt(tmp_path / f"{record['file'][:-4]}_softness.xyz", skiprows=2,
-                      usecols=4)
-    theirs = np.loadtxt(out / "test_glass.xyz", skiprows=2, usecols=5)   # train.py's prediction
-    assert np.allclose(ours, theirs, atol=2e-6)
+    ours, _, _ = predict.read_extxyz(str(tmp_path / f"{record['file'][:-4]}_softness.xyz"))
+    theirs, _, header = predict.read_extxyz(str(out / "test_glass.xyz"))   # train.py's own
+    assert np.allclose(ours["softness_pred"], theirs["softness_pred"], atol=2e-6)
+    assert np.allclose(ours["pos"], theirs["pos"], atol=1e-8)       # written in the same cell
+    assert predict.potential_from_header(header, "test_glass.xyz")["r_cutoff"] == 2.5
 
 
 def test_baselines_on_a_known_signal(train, graph):

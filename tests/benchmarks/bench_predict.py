@@ -33,15 +33,13 @@ SEED = 0                        # seed of the default glass
 def quenched_glass_xyz(path):
     """Steps 1-4 of generate_glass_data.py at its defaults: the not-yet-minimised glass."""
     import numpy as np
+    import figures
     import generate_glass_data as ggd
-    import predict
     system = ggd.make_system(seed=SEED)
     r, _, _ = ggd.quenched_configuration(system, ggd.TEMPERATURE, ggd.QUENCH_STEPS, SEED,
                                          log=lambda *a: None)
-    glass = dict(box=system["box"], species=np.asarray(system["species"], np.int64))
-    n = len(r)
-    described = dict(positions=np.mod(r, system["box"]), eigenvalues=np.zeros((n, 3)))
-    predict.write_softness_xyz(path, described, glass, np.zeros(n), None, "quenched, T = 0")
+    figures.write_extxyz(path, r, system["species"], system["box"] * np.eye(3), {},
+                         "quenched to T = 0, not minimised", potential=system)
 
 
 def untrained_model(path):

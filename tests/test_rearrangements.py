@@ -1,0 +1,187 @@
+"""Physics of validate_rearrangements.py (athermal quasistatic shear) on the 200-atom tiny glass.
+
+Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.458, so MAX_STRAIN
+= 0.2 is legal there (checked below); the skin shrinks to keep listed images unique.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def vr(ggd):
+    import validate_rearrangements as module
+    return module
+
+
+@pytest.fixture(scope="module")
+def event(vr, tiny_glass):
+    """The first event of the tiny glass sheared +xz (one AQS run shared by the tests)."""
+    return vr.shear_to_first_event(tiny_glass, "+xz")
+
+
+def brute_force_nearest(frac, cell, i, j):
+    """Nearest-image distance of each pair over all 27 images of the sheared cell."""
+    shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)), float)
+    r = frac @ cell.T
+    d = r[j] - r[i]
+    images = d[:, None, :] + (shifts @ cell.T)[None, :, :]
+    return np.min(np.linalg.norm(images, axis=2), axis=1)
+
+
+def test_sheared_distances_equal_affinely_mapped_positions(vr, tiny_glass):
+    """The sheared cell's distances (the jitted displacement FIRE uses, and the numpy pair list)
+    equal brute-force nearest images of the affinely mapped positions r = T s, every pair."""
+    import jax
+    import jax.numpy as jnp
+    from jax_md import space
+    snap = tiny_glass
+    frac = snap["positions"] / snap["box_size"]
+    r_cut = snap["parameters"]["r_cutoff"]
+    for direction, strain in (("+xy", 0.13), ("-yz", 0.2), ("+xz", 0.0)):
+        cell = vr.sheared_cell(snap["box_size"], direction, strain)
+        i, j, rij = vr.sheared_pairs(frac, cell, r_cut)
+        displacement, _ = vr.sheared_space(jnp.asarray(cell))
+        d_jax = np.asarray(jax.jit(space.map_bond(displacement))(jnp.asarray(frac[j]),
+                                                                 jnp.asarray(frac[i])))
+        brute = brute_force_nearest(frac, cell, i, j)
+        np.testing.assert_allclose(np.linalg.norm(rij, axis=1), brute, rtol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(d_jax, axis=1), brute, rtol=1e-12)
+        # and no pair within r_cut is missed: all pairs by brute force
+        a, b = np.triu_indices(len(frac), 1)
+        close = brute_force_nearest(frac, cell, a, b) < r_cut
+        assert close.sum() == len(i)
+
+
+def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass):
+    """The compiled energy and forces FIRE minimises (neighbour list, fractional coordinates)
+    equal the numpy pair-list ones in a sheared cell."""
+    import jax
+    import jax.numpy as jnp
+    glass = vr.ShearedGlass(tiny_glass, "-xz")
+    s, cell = glass.system, jnp.asarray(glass.cell(0.15))
+    p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
+    p.update(cell=cell, species=jnp.asarray(s["species"], jnp.int32),
+             r_list=jnp.float64(s["r_cutoff"]))
+    _, neighbor_fn, energy_fn = vr._sheared_system(p, glass.skin)
+    frac = jnp.asarray(glass.frac0)
+    nbrs = ggd.allocate_neighbors(neighbor_fn, frac)
+    kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
+    e = jax.jit(lambda r, nb: energy_fn(r, neighbor=nb, **kw))(frac, nbrs)
+    f = jax.jit(jax.grad(lambda r, nb: -energy_fn(r, neighbor=nb, **kw)))(frac, nbrs)
+    e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
+    assert float(e) == pytest.approx(e_np, rel=1e-13)
+    assert np.max(np.abs(np.asarray(f) - f_np)) < 1e-11
+
+
+def test_too_small_a_sheared_box_is_refused(vr):
+    with pytest.raises(ValueError, match="minimum image"):
+        vr.check_sheared_minimum_image(5.5, 2.5, 0.5, "small.pkl")
+    assert vr.check_sheared_minimum_image(5.5, 2.5, 0.2) > 5.0
+
+
+def test_direction_names(vr):
+    assert vr.parse_direction("-xz") == (0, 2, -1.0)
+    cell = vr.sheared_cell(2.0, "-yz", 0.1)
+    assert cell[1, 2] == pytest.approx(-0.2)
+    assert np.count_nonzero(cell - np.diag(np.diag(cell))) == 1
+    with pytest.raises(ValueError, match="direction"):
+        vr.parse_direction("xy")
+
+
+def test_initial_slope_equals_shear_modulus_from_hessian(vr, tiny_glass):
+    """dtau/dgamma of relaxed minima at gamma = 0 and 1e-4 equals G = Born - Xi^T H^+ Xi (the
+    non-affine correction is large: dropping it would miss by tens of percent)."""
+    for direction in ("+xy", "-yz"):
+        glass = vr.ShearedGlass(tiny_glass, direction)
+        m0 = glass.relax(glass.frac0, 0.0)
+        m1 = glass.relax(glass.frac0, 1e-4)          # pure affine start, FIRE does the rest
+        slope = (m1["stress"] - m0["stress"]) / 1e-4
+        resp = glass.response(m0["frac"], 0.0)
+        assert slope == pytest.approx(resp["modulus"], rel=0.02)
+        assert resp["correction"] > 0.1 * resp["born"]
+        # the linear response also predicts where the atoms go
+        moved = (m1["frac"] - m0["frac"]) @ glass.cell(1e-4).T
+        moved -= moved.mean(axis=0)
+        predicted = resp["velocity"] * 1e-4
+        assert np.linalg.norm(moved - predicted) < 0.05 * np.linalg.norm(predicted)
+
+
+def test_loading_then_unloading_below_the_event_returns_to_the_same_minimum(vr, tiny_glass,
+                                                                             event):
+    glass = vr.ShearedGlass(tiny_glass, "+xz")
+    start = glass.relax(glass.frac0, 0.0)
+    top = 0.5 * event["strain_before"]
+    state = start
+    path = np.linspace(0.0, top, 4)[1:].tolist() + np.linspace(top, 0.0, 4)[1:].tolist()
+    for strain in path:
+        state = glass.relax(glass.predicted_start(state, strain), strain)
+    assert state["strain"] == 0.0
+    ds = state["frac"] - start["frac"]
+    ds -= np.round(ds)
+    assert np.max(np.linalg.norm(ds * tiny_glass["box_size"], axis=1)) < 1e-6
+    assert state["energy"] == pytest.approx(start["energy"], abs=1e-9)
+
+
+def test_event_is_found_with_energy_drop_and_moving_atoms(vr, event):
+    assert event["status"] == "yielded", event["message"]
+    assert 0.0 < event["event_strain"] <= vr.MAX_STRAIN
+    assert event["strain_after"] - event["strain_before"] <= vr.STRAIN_RESOLUTION
+    assert event["energy_drop"] > 10 * vr.DISSIPATION_TOL
+    assert event["elastic_dissipation_max"] < 0.1 * vr.DISSIPATION_TOL
+    u = np.linalg.norm(event["displacement"], axis=1)
+    assert event["hit"] == int(np.argmax(u)) and u.max() > 0.05
+    assert set(event["top_movers"].tolist()) == set(np.argsort(-u)[:len(event["top_movers"])])
+    assert event["d2min"].shape == u.shape and event["d2min"][event["hit"]] > np.median(
+        event["d2min"])
+    curve = event["curve"]
+    assert np.all(np.diff(curve["strain"]) >= 0) and curve["stable"][0] == 1
+    # the stress falls at the event (a plastic drop), and the curve records both sides
+    assert event["stress_drop"] > 0
+
+
+def test_scores_of_known_indicators(vr):
+    rng = np.random.default_rng(1)
+    x = rng.random(1000)
+    hit = int(np.argmax(x))
+    assert vr.percentile_rank(x, hit) == 1.0 and vr.in_top(x, hit, 0.05)
+    assert vr.percentile_rank(-x, hit) == 0.0 and not vr.in_top(-x, hit, 0.05)
+    positive = x > np.quantile(x, 0.99)
+    assert vr.roc_auc(x, positive) == 1.0 and vr.roc_auc(-x, positive) == 0.0
+    assert vr.roc_auc(np.zeros(1000), positive) == 0.5
+    ranks = [vr.percentile_rank(rng.random(200), 7) for _ in range(400)]
+    assert np.mean(ranks) == pytest.approx(0.5, abs=0.03)
+    # by-glass bootstrap: one glass with all the high values widens the interval
+    mean, lo, hi = vr.bootstrap_by_glass([1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], 2000,
+                                         np.random.default_rng(0))
+    assert mean == 0.5 and lo == 0.0 and hi == 1.0
+
+
+def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeypatch):
+    """Indicators are per atom and sum rules hold; one (glass, direction) result is written,
+    reused when the run is repeated, scored, plotted and exported."""
+    ind = vr.indicators_of(tiny_glass, seed=0)
+    assert set(ind) == {"S10", "S30", "S100", "vibrality", "-lambda_1", "random"}
+    np.testing.assert_allclose(ind["S10"], tiny_glass["softness_score"], atol=1e-8)
+    assert ind["S30"].sum() == pytest.approx(30) and np.all(ind["vibrality"] > 0)
+    from glass_io import atomic_write_pickle
+    path = str(tmp_path / "glass_007.pkl")
+    atomic_write_pickle(path, tiny_glass)
+    monkeypatch.setattr(vr, "OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(vr, "DIRECTIONS", "+xz")
+    monkeypatch.setattr(vr, "MODEL", str(tmp_path / "no_model.pth"))
+    monkeypatch.setattr(vr, "N_BOOTSTRAP", 200)
+    for name in ("GLASSES", "N_WORKERS", "SHOW_PROGRESS"):      # main's overrides, restored after
+        monkeypatch.setattr(vr, name, getattr(vr, name))
+    res = dict(event, glass="glass_007", path=path, protocol=vr.protocol())
+    atomic_write_pickle(vr.result_path("glass_007", "+xz"), res)     # as run_task writes it
+    summary = vr.main([f"--GLASSES={path}", "--N_WORKERS=1", "--SHOW_PROGRESS=False",
+                       f"--OUT_DIR={tmp_path / 'out'}", "--DIRECTIONS=+xz",
+                       f"--MODEL={tmp_path / 'no_model.pth'}", "--N_BOOTSTRAP=200"])
+    assert summary["statuses"]["yielded"] == 1 and summary["model"] is None
+    assert summary["scores"]["random"]["n_events"] == 1
+    for name in ("rearrangements.json", "hit_percentile_cdf.png", "event.xyz"):
+        assert (tmp_path / "out" / name).exists()
+    lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
+    assert int(lines[0]) == 200 and "nonaffine:R:3" in lines[1] and "softness_true" in lines[1]
