@@ -18,6 +18,10 @@ pipeline: install
 	$(PY) augment_data.py
 	$(PY) train.py
 
+# The optional fifth step (after `make pipeline`): does softness find where the glass yields?
+validate: install
+	$(PY) validate_rearrangements.py
+
 test: install
 	$(PY) -m pytest -q tests
 
@@ -39,4 +43,4 @@ investigate: install
 	$(PY) tests/benchmarks/what_drives_r.py
 	$(PY) tests/benchmarks/unconverged.py
 
-.PHONY: install pipeline test bench investigate gpu-check
+.PHONY: install pipeline validate test bench investigate gpu-check

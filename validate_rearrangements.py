@@ -71,6 +71,19 @@ SKIN = 0.3                      # sigma; neighbour-list skin (generate_glass_dat
                                 # sheared cell's narrowest width (the list's images stay unique)
 PREDICTOR_MAX_MOVE = 0.05       # sigma; largest linear-response move used to start FIRE (a larger
                                 # one means a nearly singular Hessian: start affinely instead)
+NEWTON_FORCE = 1e-2             # epsilon/sigma; FIRE hands over to Newton below this max|F| (0 =
+                                # plain FIRE to FORCE_TOL). The linear-response start is usually
+                                # closer (~5e-3 after a 1e-3 step), so an elastic step needs no
+                                # FIRE: chord steps with the previous minimum's Cholesky factor
+                                # of the Hessian (atom 0 pinned), one new factor to check the end
+                                # is a minimum; ~0.6 s per relaxation at N = 1000 against ~5 s of
+                                # FIRE (bench_rearrangements.py)
+NEWTON_RETRY_FORCE = 1e-4       # epsilon/sigma; when Newton fails at NEWTON_FORCE (past a fold the
+                                # start has no basin), FIRE goes on to this force (through the
+                                # event, into the new basin) and Newton tries again
+NEWTON_MAX_STEPS = 30           # Newton/chord steps per relaxation before falling back to FIRE
+NEWTON_MAX_MOVE = 0.02          # sigma; a larger Newton step means a nearly singular Hessian (the
+                                # state is near a fold, not a minimum's quadratic basin): FIRE
 
 # --- what counts as a rearrangement ---
 TOP_MOVERS_FRACTION = 0.01      # the top 1% of |non-affine displacement|: at N = 1000 the 10 atoms
@@ -102,6 +115,8 @@ exit_on_help(globals())         # --help lists the constants above without impor
 # constants that shape a result: a result file made with other values is made again
 _PROTOCOL = ("STRAIN_STEP", "MAX_STRAIN", "STRAIN_RESOLUTION", "FORCE_TOL", "MAX_FIRE_STEPS",
              "DISSIPATION_TOL", "SKIN", "PREDICTOR_MAX_MOVE", "TOP_MOVERS_FRACTION", "D2MIN_RADIUS")
+# NEWTON_* change how fast a minimum is reached, not which (tests/test_rearrangements.py checks the
+# event against plain FIRE), so results made with other values are kept
 _AXES = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}     # (displaced axis a, gradient axis b)
 
 
@@ -158,6 +173,8 @@ import jax.numpy as jnp                               # noqa: E402
 from functools import partial                         # noqa: E402
 from jax import lax                                   # noqa: E402
 from jax_md import minimize, partition, smap, space   # noqa: E402
+import scipy.linalg                                   # noqa: E402
+import scipy.sparse                                   # noqa: E402
 import scipy.sparse.linalg                            # noqa: E402
 from scipy.spatial import cKDTree                     # noqa: E402
 
@@ -280,53 +297,150 @@ class ShearedGlass:
         self.capacity = None
         self.fire_steps = 0           # total FIRE steps of this object (benchmarks)
         self.relaxations = 0
+        self.newton_steps = 0         # Newton/chord solves of this object (benchmarks)
+        self.newton_fallbacks = 0     # relaxations Newton left to FIRE
 
     def cell(self, strain):
         return sheared_cell(self.box, self.direction, strain)
 
     # ---- relaxation -------------------------------------------------------------------------
-    def relax(self, frac, strain):
-        """FIRE from fractional positions `frac` in the cell at `strain` (the affine step: the
-        cell changes, the fractions do not). Returns the minimum as a dict; FireFailed if
-        max|F| (recomputed from the pair list) does not fall below FORCE_TOL."""
-        cell = self.cell(strain)
-        s = self.system
-        # FIRE aims at half the tolerance: the numpy recomputation sums pairs in another order
-        p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
-        p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
-                 r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass),
-                 tol=jnp.float64(0.5 * FORCE_TOL))
-        static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
-        neighbor_fn = _sheared_neighbor_fn(jnp.asarray(cell), s["r_cutoff"], self.skin)
-        r = jnp.asarray(frac, jnp.float64)
-        nbrs = ggd.allocate_neighbors(neighbor_fn, r, self.capacity)
-        self.capacity = nbrs.idx.shape[1]
-        state = _fire_init(r, nbrs, p, **static)
-        steps = 0
-        while steps < MAX_FIRE_STEPS:
-            if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < 0.5 * FORCE_TOL:
+    def relax(self, frac, strain, factor=None):
+        """Relax from fractional positions `frac` in the cell at `strain` (the affine step: the
+        cell changes, the fractions do not) to max|F| < FORCE_TOL. Newton (newton_polish) takes
+        over once max|F| < NEWTON_FORCE: at once when the start is that close (the linear-response
+        start usually is), else after FIRE got there. When Newton does not behave, FIRE goes on
+        from where it handed over, in its own state (the plain FIRE path exactly), to
+        NEWTON_RETRY_FORCE, Newton tries again, and failing that FIRE ends the relaxation.
+        Returns the minimum as a dict; FireFailed if max|F| (recomputed from the pair list) does
+        not fall below FORCE_TOL. A Newton-polished state is a checked minimum (its Hessian, atom 0
+        pinned, has a Cholesky factor: minimum_checked True, 'factor' kept for the next start);
+        a FIRE one is not checked (False, factor None). `factor`: the Hessian factor of the
+        minimum `frac` was predicted from, Newton's first (chord) operator."""
+        steps, fire, polished = 0, None, None
+        handovers = (NEWTON_FORCE, NEWTON_RETRY_FORCE) if NEWTON_FORCE > 0 else ()
+        for handover in handovers:
+            _, forces, _ = self.energy_forces_stress(frac, strain)
+            if not np.max(np.linalg.norm(forces, axis=1)) < handover:
+                fire = fire or self._fire_start(frac, strain)
+                fire, steps = self._fire_to(fire, handover, steps)
+                frac = np.mod(np.asarray(fire[0].position, np.float64), 1.0)
+            polished = self.newton_polish(frac, strain, factor)
+            if polished is not None:
                 break
-            n = min(ggd.CHUNK_STEPS, MAX_FIRE_STEPS - steps)
-            new_state, new_nbrs, ran = _fire_chunk(state, nbrs, n, p, **static)
-            if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
-                self.capacity = ggd._bucket(int(nbrs.idx.shape[1] * 1.5))
-                nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)
-                continue
-            state, nbrs = new_state, new_nbrs
-            steps += int(ran)
+            factor = None                       # the start's factor did not fit
+        if handovers and polished is None:
+            self.newton_fallbacks += 1
+        if polished is None:
+            fire = fire or self._fire_start(frac, strain)
+            fire, steps = self._fire_to(fire, 0.5 * FORCE_TOL, steps)
+            frac, factor = np.mod(np.asarray(fire[0].position, np.float64), 1.0), None
+        else:
+            frac, factor = polished
         self.fire_steps += steps
         self.relaxations += 1
-        frac = np.mod(np.asarray(state.position, np.float64), 1.0)
         energy, forces, stress = self.energy_forces_stress(frac, strain)
         max_force = float(np.max(np.linalg.norm(forces, axis=1)))
         if not max_force < FORCE_TOL:
             raise FireFailed(f"FIRE did not converge at strain {strain:.6f} ({self.direction}): "
                              f"max|F| = {max_force:.3e} >= FORCE_TOL = {FORCE_TOL:.0e} after "
                              f"{steps} steps")
-        resp = self.response(frac, strain)
+        resp = self.response(frac, strain, factor=factor)
         return dict(strain=float(strain), frac=frac, energy=energy, stress=stress,
                     max_force=max_force, fire_steps=int(steps), modulus=resp["modulus"],
-                    velocity=resp["velocity"])
+                    velocity=resp["velocity"], minimum_checked=factor is not None, factor=factor)
+
+    def _fire_start(self, frac, strain):
+        """FIRE's compiled state at `frac` in the cell at `strain`: (state, nbrs, params, static,
+        neighbor_fn)."""
+        cell = self.cell(strain)
+        s = self.system
+        # FIRE aims at half the tolerance: the numpy recomputation sums pairs in another order
+        p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
+        p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
+                 r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
+        static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+        neighbor_fn = _sheared_neighbor_fn(jnp.asarray(cell), s["r_cutoff"], self.skin)
+        r = jnp.asarray(frac, jnp.float64)
+        nbrs = ggd.allocate_neighbors(neighbor_fn, r, self.capacity)
+        self.capacity = nbrs.idx.shape[1]
+        return _fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
+
+    def _fire_to(self, fire, tol, steps):
+        """FIRE chunks until max|F| < tol or MAX_FIRE_STEPS in all; the FIRE state (velocities,
+        time step) carries over, so stopping early and going on is the same trajectory."""
+        state, nbrs, p, static, neighbor_fn = fire
+        pt = dict(p, tol=jnp.float64(tol))
+        while steps < MAX_FIRE_STEPS:
+            if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < tol:
+                break
+            n = min(ggd.CHUNK_STEPS, MAX_FIRE_STEPS - steps)
+            new_state, new_nbrs, ran = _fire_chunk(state, nbrs, n, pt, **static)
+            if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
+                self.capacity = ggd._bucket(int(nbrs.idx.shape[1] * 1.5))
+                nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)
+                continue
+            state, nbrs = new_state, new_nbrs
+            steps += int(ran)
+        return (state, nbrs, p, static, neighbor_fn), steps
+
+    # ---- Newton polish ------------------------------------------------------------------------
+    def hessian_factor(self, frac, strain):
+        """Cholesky factor of the Hessian with atom 0 pinned (rows/columns 0-2 dropped: the
+        translations are the only zero modes of a stable minimum, so the pinned Hessian is
+        positive definite exactly when the state is a strict minimum), or None when it is not
+        (a saddle, or singular: near a fold)."""
+        i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
+        h, _ = ggd.hessian_from_pairs(len(frac), i, j, ggd.pair_hessian_blocks(rij, r, d1, d2))
+        return positive_definite_factor(h[3:, 3:])
+
+    def newton_polish(self, frac, strain, factor=None):
+        """Newton from `frac` to max|F| < FORCE_TOL: dx = H^-1 F with atom 0 pinned, starting from
+        `factor` (a nearby minimum's, else this state's) and reusing it while the force at least
+        halves per step (chord steps), refactoring when it does not. Every step must keep the
+        energy (to round-off) from rising, lower max|F| and move no atom more than
+        NEWTON_MAX_MOVE, else the state's own factor is made and, if its step fails as well,
+        FIRE takes over; every factor must be positive definite, and the end point is factored
+        itself, so it is checked to be a minimum. Returns (frac, factor at frac) or None."""
+        inv_cell = np.linalg.inv(self.cell(strain))
+        energy, forces, _ = self.energy_forces_stress(frac, strain)
+        fmax = float(np.max(np.linalg.norm(forces, axis=1)))
+        fresh, n_steps = False, 0
+        for _ in range(2 * NEWTON_MAX_STEPS + 2):
+            if factor is None:
+                factor, fresh = self.hessian_factor(frac, strain), True
+                if factor is None:
+                    return None
+            if fmax < FORCE_TOL:
+                if fresh:
+                    return frac, factor
+                factor = None                   # check the end point itself
+                continue
+            if n_steps >= NEWTON_MAX_STEPS:
+                return None
+            dx = np.zeros_like(forces)
+            dx.ravel()[3:] = factor.solve(forces.ravel()[3:])
+            dx -= dx.mean(axis=0)               # no rigid translation (FIRE keeps the centre too)
+            n_steps += 1
+            self.newton_steps += 1
+            if not np.max(np.linalg.norm(dx, axis=1)) <= NEWTON_MAX_MOVE:
+                if fresh:                       # a nearly singular Hessian: not a basin's bottom
+                    return None
+                factor = None
+                continue
+            trial = frac + dx @ inv_cell.T
+            e_new, f_new, _ = self.energy_forces_stress(trial, strain)
+            fmax_new = float(np.max(np.linalg.norm(f_new, axis=1)))
+            if not (e_new <= energy + 1e-12 * max(1.0, abs(energy)) and fmax_new < fmax):
+                if fresh:                       # a true Newton step failed: leave it to FIRE
+                    return None
+                factor = None                   # a stale factor's step failed: refactor here
+                continue
+            slow = fmax_new > 0.5 * fmax          # a stale factor converges too slowly
+            frac, energy, forces, fmax = np.mod(trial, 1.0), e_new, f_new, fmax_new
+            fresh = False
+            if slow:
+                factor = None
+        return None
 
     # ---- pair geometry in the sheared cell (numpy, independent of the neighbour list) ----------
     def pairs(self, frac, strain, r_cut=None):
@@ -355,7 +469,7 @@ class ShearedGlass:
         stress = self.sign * np.sum(d1 * rij[:, self.a] * rij[:, self.b] / r) / self.volume
         return float(np.sum(phi)), forces, float(stress)
 
-    def response(self, frac, strain):
+    def response(self, frac, strain, factor=None):
         """Linear response of a minimum to the shear: the modulus
         G = dtau/dgamma = (1/V) [Born - Xi^T H^+ Xi] along the quasistatic path, and the
         non-affine velocity dR/dgamma = -H^+ Xi. Born = sum_pairs u^T K_ij u with
@@ -363,6 +477,7 @@ class ShearedGlass:
         H^+ Xi by conjugate gradients on the sparse Hessian: Xi sums to zero over atoms, so it
         lies in H's range and CG started at zero never leaves it; the translations are then
         projected out. (Measured at N = 1000: CG 0.2 s, sparse LU 1.0 s, dense Cholesky 0.8 s.)
+        With `factor` (hessian_factor at this state) H^+ Xi is its direct solve, atom 0 pinned.
         Returns dict(modulus, born, correction, velocity (N, 3))."""
         i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
         k = ggd.pair_hessian_blocks(rij, r, d1, d2)
@@ -375,7 +490,11 @@ class ShearedGlass:
         np.add.at(xi, j, xi_pair)
         np.add.at(xi, i, -xi_pair)
         xi = xi.ravel()
-        u, info = scipy.sparse.linalg.cg(h, xi, rtol=1e-12, maxiter=20 * len(xi))
+        if factor is not None:     # pinned solve: rows of atom 0 hold as H and Xi sum to zero
+            u, info = np.zeros_like(xi), 0
+            u[3:] = factor.solve(xi[3:])
+        else:
+            u, info = scipy.sparse.linalg.cg(h, xi, rtol=1e-12, maxiter=20 * len(xi))
         if info != 0:       # CG stalled (a nearly singular H next to an instability): pin atom 0
             u = np.zeros_like(xi)
             u[3:] = scipy.sparse.linalg.spsolve(h[3:, 3:].tocsc(), xi[3:])
@@ -399,6 +518,28 @@ class ShearedGlass:
         if not np.max(np.linalg.norm(move, axis=1)) <= PREDICTOR_MAX_MOVE:
             return state["frac"]
         return state["frac"] + move @ np.linalg.inv(self.cell(strain)).T
+
+
+class _Cholesky:
+    """A dense Cholesky factor with .solve (what newton_polish and response use)."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def solve(self, b):
+        return scipy.linalg.cho_solve(self.factor, b, check_finite=False)
+
+
+def positive_definite_factor(h):
+    """Cholesky factor of a symmetric matrix (sparse or dense), or None unless it is positive
+    definite. Dense LAPACK: at 2997 x 2997 (N = 1000, atom 0 pinned) the Hessian's factor fills
+    in nearly completely anyway (SuperLU's L + U hold 5.8M entries) and potrf takes 0.25-0.4 s on
+    one core against SuperLU's 0.65-0.8 s (measured, one core)."""
+    a = h.toarray() if scipy.sparse.issparse(h) else np.array(h, np.float64)
+    try:
+        return _Cholesky(scipy.linalg.cho_factor(a, overwrite_a=True, check_finite=False))
+    except np.linalg.LinAlgError:
+        return None
 
 
 def sheared_pairs(frac, cell, r_cut):
@@ -470,11 +611,12 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
     t0 = time.perf_counter()
     glass = ShearedGlass(snap, direction, where)
     n = len(glass.frac0)
-    curve = []                   # (strain, stress, energy, dissipation, fire steps, stable)
+    curve = []                   # (strain, stress, energy, dissipation, fire steps, stable,
+                                 #  checked minimum)
 
     def note(state, diss, stable):
         curve.append((state["strain"], state["stress"], state["energy"], diss,
-                      state["fire_steps"], stable))
+                      state["fire_steps"], stable, state["minimum_checked"]))
 
     out = dict(direction=direction, n_atoms=n, status=None, curve=None, message="")
     try:
@@ -488,7 +630,8 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
             k = int(np.floor(stable["strain"] / STRAIN_STEP + 1e-9)) + 1
             if k > n_grid:
                 break
-            trial = glass.relax(glass.predicted_start(stable, k * STRAIN_STEP), k * STRAIN_STEP)
+            trial = glass.relax(glass.predicted_start(stable, k * STRAIN_STEP), k * STRAIN_STEP,
+                                stable["factor"])
             coarse_steps += 1
             diss = dissipation(glass, stable, trial)
             note(trial, diss, diss <= DISSIPATION_TOL)
@@ -499,7 +642,7 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
             after, after_from = trial, stable
             while after["strain"] - stable["strain"] > STRAIN_RESOLUTION:
                 strain = 0.5 * (stable["strain"] + after["strain"])
-                mid = glass.relax(glass.predicted_start(stable, strain), strain)
+                mid = glass.relax(glass.predicted_start(stable, strain), strain, stable["factor"])
                 bisection_steps += 1
                 diss = dissipation(glass, stable, mid)
                 note(mid, diss, diss <= DISSIPATION_TOL)
@@ -509,7 +652,7 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
                     stable = mid
             if after_from is not stable:        # the post-event minimum from the last one before
                 after = glass.relax(glass.predicted_start(stable, after["strain"]),
-                                    after["strain"])
+                                    after["strain"], stable["factor"])
                 bisection_steps += 1
                 diss = dissipation(glass, stable, after)
                 note(after, diss, diss <= DISSIPATION_TOL)
@@ -542,11 +685,14 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
     except FireFailed as err:
         out.update(status="fire_failed", message=str(err))
         log(f"  {where} {direction}: {err}")
-    curve = np.array(curve, dtype=np.float64).reshape(-1, 6)
+    checked = int(sum(c[6] for c in curve))
+    curve = np.array([c[:6] for c in curve], dtype=np.float64).reshape(-1, 6)
     order = np.argsort(curve[:, 0], kind="stable")
     out.update(curve=dict(zip(("strain", "stress", "energy", "dissipation", "fire_steps",
                                "stable"), curve[order].T)),
                relaxations=glass.relaxations, fire_steps=glass.fire_steps,
+               newton_solves=glass.newton_steps, newton_fallbacks=glass.newton_fallbacks,
+               checked_minima=checked,
                seconds=time.perf_counter() - t0, skin=glass.skin,
                elastic_dissipation_max=float(max((abs(c[3]) for c in curve[1:] if c[5]),
                                                  default=0.0)))

@@ -185,3 +185,37 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
         assert (tmp_path / "out" / name).exists()
     lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
     assert int(lines[0]) == 200 and "nonaffine:R:3" in lines[1] and "softness_true" in lines[1]
+
+
+def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_glass, event,
+                                                                  monkeypatch):
+    """The fast path (linear-response start, Newton with the Hessian's Cholesky factor, FIRE only
+    as a fallback) relaxes to the minimum plain FIRE finds, checks it is one (the pinned Hessian
+    is positive definite: 3 zero modes, the next eigenvalue > 0), and finds the same first event
+    (strain within STRAIN_RESOLUTION, same hit atom) as FIRE alone to FORCE_TOL."""
+    assert vr.NEWTON_FORCE > 0 and event["checked_minima"] > 0
+    glass = vr.ShearedGlass(tiny_glass, "+xz")
+    m0 = glass.relax(glass.frac0, 0.0)
+    strain = 0.5 * event["strain_before"]
+    fast = glass.relax(glass.predicted_start(m0, strain), strain, m0["factor"])
+    assert fast["minimum_checked"] and fast["max_force"] < vr.FORCE_TOL
+    i, j, rij, r, _, d1, d2 = glass._pair_terms(fast["frac"], strain)
+    h, _ = ggd.hessian_from_pairs(len(fast["frac"]), i, j,
+                                  ggd.pair_hessian_blocks(rij, r, d1, d2))
+    vals = np.linalg.eigvalsh(h.toarray())
+    assert np.all(np.abs(vals[:3]) < 1e-6) and vals[3] > 1e-4
+    # the factor test itself: a shift between the 4th and 5th eigenvalues is not definite
+    shifted = h.toarray()[3:, 3:] - 0.5 * (vals[3] + vals[4]) * np.eye(len(vals) - 3)
+    assert vr.positive_definite_factor(shifted) is None
+    monkeypatch.setattr(vr, "NEWTON_FORCE", 0.0)
+    plain_glass = vr.ShearedGlass(tiny_glass, "+xz")
+    plain = plain_glass.relax(plain_glass.predicted_start(m0, strain), strain)
+    assert not plain["minimum_checked"] and plain_glass.newton_steps == 0
+    ds = fast["frac"] - plain["frac"]
+    ds -= np.round(ds)
+    assert np.max(np.linalg.norm(ds @ glass.cell(strain).T, axis=1)) < 1e-6
+    assert fast["energy"] == pytest.approx(plain["energy"], abs=1e-9)
+    reference = vr.shear_to_first_event(tiny_glass, "+xz")
+    assert reference["status"] == "yielded" and reference["newton_solves"] == 0
+    assert abs(reference["event_strain"] - event["event_strain"]) <= vr.STRAIN_RESOLUTION
+    assert reference["hit"] == event["hit"]

@@ -7,6 +7,21 @@ GLASS, else the first data/glass_data_NNN.pkl, else one made now with generate_g
 defaults (~40-50 s) into a temporary folder.
 
     python tests/benchmarks/bench_rearrangements.py [--GLASS=path.pkl] [--DIRECTIONS=+xy,-xy]
+        [--NEWTON_FORCE=0 (plain FIRE, the path before the Newton polish)]
+
+Measured (one core each: OPENBLAS_NUM_THREADS=1 taskset -c 0|1, the two runs side by side on
+this 2-core machine; 1000-atom glass data/glass_data_001.pkl of generate_diverse_data.py):
+    direction          +xy      -xy      +xz      -xz      +yz      -yz
+    event strain     0.01034  0.01254  0.03053  0.00077  0.00171  0.00287   (both paths)
+    hit atom           881      464      226      387       31       56     (both paths)
+    relaxations         19       21       40       10       10       12     (both paths)
+    plain FIRE, s     103.0    172.9    221.3     79.1     71.9     87.7    median 87.7 s/event
+    Newton, s          43.0     98.1     79.8     56.2     40.5     37.4    median 56.2 s/event
+Newton (NEWTON_FORCE 1e-2, retry 1e-4) makes an elastic relaxation ~0.6 s (one Cholesky of
+the pinned 2997 x 2997 Hessian ~0.3 s, ~14 chord solves, no FIRE) instead of ~5 s; what is
+left is FIRE through the events: every relaxation past the fold (about half the bisection
+trials and the final post-event one, 1-2 fallbacks and ~1000-4000 FIRE steps each) still runs
+the avalanche with FIRE to 1e-4 before Newton takes over again.
 """
 import glob
 import json
@@ -25,6 +40,8 @@ GLASS = ""                                  # .pkl glass; "" = data/ or a new on
 N_ATOMS = 1000                              # atoms of a glass made here
 DIRECTIONS = "+xy,-xy,+xz,-xz,+yz,-yz"
 OUTPUT = ""                                 # optional JSON of the numbers
+NEWTON_FORCE = -1.0                         # validate_rearrangements.NEWTON_FORCE; 0 = plain FIRE
+                                            # (the path before the Newton polish), <0 = its default
 
 
 def the_glass(tmp):
@@ -44,6 +61,8 @@ def the_glass(tmp):
 def main():
     apply_overrides(globals())
     import validate_rearrangements as vr
+    if NEWTON_FORCE >= 0:
+        vr.NEWTON_FORCE = NEWTON_FORCE
     with tempfile.TemporaryDirectory() as tmp:
         path = the_glass(tmp)
         snap = load_glass(path)
@@ -55,19 +74,23 @@ def main():
                        energy_drop=res.get("energy_drop"), coarse=res.get("coarse_steps"),
                        bisection=res.get("bisection_steps"), relaxations=res["relaxations"],
                        fire_steps=res["fire_steps"], seconds=round(res["seconds"], 1),
-                       noise=res["elastic_dissipation_max"], false_alarms=res.get("false_alarms"))
+                       noise=res["elastic_dissipation_max"], false_alarms=res.get("false_alarms"),
+                       hit=res.get("hit"), newton_solves=res.get("newton_solves"),
+                       newton_fallbacks=res.get("newton_fallbacks"),
+                       checked_minima=res.get("checked_minima"))
             rows.append(row)
             print(f"{d}: {res['status']}"
                   + (f" at strain {row['strain']:.5f}, energy drop {row['energy_drop']:.2e}, hit "
                      f"{res['hit']} moved {res['max_displacement']:.3f}" if row["strain"] else "")
                   + f"; {row['relaxations']} relaxations ({row['coarse']} coarse + "
                   f"{row['bisection']} bisection), {row['fire_steps'] / row['relaxations']:.0f} "
-                  f"FIRE steps each, {row['seconds']:.1f} s; elastic |dissipation| <= "
-                  f"{row['noise']:.1e}", flush=True)
+                  f"FIRE steps each, {row['newton_solves']} Newton solves, "
+                  f"{row['newton_fallbacks']} fallbacks to FIRE, {row['seconds']:.1f} s; elastic "
+                  f"|dissipation| <= {row['noise']:.1e}", flush=True)
     later = rows[1:] or rows            # the first direction includes compilation
     fire_rate = sum(r["seconds"] for r in later) / sum(r["fire_steps"] for r in later)
     summary = dict(
-        glass=path, n_atoms=len(snap["species"]), rows=rows,
+        glass=path, newton_force=vr.NEWTON_FORCE, n_atoms=len(snap["species"]), rows=rows,
         median_seconds_per_event=statistics.median(r["seconds"] for r in later),
         median_relaxations_per_event=statistics.median(r["relaxations"] for r in rows),
         median_fire_steps_per_relaxation=statistics.median(r["fire_steps"] / r["relaxations"]
