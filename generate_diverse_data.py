@@ -151,7 +151,8 @@ def summary(snap, path):
 
 # ================================ the protocol ===================================================
 # This script's constants that do not change glass k: how many glasses, where, how many processes.
-_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE", "REGENERATE")
+_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE", "REGENERATE",
+                 "MAX_ATTEMPTS")     # glass k of attempt a depends on (SEED, k, a) alone
 
 
 def glass_protocol(ggd):
@@ -331,6 +332,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     failed = {}
     if todo:
+        # metadata.pkl describes a finished set: until this run has made it again, there is none
+        # (a run killed halfway through a regeneration must not leave old metadata vouching for
+        # a mixture of old and new glasses; augment_data.py refuses without it)
+        meta_path = os.path.join(DATA_DIR, METADATA_FILE)
+        if os.path.exists(meta_path):
+            os.unlink(meta_path)
         try:
             failed = make_glasses(todo, digest, own_overrides, ggd_overrides)
         except KeyboardInterrupt:

@@ -20,8 +20,10 @@ trained on: the number of modes is read from the model file). With labels, Pears
 
     python predict.py --INPUT=my_glass.xyz [--MODEL=hybrid_physics_best.pth] [--MINIMIZE=False]
 
-The potential of an XYZ input is set by the constants below (Kob-Andersen by default); a .pkl
-carries its own. Atoms must be of two species, A (0, the larger) and B (1), as in training.
+The potential: the one the input records (a .pkl's parameters; the sigma=, epsilon=, r_onset=,
+r_cutoff= keys that train.py and predict.py write into an XYZ header), else the constants below
+(Kob-Andersen); SIGMA, EPSILON, R_ONSET or R_CUTOFF given on the command line win over the file.
+Atoms must be of two species, A (0, the larger) and B (1), as in training.
 """
 import json
 import os
@@ -44,7 +46,8 @@ MINIMIZE = True                 # FIRE to the inherent structure first (False: u
                                 # as they are; the model was trained on inherent structures)
 TRUE_LABELS = False             # also compute the true softness from the Hessian's lowest modes
                                 # (modes 4..3+n, n from the model file) and print R
-DEVICE = "cpu"                  # "cpu" or "cuda" for the model (the physics runs on the CPU)
+DEVICE = "cpu"                  # "cpu", "cuda" or "auto" for the model (the physics runs on the
+                                # CPU; the model in float32 either way)
 
 # --- potential of an extended-XYZ input without one in its header (Kob & Andersen, PRE 51,
 # 4626 (1995)); files written by train.py and predict.py carry theirs (sigma=, epsilon=, ...) ---
@@ -106,10 +109,12 @@ def read_extxyz(path):
         block = [r[start:start + int(width)] for r in rows]
         start += int(width)
         try:
-            columns[name.lower()] = (np.array(block, object) if kind == "S"
-                                     else np.array(block, float))
+            columns[name.lower()] = (np.array(block, float) if kind in ("R", "I")
+                                     else np.array(block, object))    # S, L: kept as text
         except ValueError as err:
-            raise GlassFileError(f"{path}: column {name!r} is not numeric ({err})")
+            if name.lower() in ("pos", "softness_true", "softness"):     # the ones we read
+                raise GlassFileError(f"{path}: column {name!r} is not numeric ({err})")
+            columns[name.lower()] = np.array(block, object)
     return columns, cell, header
 
 
@@ -254,8 +259,11 @@ def predicted_softness(model, scaling, card, glass, described, device):
                 box_size=glass["box"], eigenvalues=described["eigenvalues"],
                 softness_score=np.zeros(len(glass["species"])))
     graph = train.glass_graph(snap, cutoff=card["architecture"]["cutoff"])
-    (pred, _), = train.predict(model, train.scaled([graph], scaling), device)
-    return (pred * scaling["y_std"] + scaling["y_mean"]).to(torch.float64).numpy()
+    s = {k: v.cpu() for k, v in scaling.items()}
+    g = train.scaled([graph], s)[0].to(device)
+    with torch.no_grad():                           # full precision on every device: no autocast
+        pred = model(g.x, g.edge_index, g.edge_dist).float().cpu()
+    return (pred * s["y_std"] + s["y_mean"]).to(torch.float64).numpy()
 
 
 # ================================ 5. outputs =====================================================
@@ -321,8 +329,11 @@ def warn_outside_training(glass, card):
 
 
 # ================================ main ===========================================================
+_POTENTIAL = ("SIGMA", "EPSILON", "R_ONSET", "R_CUTOFF")
+
+
 def main(argv=None):
-    apply_overrides(globals(), argv)
+    overridden = apply_overrides(globals(), argv)
     if not INPUT:
         raise SystemExit("error: name the glass with --INPUT=path (.pkl or extended .xyz); "
                          "--help lists the constants")
@@ -330,6 +341,10 @@ def main(argv=None):
     try:
         glass = read_glass(INPUT)
         check_model_file(MODEL)
+        if set(overridden) & set(_POTENTIAL):       # asked for on the command line: it wins
+            glass.update(potential=potential_from_constants(), potential_from=(
+                "the command line (" + ", ".join(sorted(set(overridden) & set(_POTENTIAL)))
+                + "), not the file"))
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     import torch
@@ -338,7 +353,7 @@ def main(argv=None):
     import train
     ggd.SHOW_PROGRESS = sys.stderr.isatty()
     ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
-    device = torch.device(DEVICE)
+    device = train.choose_device(DEVICE)            # refuses cuda without a GPU, names the fix
     try:
         model, scaling, card = train.load_trained_model(MODEL, device)
     except GlassFileError as err:

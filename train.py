@@ -600,15 +600,17 @@ def load_trained_model(path, device=None, fast_kernels=None):
     return model.to(device).eval(), scaling, best
 
 
-def choose_device():
-    if DEVICE == "auto":
+def choose_device(device=None):
+    """torch.device of DEVICE (or `device`): auto, cpu or cuda, the last refused without a GPU."""
+    device, = or_constants(globals(), device=device)
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if DEVICE not in ("cpu", "cuda"):
-        raise SystemExit(f"error: DEVICE={DEVICE!r}: expected auto, cpu or cuda")
-    if DEVICE == "cuda" and not torch.cuda.is_available():
+    if device not in ("cpu", "cuda"):
+        raise SystemExit(f"error: DEVICE={device!r}: expected auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: DEVICE=cuda but torch sees no CUDA device (is the CUDA build of "
                          "torch installed? README: GPU users)")
-    return torch.device(DEVICE)
+    return torch.device(device)
 
 
 def describe_compute_path(device):

@@ -131,7 +131,7 @@ def test_each_glass_records_the_protocol_that_shaped_it(two_glasses):
     ours = p["protocol"]["generate_diverse_data.py"]
     assert ggd_part["HEAT_STEPS"] == 300 and ggd_part["CHUNK_STEPS"] == 300
     assert not {"JAX_CACHE_DIR", "SHOW_PROGRESS", "DATA_DIR", "DENSITY", "SEED"} & set(ggd_part)
-    assert ours["N_ATOMS"] == N and ours["MAX_ATTEMPTS"] == 3 and "DENSITY_RANGE" in ours
+    assert ours["N_ATOMS"] == N and "MAX_ATTEMPTS" not in ours and "DENSITY_RANGE" in ours
     assert not {"N_CONFIGS", "N_WORKERS", "DATA_DIR", "METADATA_FILE"} & set(ours)
 
 
@@ -194,3 +194,29 @@ def test_forwarded_constant_that_would_change_nothing_is_refused(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "--DENSITY has no effect" in out.stderr
     assert "DENSITY_RANGE" in out.stderr and os.listdir(tmp_path) == []
+
+
+def test_an_interrupted_regeneration_leaves_no_metadata_vouching_for_a_mixture(
+        two_glasses, tmp_path, cache, monkeypatch):
+    """metadata.pkl describes a finished set: a regeneration killed halfway (old and new glasses
+    side by side) leaves none, so augment_data.py refuses instead of mixing two protocols."""
+    import augment_data
+    import generate_diverse_data as gdd
+    import generate_glass_data as ggd
+    import glass_io
+    _copy(two_glasses, tmp_path, ["glass_data_000.pkl", "glass_data_001.pkl", "metadata.pkl"])
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gdd, "make_glasses", interrupted)
+    saved = [(m, glass_io.constants_of(vars(m))) for m in (gdd, ggd)]
+    try:
+        with pytest.raises(SystemExit, match="interrupted: finished glasses are kept"):
+            gdd.main(_args(str(tmp_path), cache, 2, 1,
+                           extra=["--HEAT_STEPS=200", "--REGENERATE=True"])[2:])
+    finally:
+        for module, constants in saved:
+            vars(module).update(constants)
+    assert not (tmp_path / "metadata.pkl").exists()
+    with pytest.raises(glass_io.GlassFileError, match="metadata.pkl: file not found"):
+        augment_data.base_files(str(tmp_path))

@@ -137,7 +137,8 @@ def test_labels_of_another_structure_are_not_scored(predict, tiny_glass, small_m
                                                     capsys):
     """An XYZ with labels relaxed with the wrong potential ends far from the labelled structure:
     R is withheld, saying why. The potential recorded in the header (as train.py and predict.py
-    write it) is used instead of the constants, and then R is reported."""
+    write it) is used instead of the constants, and then R is reported; a potential given on the
+    command line wins over the header."""
     import figures
     box = tiny_glass["box_size"]
     args = lambda name: [f"--INPUT={tmp_path / name}", f"--MODEL={small_model}"]  # noqa: E731
@@ -152,9 +153,11 @@ def test_labels_of_another_structure_are_not_scored(predict, tiny_glass, small_m
                          tiny_glass["species"], box * np.eye(3),
                          dict(softness_true=tiny_glass["softness_score"]),
                          potential=tiny_glass["parameters"])
-    right = run_predict(predict, args("recorded.xyz") + ["--SIGMA=((1.1,0.88),(0.88,0.968))"])
+    right = run_predict(predict, args("recorded.xyz"))
     assert right["potential_from"] == "the file's header" and right["R"] is not None
     assert right["moved_max"] < 1e-6            # only the rounding of the file polished away
+    asked = run_predict(predict, args("recorded.xyz") + ["--SIGMA=((1.1,0.88),(0.88,0.968))"])
+    assert asked["potential_from"].startswith("the command line (SIGMA)") and asked["R"] is None
 
 
 def test_a_glass_outside_the_training_densities_is_flagged(predict, tiny_glass, small_model,
