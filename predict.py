@@ -347,7 +347,6 @@ def main(argv=None):
                 + "), not the file"))
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
-    import torch
     import figures
     import generate_glass_data as ggd
     import train

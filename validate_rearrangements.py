@@ -33,7 +33,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import sys
 import time
 
 import numpy as np

@@ -1,7 +1,6 @@
 """predict.py: any glass in, softness out. Reading (our .pkl, extended XYZ with a cubic or rotated
 cubic cell), FIRE back to the inherent structure, the true label recomputed as the generator does,
 clear errors for bad input, and the same numbers as train.py's own test evaluation."""
-import json
 import os
 
 import numpy as np
