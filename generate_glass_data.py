@@ -298,28 +298,36 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin):
     return state, nbrs, n_steps
 
 
-def _fire(params, skin, dt_start, dt_max):
-    shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin,
-                                            smoothed_lj(params["r_onset"], params["r_cutoff"]))
+def cubic_system(params, skin):
+    """Shift, neighbour list and smoothed-LJ pair energy of the (traced) cubic box: what FIRE
+    runs on here (validate_rearrangements.py passes its sheared cell's instead)."""
+    return _system(params["box"], params["r_list"], skin,
+                   smoothed_lj(params["r_onset"], params["r_cutoff"]))
+
+
+def _fire(params, skin, dt_start, dt_max, system_fn):
+    shift, neighbor_fn, energy_fn = system_fn(params, skin)
     init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=dt_start, dt_max=dt_max)
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
     return init_fn, apply_fn, neighbor_fn, kwargs
 
 
-_FIRE_STATIC = ("skin", "dt_start", "dt_max")
+# the system builder is static too: one compiled program per geometry (cubic, sheared)
+_FIRE_STATIC = ("skin", "dt_start", "dt_max", "system_fn")
 
 
 @partial(jax.jit, static_argnames=_FIRE_STATIC)
-def _fire_init(positions, nbrs, params, skin, dt_start, dt_max):
-    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max)
+def _fire_init(positions, nbrs, params, skin, dt_start, dt_max, system_fn=cubic_system):
+    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max, system_fn)
     return init_fn(positions, mass=params["mass"], neighbor=nbrs, **kwargs)
 
 
 @partial(jax.jit, static_argnames=_FIRE_STATIC)
-def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max):
+def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max,
+                system_fn=cubic_system):
     """FIRE (Bitzek et al., PRL 97, 170201 (2006)) until max|F| < tol or n_steps."""
     del step0
-    _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max)
+    _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max, system_fn)
 
     def unconverged(c):
         st, nb, i = c

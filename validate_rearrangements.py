@@ -169,9 +169,7 @@ def skin_for(box, r_cut, max_strain, where="glass"):
 import generate_glass_data as ggd                     # noqa: E402  (enables float64)
 import jax                                            # noqa: E402
 import jax.numpy as jnp                               # noqa: E402
-from functools import partial                         # noqa: E402
-from jax import lax                                   # noqa: E402
-from jax_md import minimize, partition, smap, space   # noqa: E402
+from jax_md import partition, smap, space             # noqa: E402
 import scipy.linalg                                   # noqa: E402
 import scipy.sparse                                   # noqa: E402
 import scipy.sparse.linalg                            # noqa: E402
@@ -232,39 +230,6 @@ def _sheared_system(params, skin):
     energy_fn = smap.pair_neighbor_list(ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]),
                                         metric)
     return shift, _sheared_neighbor_fn(cell, params["r_list"], skin), energy_fn
-
-
-def _fire(params, skin, dt_start, dt_max):
-    shift, neighbor_fn, energy_fn = _sheared_system(params, skin)
-    init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=dt_start, dt_max=dt_max)
-    kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
-    return init_fn, apply_fn, neighbor_fn, kwargs
-
-
-_STATIC = ("skin", "dt_start", "dt_max")
-
-
-@partial(jax.jit, static_argnames=_STATIC)
-def _fire_init(frac, nbrs, params, skin, dt_start, dt_max):
-    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max)
-    return init_fn(frac, mass=params["mass"], neighbor=nbrs, **kwargs)
-
-
-@partial(jax.jit, static_argnames=_STATIC)
-def _fire_chunk(state, nbrs, n_steps, params, skin, dt_start, dt_max):
-    """FIRE until max|F| < tol or n_steps (generate_glass_data._fire_chunk in the sheared cell)."""
-    _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max)
-
-    def unconverged(c):
-        st, nb, i = c
-        return (i < n_steps) & (jnp.max(jnp.linalg.norm(st.force, axis=1)) >= params["tol"])
-
-    def body(c):
-        st, nb, i = c
-        st = apply_fn(st, neighbor=nb, **kwargs)
-        return st, neighbor_fn.update(st.position, nb), i + 1
-
-    return lax.while_loop(unconverged, body, (state, nbrs, jnp.int32(0)))
 
 
 class FireFailed(RuntimeError):
@@ -357,12 +322,13 @@ class ShearedGlass:
         p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
         p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
                  r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
-        static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+        static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
+                      system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
         neighbor_fn = _sheared_neighbor_fn(jnp.asarray(cell), s["r_cutoff"], self.skin)
         r = jnp.asarray(frac, jnp.float64)
         nbrs = ggd.allocate_neighbors(neighbor_fn, r, self.capacity)
         self.capacity = nbrs.idx.shape[1]
-        return _fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
+        return ggd._fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
 
     def _fire_to(self, fire, tol, steps):
         """FIRE chunks until max|F| < tol or MAX_FIRE_STEPS in all; the FIRE state (velocities,
@@ -373,7 +339,7 @@ class ShearedGlass:
             if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < tol:
                 break
             n = min(ggd.CHUNK_STEPS, MAX_FIRE_STEPS - steps)
-            new_state, new_nbrs, ran = _fire_chunk(state, nbrs, n, pt, **static)
+            new_state, new_nbrs, ran = ggd._fire_chunk(state, nbrs, 0, n, pt, **static)
             if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
                 self.capacity = ggd._bucket(int(nbrs.idx.shape[1] * 1.5))
                 nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)
