@@ -276,7 +276,7 @@ def load_dataset():
     from tqdm import tqdm
     aug_dir = os.path.join(DATA_DIR, AUG_SUBDIR)
     try:
-        manifest = read_manifest(DATA_DIR, check_files=False)     # hashed below, as read
+        manifest = read_manifest(DATA_DIR)      # every listed copy there, with its sha256
     except GlassFileError as err:
         raise SystemExit(f"error: no augmented data set to train on: {err}")
     if N_ROTATIONS > manifest["n_rotations"]:
@@ -297,12 +297,8 @@ def load_dataset():
         for name in names:
             path = os.path.join(aug_dir, name)
             try:
-                with open(path, "rb") as fh:
-                    if hashlib.sha256(fh.read()).hexdigest() != manifest["sha256"][name]:
-                        raise GlassFileError(f"{path}: changed since augment_data.py listed it "
-                                             "in the manifest; rerun augment_data.py")
                 snap = load_augmented(path, n_atoms)
-            except (OSError, GlassFileError) as err:
+            except GlassFileError as err:
                 raise SystemExit(f"error: {err}")
             for key in ("positions", "species", "cell", "softness_score", "eigenvalues"):
                 base_hash.update(np.ascontiguousarray(snap[key]).tobytes())
