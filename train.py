@@ -20,7 +20,13 @@ Departures from the seed (see README.md):
 - TIME_LIMIT_MIN bounds the wall time (0 restores the seed's schedule).
 
     python train.py [--EPOCHS=200] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
+    torchrun --nproc_per_node=K train.py [...]      # K processes (DDP: gloo on CPU, nccl on CUDA)
+
+Under torchrun each update's BATCH_SIZE x ACCUM_STEPS graphs are shared among the K processes
+(ACCUM_STEPS / K micro-batches each) and their gradients averaged, so the run follows the
+single-process trajectory (README: "Beyond one machine"); rank 0 alone writes files.
 """
+import contextlib
 import io
 import json
 import math
@@ -92,8 +98,7 @@ import message_kernels                              # noqa: E402
 import torch.nn as nn                               # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
 from torch.utils.checkpoint import checkpoint       # noqa: E402
-from torch_geometric.data import Data               # noqa: E402
-from torch_geometric.loader import DataLoader       # noqa: E402
+from torch_geometric.data import Batch, Data        # noqa: E402
 from torch_geometric.utils import scatter, softmax  # noqa: E402
 
 
@@ -291,7 +296,8 @@ def load_dataset():
         print(f"note: {len(strays)} files in {aug_dir} are not in its manifest and are not used "
               f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''})")
     by_base, content, labels, densities = {}, {}, set(), []
-    for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass"):
+    for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass",
+                         disable=os.environ.get("RANK", "0") != "0"):     # rank 0 under torchrun
         per_base = by_base.setdefault(b, [])
         base_hash = hashlib.sha256()
         for name in names:
@@ -369,26 +375,62 @@ def autocast_for(device):
     return torch.autocast(device.type, enabled=False)
 
 
-def train_epoch(model, loader, optimizer, scaler, device):
-    """One epoch: L1 loss on the standardized target, ACCUM_STEPS micro-batches per update."""
+def micro_batches(n, generator, rank=0, world=1, batch=None, accum=None):
+    """This process's micro-batches of one epoch as lists of (graph indices, loss weight), one
+    list per optimizer update. The epoch's order is one permutation of the n training graphs
+    (what a shuffled DataLoader draws from `generator`), cut into micro-batches of `batch` graphs
+    and updates of `accum` micro-batches (the last ones possibly short). Under torchrun each of
+    the `world` processes takes a contiguous accum/world of every update's micro-batches, so the
+    averaged gradient of an update is the single process's, up to summation order. (torch's
+    DistributedSampler would deal graphs round-robin and pad the epoch with repeats: the graphs
+    averaged in one update would differ from the single-process run.) At the last, short update a
+    process left without a micro-batch repeats one with weight 0: every process must join each
+    gradient all-reduce. Arguments left None take BATCH_SIZE and ACCUM_STEPS."""
+    batch, accum = or_constants(globals(), batch_size=batch, accum_steps=accum)
+    # the draws of torch's DataLoader(shuffle=True, generator=generator), which this replaces:
+    # one int64 (its worker base seed), then the permutation; earlier runs' batches are kept
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    order = torch.randperm(n, generator=generator).tolist()
+    micro = [order[i:i + batch] for i in range(0, n, batch)]
+    per_rank = accum // world
+    updates = []
+    for u in range(0, len(micro), accum):
+        update = micro[u:u + accum]
+        mine = update[rank * per_rank:(rank + 1) * per_rank]
+        slots = min(per_rank, len(update))          # rank 0's share, the largest
+        updates.append([(m, 1.0) for m in mine] + [(update[0], 0.0)] * (slots - len(mine)))
+    return updates
+
+
+def train_epoch(model, graphs, generator, optimizer, scaler, device, rank=0, world=1):
+    """One epoch: L1 loss on the standardized target; each update averages the gradient over
+    BATCH_SIZE x ACCUM_STEPS graphs (shared among `world` processes, `model` then wrapped in
+    DistributedDataParallel), clips it to GRAD_CLIP and steps. Returns the mean |error| per atom."""
     model.train()
-    total, n_atoms = 0.0, 0
+    per_rank = ACCUM_STEPS // world
+    total = torch.zeros(2, dtype=torch.float64)         # sum of |error| over atoms, atoms
     optimizer.zero_grad(set_to_none=True)
-    for step, batch in enumerate(loader):
-        batch = batch.to(device)
-        with autocast_for(device):
-            pred = model(batch.x, batch.edge_index, batch.edge_dist)
-        loss = F.l1_loss(pred.float(), batch.y)
-        scaler.scale(loss / ACCUM_STEPS).backward()
-        if (step + 1) % ACCUM_STEPS == 0 or step + 1 == len(loader):
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-        total += loss.item() * batch.y.numel()
-        n_atoms += batch.y.numel()
-    return total / max(n_atoms, 1)
+    for update in micro_batches(len(graphs), generator, rank, world):
+        for k, (idx, weight) in enumerate(update):
+            batch = Batch.from_data_list([graphs[i] for i in idx]).to(device)
+            # DDP averages gradients across processes at the update's last backward only
+            sync = world == 1 or k + 1 == len(update)
+            with contextlib.nullcontext() if sync else model.no_sync():
+                with autocast_for(device):
+                    pred = model(batch.x, batch.edge_index, batch.edge_dist)
+                loss = F.l1_loss(pred.float(), batch.y)
+                scaler.scale(loss * weight / per_rank).backward()
+            if weight:
+                total += torch.tensor([loss.item() * batch.y.numel(), batch.y.numel()],
+                                      dtype=torch.float64)
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    return float(total[0] / max(float(total[1]), 1.0))
 
 
 @torch.no_grad()
@@ -401,6 +443,19 @@ def predict(model, graphs, device):
         with autocast_for(device):
             pred = model(g.x, g.edge_index, g.edge_dist)
         out.append((pred.float().cpu(), g.y.cpu()))
+    return out
+
+
+def predict_shared(model, graphs, device, rank=0, world=1):
+    """predict() of every graph, the graphs dealt among the `world` processes and the results
+    gathered, in order, on every process (which then all take the same decisions from them)."""
+    if world == 1:
+        return predict(model, graphs, device)
+    parts = [None] * world
+    torch.distributed.all_gather_object(parts, predict(model, graphs[rank::world], device))
+    out = [None] * len(graphs)
+    for r, part in enumerate(parts):
+        out[r::world] = part
     return out
 
 
@@ -609,6 +664,42 @@ def choose_device(device=None):
     return torch.device(device)
 
 
+def join_processes(device):
+    """(rank, world size, device) of this process: (0, 1, device) when run alone; under torchrun
+    (WORLD_SIZE > 1) it joins the process group (nccl on CUDA, gloo on the CPU), takes GPU
+    LOCAL_RANK, and leaves the log to rank 0 (errors still come from every process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if ACCUM_STEPS % world:
+        raise SystemExit(f"error: {world} processes cannot share ACCUM_STEPS={ACCUM_STEPS} "
+                         f"micro-batches per update: choose ACCUM_STEPS a multiple of {world} "
+                         f"(the effective batch BATCH_SIZE x ACCUM_STEPS = "
+                         f"{BATCH_SIZE * ACCUM_STEPS} graphs is what the run learns from)")
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise SystemExit(f"error: process {local} on a node with "
+                             f"{torch.cuda.device_count()} GPU(s): --nproc_per_node too large")
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = torch.distributed.get_rank()
+    if rank:
+        import sys
+        sys.stdout = open(os.devnull, "w")
+    return rank, world, device
+
+
+def from_rank0(value, world):
+    """Rank 0's value on every process (a decision taken from its own clock, say)."""
+    if world == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def describe_compute_path(device):
     """Say at start, before any epoch, which path the model runs: the fused CPU kernels are
     ~30x faster than the reference path (README: Training speed), so losing them is loud."""
@@ -670,7 +761,16 @@ def main(argv=None):
     t_start = time.perf_counter()
     if NUM_THREADS:
         torch.set_num_threads(NUM_THREADS)
-    device = choose_device()
+    rank, world, device = join_processes(choose_device())
+    try:
+        train_and_test(device, rank, world, t_start)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def train_and_test(device, rank, world, t_start):
+    """The run: data, split, baselines, training with checkpoints, the test (rank 0 writes)."""
     compute_path = describe_compute_path(device)          # warns now, not after an epoch
     torch.manual_seed(SEED)
     np.random.seed(SEED)
@@ -689,7 +789,7 @@ def main(argv=None):
     print(f"{len(data)} base glasses of {info['n_atoms']} atoms (label: S over "
           f"{info['n_soft_modes']} modes): {len(train_b)} train / {len(val_b)} val / "
           f"{len(test_b)} test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); "
-          f"device {device}")
+          f"device {device}" + (f", {world} processes (torchrun)" if world > 1 else ""))
     ckpt_path = os.path.join(OUT_DIR, CHECKPOINT_FILE)
     best_path = os.path.join(OUT_DIR, BEST_FILE)
     ck = checkpoint_to_resume(ckpt_path, info)            # refuses other data/settings now
@@ -698,10 +798,13 @@ def main(argv=None):
                   data={k: v for k, v in info.items() if k != "glasses"})
 
     t_base = time.perf_counter()
-    baselines = baseline_scores(data, train_b, test_b)
-    print("baselines (test R): " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
-          + f"  [{time.perf_counter() - t_base:.1f}s]")
+    baselines = baseline_scores(data, train_b, test_b) if rank == 0 else None
+    if rank == 0:
+        print("baselines (test R): " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
+              + f"  [{time.perf_counter() - t_base:.1f}s]")
     if BASELINES_ONLY:
+        if rank:
+            return
         os.makedirs(OUT_DIR, exist_ok=True)
         atomic_write_bytes(os.path.join(OUT_DIR, "results.json"), json.dumps(
             dict(baselines=baselines, seed=SEED, **record), indent=2).encode())
@@ -717,9 +820,11 @@ def main(argv=None):
     os.makedirs(OUT_DIR, exist_ok=True)
     start, best_val, since_best, history, seconds_before = resume(ck, model, optimizer,
                                                                   scheduler, scaler)
+    # one process: the model itself; under torchrun: DDP, which averages gradients across ranks
+    learner = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
     generator = torch.Generator().manual_seed(SEED)
-    loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
     t0 = time.perf_counter()
     stopped_by = "EPOCHS"
     for epoch in range(start, EPOCHS):
@@ -727,42 +832,47 @@ def main(argv=None):
             print(f"early stop: no better validation loss for {EARLY_STOP_PATIENCE} epochs")
             stopped_by = "early stop"
             break
-        if history and epoch > start and not time_left_for_epoch(t_start, history,
-                                                                  len(test_set) / len(val_set)):
+        if history and epoch > start and not from_rank0(     # rank 0's clock decides for all
+                time_left_for_epoch(t_start, history, len(test_set) / len(val_set)), world):
             print(f"time limit: another epoch would end after TIME_LIMIT_MIN={TIME_LIMIT_MIN} "
                   f"min (override --TIME_LIMIT_MIN=0 for the seed's schedule)")
             stopped_by = "time limit"
             break
         te = time.perf_counter()
         generator.manual_seed(SEED * 100003 + epoch)     # batch order depends on (SEED, epoch)
-        train_loss = train_epoch(model, loader, optimizer, scaler, device)
+        train_loss = train_epoch(learner, train_set, generator, optimizer, scaler, device,
+                                 rank, world)
         tv = time.perf_counter()
-        val = predict(model, val_set, device)
+        val = predict_shared(model, val_set, device, rank, world)
         val_loss = float(torch.cat([(p - t).abs() for p, t in val]).mean())
         val_r = pearson(torch.cat([p for p, _ in val]), torch.cat([t for _, t in val]))
         scheduler.step(val_loss)
         if val_loss < best_val:
             best_val, since_best = val_loss, 0
             # everything predict.py needs to rebuild and apply the model, weights_only loadable
-            save_torch(best_path, model_file(model, s, epoch, info, record))
+            if rank == 0:
+                save_torch(best_path, model_file(model, s, epoch, info, record))
         else:
             since_best += 1
         history.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_R=val_r,
                             lr=optimizer.param_groups[0]["lr"],
                             seconds=time.perf_counter() - te, val_seconds=time.perf_counter() - tv))
         seconds = seconds_before + time.perf_counter() - t0
-        save_torch(ckpt_path, dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                   scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                                   rng=rng_states(), epoch=epoch, best_val=best_val,
-                                   since_best=since_best, history=history, seconds=seconds,
-                                   config=config(), data_fingerprint=info["data_fingerprint"],
-                                   data_glasses=info["glasses"]))
+        if rank == 0:       # the other processes hold the same state (DDP keeps them equal)
+            save_torch(ckpt_path, dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_states(),
+                epoch=epoch, best_val=best_val, since_best=since_best, history=history,
+                seconds=seconds, config=config(), data_fingerprint=info["data_fingerprint"],
+                data_glasses=info["glasses"]))
         left = np.median([h["seconds"] for h in history[-5:]]) * (EPOCHS - epoch - 1)
         if TIME_LIMIT_MIN:
             left = min(left, TIME_LIMIT_MIN * 60 - (time.perf_counter() - t_start))
         print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  val R {val_r:.4f}  "
               f"lr {history[-1]['lr']:.1e}  {history[-1]['seconds']:.1f}s  "
               f"(<= {max(left, 0) / 60:.1f} min left)", flush=True)
+    if rank:                   # the test, figures and results are rank 0's
+        return
     figures.plot_curves(history, os.path.join(OUT_DIR, "training_curves.png"))
 
     best = torch.load(best_path, map_location=device, weights_only=True)
@@ -783,6 +893,7 @@ def main(argv=None):
                    wall_seconds_this_run=time.perf_counter() - t_start,
                    peak_memory_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    script_seconds=read_wall_times(DATA_DIR), device=str(device),
+                   processes=world,
                    seed=SEED, baselines=baselines, **record)
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())

@@ -98,20 +98,18 @@ def train_and_test(train, graphs, split, epochs=None, seed=None):
     epochs and seed left None take EPOCHS and SEED."""
     epochs, seed = or_constants(globals(), epochs=epochs, seed=seed)
     import torch
-    from torch_geometric.loader import DataLoader
     tr_b = split[0]
     s = train.fit_scaling([graphs[b] for b in tr_b])
     tr, va, te = (train.scaled([graphs[b] for b in bs], s) for bs in split)
     torch.manual_seed(seed)
     model = train.HybridPhysicsTransformer()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=train.WEIGHT_DECAY)
-    loader = DataLoader(tr, batch_size=BATCH_SIZE, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)   # the batch order, drawn anew each epoch
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    vars(train)["ACCUM_STEPS"] = 1
+    vars(train).update(ACCUM_STEPS=1, BATCH_SIZE=BATCH_SIZE)
     best = (float("inf"), None, None)
     for epoch in range(epochs):
-        train.train_epoch(model, loader, opt, scaler, torch.device("cpu"))
+        train.train_epoch(model, tr, generator, opt, scaler, torch.device("cpu"))
         val = train.predict(model, va, torch.device("cpu"))
         val_loss = float(torch.cat([(p - t).abs() for p, t in val]).mean())
         if val_loss < best[0]:
