@@ -11,7 +11,8 @@ Brownian unit tau_B = gamma sigma_AA^2 / epsilon_AA):
   5. FIRE           minimisation to the inherent structure, max|F| < FORCE_TOL (float64)
   6. Hessian        sparse 3N x 3N Hessian -> lowest modes -> softness S_i; local 3x3 blocks D_i
 
-Outputs DATA_DIR/OUTPUT_FILE (default data/glass_data_1k.pkl) in the seed's schema.
+Outputs DATA_DIR/OUTPUT_FILE (default data/glass_data_1k.pkl for N = 1000, glass_data_10k.pkl
+for 10^4) in the seed's schema.
 Run `python generate_glass_data.py --help` for the constants; override any with --NAME=value
 or --NAME value.
 """
@@ -78,6 +79,10 @@ SKIN_DYNAMICS = 0.8             # sigma; thermal vibrations at T=0.44 reach ~0.2
                                 # (measured: 6 ms/step at skin 0.5, 3 ms/step at 0.8)
 SKIN_MINIMIZE = 0.3             # sigma; descents and FIRE move little, a short list is cheaper
 CAPACITY_MARGIN = 1.2           # head-room of the pair buffer above the pairs found at allocation
+NEIGHBOUR_LIST = "kdtree"       # how the list is rebuilt: "kdtree", scipy's periodic k-d tree on the
+                                # host, called from the compiled loop, O(N log N); "jax", jax-md's
+                                # brute force, O(N^2) time and memory (7 GB at N = 10^4). The same
+                                # pairs in the same order, so the same glass bit for bit (tested)
 
 # --- Hessian and labels ---
 N_SOFT_MODES = 10               # softness sums |v_k(i)|^2 over modes 4..13 (seed); sum_i S_i = N_SOFT_MODES
@@ -89,8 +94,8 @@ MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent struct
 
 # --- files ---
 DATA_DIR = "data"               # folder of the output (created if missing)
-OUTPUT_FILE = "glass_data_1k.pkl"   # the snapshot written into DATA_DIR (seed's name; give another
-                                # name with another N_ATOMS, or it is overwritten)
+OUTPUT_FILE = "glass_data_{size}.pkl"   # the snapshot written into DATA_DIR; {size} is N_ATOMS as
+                                # 1k, 10k, ... or 256 (the seed's glass_data_1k.pkl at N = 1000)
 JAX_CACHE_DIR = ".jax_cache"    # persistent XLA compilation cache ("" disables)
 
 exit_on_help(globals())             # --help lists the constants above without importing jax
@@ -168,12 +173,80 @@ def soft_sphere_pair(dr, sigma, epsilon, **unused):
 
 
 def neighbor_list_fn(box, r_list, skin):
-    """jax-md's brute-force half (OrderedSparse) neighbour list. Measured on 1000 atoms: the
-    gradient costs 2 ms on it against 3.5-4 ms on a Dense list, and a brute-force rebuild 15 ms
-    (float32), cheaper than a cell list in a box only ~3.5 cut-offs wide."""
-    displacement, _ = space.periodic(box)
-    return partition.neighbor_list(displacement, box, r_list, skin, format=partition.OrderedSparse,
-                                   disable_cell_list=True, capacity_multiplier=1.0)
+    """A half (OrderedSparse) neighbour list of the cubic box, radius r_list + skin, rebuilt when
+    an atom has moved skin/2 (OrderedSparse: the gradient costs 2 ms at N = 1000 against
+    3.5-4 ms on a Dense list)."""
+    return NeighbourList(box, r_list, skin)
+
+
+def ordered_pairs(position, box, r_list, capacity=None):
+    """The pairs jax-md's brute-force OrderedSparse list holds, in its order: rows (receiver j,
+    sender i), j < i, |r_ij| < r_list under periodic boundaries, sorted by sender then receiver,
+    padded with N up to `capacity` (None: exactly the pairs found); and how many there are (more
+    than capacity: overflow). Found by scipy's periodic k-d tree in float64: a pair within
+    rounding of r_list may be kept or not, which changes no force (it lies a skin beyond the
+    potential's cut-off)."""
+    pos = np.asarray(position, np.float64)
+    n, box = len(pos), float(box)
+    wrapped = np.mod(pos, box)
+    wrapped[wrapped >= box] = 0.0           # np.mod of a tiny negative number can give box
+    pairs = cKDTree(wrapped, boxsize=box).query_pairs(float(r_list), output_type="ndarray")
+    receiver, sender = pairs.min(axis=1), pairs.max(axis=1)
+    capacity = len(pairs) if capacity is None else int(capacity)
+    order = np.lexsort((receiver, sender))[:capacity]
+    idx = np.full((2, capacity), n, np.int32)
+    idx[0, :len(order)], idx[1, :len(order)] = receiver[order], sender[order]
+    return idx, np.int32(len(pairs))
+
+
+_KDTREE = "kdtree"      # marks a list built by ordered_pairs (a static field: part of jit's key)
+
+
+class NeighbourList:
+    """jax-md's neighbour-list functions (allocate, update) for the cubic box. NEIGHBOUR_LIST
+    chooses how a list is built: "jax", jax-md's brute force, O(N^2) in time and memory; or
+    "kdtree", ordered_pairs on the host, O(N log N): the compiled loop checks, as jax-md does,
+    whether an atom moved more than skin/2 since the last build and only then calls it through
+    jax.pure_callback. Either way the list is jax-md's NeighborList with the same pairs in the same
+    order, so the energy functions use it unchanged and the glass is the same bit for bit
+    (tests/test_glass_physics.py); update follows the kind of list it is given."""
+
+    def __init__(self, box, r_list, skin):
+        displacement, _ = space.periodic(box)
+        self.jax_md = partition.neighbor_list(displacement, box, r_list, skin,
+                                              format=partition.OrderedSparse,
+                                              disable_cell_list=True, capacity_multiplier=1.0)
+        self.box, self.r_list, self.skin = box, r_list, skin
+        self.metric_sq = jax.vmap(lambda a, b: jnp.sum(displacement(a, b) ** 2))
+        self.threshold_sq = (skin / jnp.float32(2)) ** 2        # jax-md's own expression
+
+    def allocate(self, position):
+        if NEIGHBOUR_LIST == "jax":
+            return self.jax_md.allocate(position)
+        if NEIGHBOUR_LIST != _KDTREE:
+            raise ValueError(f"NEIGHBOUR_LIST={NEIGHBOUR_LIST!r}: expected 'kdtree' or 'jax'")
+        idx, n_pairs = ordered_pairs(position, self.box, self.r_list + self.skin)
+        return partition.NeighborList(
+            idx=jnp.asarray(idx), reference_position=position,
+            error=partition.PartitionError(jnp.zeros((), jnp.uint8)), cell_list_capacity=None,
+            max_occupancy=int(n_pairs), format=partition.OrderedSparse, cell_size=None,
+            cell_list_fn=None, update_fn=_KDTREE)
+
+    def update(self, position, nbrs):
+        if nbrs.update_fn != _KDTREE:
+            return self.jax_md.update(position, nbrs)
+        capacity = nbrs.idx.shape[1]
+
+        def rebuild(position, nbrs):
+            shapes = (jax.ShapeDtypeStruct((2, capacity), jnp.int32),
+                      jax.ShapeDtypeStruct((), jnp.int32))
+            idx, n_pairs = jax.pure_callback(partial(ordered_pairs, capacity=capacity), shapes,
+                                             position, self.box, self.r_list + self.skin)
+            error = nbrs.error.update(partition.PEC.NEIGHBOR_LIST_OVERFLOW, n_pairs > capacity)
+            return dataclasses.replace(nbrs, idx=idx, reference_position=position, error=error)
+
+        moved = jnp.any(self.metric_sq(position, nbrs.reference_position) > self.threshold_sq)
+        return lax.cond(moved, rebuild, lambda p, nb: nb, position, nbrs)
 
 
 def _system(box, r_list, skin, pair):
@@ -209,8 +282,8 @@ def allocate_neighbors(neighbor_fn, positions, capacity=None):
         capacity = _bucket(int(np.ceil(n_found * CAPACITY_MARGIN)))
     idx = jnp.asarray(np.pad(np.asarray(nbrs.idx), ((0, 0), (0, capacity - n_found)),
                              constant_values=len(positions)))        # numpy: no compile per size
-    return dataclasses.replace(nbrs, idx=idx, max_occupancy=capacity, update_fn=None,
-                               cell_list_fn=None)
+    return dataclasses.replace(nbrs, idx=idx, max_occupancy=capacity, cell_list_fn=None,
+                               update_fn=nbrs.update_fn if nbrs.update_fn == _KDTREE else None)
 
 
 def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
@@ -703,11 +776,22 @@ def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
 
 
 # ================================ main ===========================================================
+def output_file(n_atoms=None):
+    """OUTPUT_FILE with its {size} filled in: 1000 atoms -> 1k, 10000 -> 10k, 256 -> 256."""
+    n_atoms, = or_constants(globals(), n_atoms=n_atoms)
+    size = f"{n_atoms // 1000}k" if n_atoms % 1000 == 0 else str(n_atoms)
+    try:
+        return OUTPUT_FILE.format(size=size)
+    except (KeyError, IndexError, ValueError) as err:
+        raise SystemExit(f"error: OUTPUT_FILE={OUTPUT_FILE!r}: only {{size}} may be filled in "
+                         f"({type(err).__name__}: {err})")
+
+
 def main(argv=None):
     apply_overrides(globals(), argv)
     enable_compilation_cache(JAX_CACHE_DIR)
     t0 = time.perf_counter()
-    path = os.path.join(DATA_DIR, OUTPUT_FILE)
+    path = os.path.join(DATA_DIR, output_file())
     print(f"Kob-Andersen glass: N={N_ATOMS}, density={DENSITY}, T={TEMPERATURE}, "
           f"quench {QUENCH_STEPS} steps, seed {SEED} -> {path}")
     try:

@@ -172,11 +172,14 @@ def test_box_narrower_than_twice_cutoff_is_refused(ggd):
     ggd.make_system(n_atoms=TINY["n_atoms"], density=1.2)   # the tiny tests sit just above it
 
 
-def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, monkeypatch):
+@pytest.mark.parametrize("kind", ["kdtree", "jax"])
+def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, monkeypatch,
+                                                                  kind):
     """A buffer too small for the pairs must not drop them: the phase reallocates and gives the
-    same trajectory as a run that never overflowed."""
+    same trajectory as a run that never overflowed (both ways of building the list)."""
     import dataclasses
     import jax
+    monkeypatch.setattr(ggd, "NEIGHBOUR_LIST", kind)
     system = _system(ggd, tiny_glass)
     r = tiny_glass["positions"]
     ref = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "ref")
@@ -246,3 +249,43 @@ def test_a_stiff_compressed_glass_gets_smaller_steps_and_converges(ggd):
 def test_default_glass_keeps_the_plain_steps(ggd, tiny_glass):
     p = tiny_glass["parameters"]
     assert p["brownian_substeps"] == 1 and p["fire_mass"] == 1.0
+
+
+def test_kdtree_list_holds_jax_mds_brute_force_pairs_in_its_order(ggd):
+    """ordered_pairs (scipy's periodic k-d tree) gives the very buffer jax-md's brute-force
+    OrderedSparse list gives: same pairs, same order, same padding, atoms inside and outside the
+    box."""
+    import jax.numpy as jnp
+    system = ggd.make_system(n_atoms=250, density=1.2)
+    box = system["box"]
+    pos = np.random.default_rng(1).uniform(-0.5 * box, 1.5 * box, (250, 3))
+    for kind in ("jax", "kdtree"):
+        ggd.NEIGHBOUR_LIST = kind
+        try:
+            nbrs = ggd.neighbor_list_fn(box, system["r_cutoff"], 0.3).allocate(jnp.asarray(pos))
+        finally:
+            ggd.NEIGHBOUR_LIST = "kdtree"
+        if kind == "jax":
+            ref = np.asarray(nbrs.idx)
+    assert np.array_equal(np.asarray(nbrs.idx), ref)
+    padded, n = ggd.ordered_pairs(pos, box, system["r_cutoff"] + 0.3, capacity=ref.shape[1] + 7)
+    assert n == ref.shape[1] and np.array_equal(padded[:, :n], ref) and (padded[:, n:] == 250).all()
+
+
+def test_both_neighbour_lists_make_the_same_glass_bit_for_bit(ggd, tiny_glass, monkeypatch):
+    """The whole protocol (descents, Brownian heat and quench in float32, FIRE in float64) with
+    jax-md's brute-force list gives the glass the k-d tree list gave, to the last bit."""
+    monkeypatch.setattr(ggd, "NEIGHBOUR_LIST", "jax")
+    glass = ggd.make_glass(log=lambda *a: None, **TINY)
+    for key in ("positions", "softness_score", "eigenvalues"):
+        assert np.array_equal(glass[key], tiny_glass[key]), key
+
+
+def test_output_file_follows_the_atom_count(ggd, monkeypatch):
+    assert [ggd.output_file(n) for n in (1000, 10000, 256)] == [
+        "glass_data_1k.pkl", "glass_data_10k.pkl", "glass_data_256.pkl"]
+    monkeypatch.setattr(ggd, "OUTPUT_FILE", "mine.pkl")
+    assert ggd.output_file(10000) == "mine.pkl"
+    monkeypatch.setattr(ggd, "OUTPUT_FILE", "glass_{n}.pkl")
+    with pytest.raises(SystemExit, match="only {size}"):
+        ggd.output_file(1000)

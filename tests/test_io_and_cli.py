@@ -115,14 +115,14 @@ def test_main_writes_a_valid_file_and_refuses_a_too_small_box(ggd, tiny_glass, t
         f"--DATA_DIR={tmp_path}", "--N_ATOMS=200", "--QUENCH_STEPS=600", "--SEED=3"]
     try:
         ggd.main(args)
-        path = tmp_path / ggd.OUTPUT_FILE
+        path = tmp_path / ggd.output_file(200)
         snap = load_glass(str(path), n_atoms=200)
         assert np.allclose(snap["softness_score"], tiny_glass["softness_score"])   # deterministic
         before = path.read_bytes()
         with pytest.raises(SystemExit, match="(?s)minimum-image.*nothing written"):
             ggd.main(args + ["--N_ATOMS=150"])
         assert path.read_bytes() == before
-        assert sorted(os.listdir(tmp_path)) == sorted([ggd.OUTPUT_FILE, "timings.json"])
+        assert sorted(os.listdir(tmp_path)) == sorted([ggd.output_file(200), "timings.json"])
         assert glass_io.read_wall_times(tmp_path)["generate_glass_data.py"]["seconds"] > 0
     finally:
         vars(ggd).update(saved)

@@ -211,7 +211,8 @@ def _by_main(row, ggd, tiny_glass, tmp_path):
         ggd.main(args)
     finally:
         vars(ggd).update(saved)
-    return row.observe(tiny_glass), row.observe(load_glass(str(tmp_path / ggd.OUTPUT_FILE)))
+    written = tmp_path / ggd.output_file(TINY["n_atoms"])
+    return row.observe(tiny_glass), row.observe(load_glass(str(written)))
 
 
 @pytest.fixture(scope="module")
