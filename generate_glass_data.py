@@ -674,7 +674,8 @@ def min_pair_distance(positions, box):
 # ================================ one glass ======================================================
 # Constants that do not change the glass made: where it is written, the compilation cache and the
 # progress bars. Every other one shapes it (CHUNK_STEPS too: FIRE stops at chunk boundaries).
-_NOT_PROTOCOL = ("DATA_DIR", "OUTPUT_FILE", "JAX_CACHE_DIR", "SHOW_PROGRESS")
+_NOT_PROTOCOL = ("DATA_DIR", "OUTPUT_FILE", "JAX_CACHE_DIR", "SHOW_PROGRESS",
+                 "NEIGHBOUR_LIST")      # either list gives the same glass bit for bit (tested)
 
 
 def protocol_constants():
