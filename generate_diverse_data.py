@@ -6,7 +6,7 @@ generate_glass_data.py (imported: the physics is written once). The draw and the
 glass k depend only on (SEED, k), so any glass can be regenerated alone and nothing depends on
 N_WORKERS.
 
-Runs N_WORKERS processes, one glass per task, and is resumable: kill it at any moment and run the
+The glasses are Dask tasks, one glass per task, resumable: kill the run at any moment and run the
 same command again; finished files are kept, missing or invalid ones, and ones made with other
 protocol constants (recorded in each glass's parameters["protocol"], hashed in
 ["protocol_hash"]), are (re)made, and metadata.pkl is rebuilt from the files at the end. It lists
@@ -15,15 +15,39 @@ DATA_DIR by an earlier, larger run are reported, not deleted.
 
     python generate_diverse_data.py [--N_CONFIGS=120] [--N_WORKERS=2] [--DATA_DIR=data]
 
+By default the tasks run on an embedded local Dask cluster of N_WORKERS worker processes. With
+SCHEDULER they run on the workers of an existing Dask scheduler instead (several machines:
+dask-jobqueue on SLURM, or by hand), N_WORKERS unused:
+
+    DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0 dask scheduler   # at tcp://host:8786
+    PYTHONPATH=/path/to/repo dask worker tcp://host:8786 --nworkers 4 --nthreads 1 --memory-limit 0
+    python generate_diverse_data.py --SCHEDULER=tcp://host:8786
+
+(a saturation of 1.0 hands a glass only to a free worker, as the local cluster does; Dask's
+default queues one more on each). Such workers must import this code (generate_diverse_data and
+generate_glass_data: start them in the repository directory or with it on PYTHONPATH), should run
+one thread each (a process makes one glass at a time) and must see DATA_DIR and JAX_CACHE_DIR at
+this run's absolute paths (a shared file system: each worker writes its glasses itself). Each
+task carries the overrides of both scripts, so any worker, one restarted by its nanny too, makes
+glass k with this run's protocol (checked: a worker whose protocol differs fails the task). A
+worker that dies mid-glass loses only that glass, which Dask gives to another worker (up to
+distributed.scheduler.allowed-failures times); a glass that fails for good is reported, the
+others are kept, and the run ends with an error (rerun to retry). Dask's workers set
+OPENBLAS_NUM_THREADS=1 by default: their softness differs from the local cluster's in the last
+bits (~1e-15).
+
 Constants of generate_glass_data.py (the protocol: HEAT_STEPS, FORCE_TOL, ...) may be overridden
 here too, and are forwarded to the workers.
 """
+import contextlib
 import glob
-import multiprocessing as mp
+import logging
 import os
 import re
 import sys
+import threading
 import time
+import uuid
 
 import numpy as np
 
@@ -36,6 +60,9 @@ N_CONFIGS = 120                     # base glasses
 N_ATOMS = 1000                      # atoms per glass
 SEED = 0                            # master seed: glass k depends only on (SEED, k)
 N_WORKERS = os.cpu_count() or 1     # processes, one glass per task
+SCHEDULER = ""                      # "" : a local Dask cluster of N_WORKERS processes;
+                                    # "tcp://host:8786": an existing Dask scheduler (e.g.
+                                    # dask-jobqueue on SLURM; README); N_WORKERS is then not used
 DATA_DIR = "data"
 FILE_PATTERN = "glass_data_{:03d}.pkl"
 METADATA_FILE = "metadata.pkl"
@@ -96,24 +123,41 @@ def glass_path(k):
 
 
 # ================================ one glass (in a worker) =======================================
-_GGD = None
+_CONFIGURED = {}        # in a worker process: the overrides in force, and the constants' defaults
+_ONE_GLASS_AT_A_TIME = threading.Lock()     # the constants are the process's, not the thread's
 
 
-def _worker_init(own_overrides, ggd_overrides):
-    """Import the physics once per worker. A spawned worker re-imports this script with its
-    defaults, so the overrides of both scripts are applied again here."""
-    global _GGD
-    globals().update(own_overrides)
+def configured_ggd(own_overrides, ggd_overrides):
+    """generate_glass_data, with this script, configured in this (worker) process by the run's
+    overrides of both scripts. A Dask worker imports them with their defaults (and a worker
+    restarted by its nanny imports them again), so every task carries the overrides; they are
+    applied when they differ from the ones in force (a shared cluster may serve runs with other
+    settings: each starts again from the defaults)."""
     import generate_glass_data as ggd
-    vars(ggd).update(ggd_overrides, SHOW_PROGRESS=False)   # one bar, over glasses, in the parent
-    ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
-    _GGD = ggd
+    key = repr((sorted(own_overrides.items()), sorted(ggd_overrides.items())))
+    if _CONFIGURED.get("key") != key:
+        if "defaults" not in _CONFIGURED:
+            _CONFIGURED["defaults"] = (constants_of(globals()), constants_of(vars(ggd)))
+        own_defaults, ggd_defaults = _CONFIGURED["defaults"]
+        globals().update(own_defaults, **own_overrides)
+        vars(ggd).update(ggd_defaults, **ggd_overrides)
+        ggd.SHOW_PROGRESS = False            # one bar, over glasses, in the parent
+        ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
+        _CONFIGURED["key"] = key
+    return ggd
 
 
 def make_one(task):
+    """The Dask task of glass k: configure this worker with the overrides the task carries, then
+    make, check and write the glass. Returns (k, its metadata record or None, the failures)."""
+    k, seed, n_atoms, path, digest, own_overrides, ggd_overrides = task
+    with _ONE_GLASS_AT_A_TIME:
+        return make_glass_k(k, seed, n_atoms, path, digest,
+                            configured_ggd(own_overrides, ggd_overrides))
+
+
+def make_glass_k(k, seed, n_atoms, path, digest, ggd):
     """Make, check and write glass k; retry a failed physics check with the next sub-seed."""
-    k, seed, n_atoms, path, digest = task
-    ggd = _GGD
     protocol, mine = glass_protocol(ggd)
     if mine != digest:      # the overrides did not reach this worker: never label a glass wrongly
         raise RuntimeError(f"worker's protocol differs from the parent's: {protocol}")
@@ -151,7 +195,8 @@ def summary(snap, path):
 
 # ================================ the protocol ===================================================
 # This script's constants that do not change glass k: how many glasses, where, how many processes.
-_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "DATA_DIR", "FILE_PATTERN", "METADATA_FILE", "REGENERATE",
+_NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "SCHEDULER", "DATA_DIR", "FILE_PATTERN",
+                 "METADATA_FILE", "REGENERATE",
                  "MAX_ATTEMPTS")     # glass k of attempt a depends on (SEED, k, a) alone
 
 
@@ -279,21 +324,110 @@ def split_overrides(argv, ggd):
     return ours, theirs
 
 
+@contextlib.contextmanager
+def dask_warnings_held_back():
+    """Dask's warnings in this process (the local scheduler and nannies, the client: a worker that
+    died and was restarted, ...) are held back: the caller prints them (`show`) if glasses
+    failed, and they are printed if the run stops on an error other than Ctrl-C. Dask's errors
+    are printed at once (silence_logs=ERROR), and not again."""
+    held = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            if record.levelno < logging.ERROR:
+                held.append(self.format(record))
+
+        def show(self):
+            for line in held:
+                print(line, file=sys.stderr, flush=True)
+            held.clear()
+
+    hold = Hold(logging.WARNING)
+    hold.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
+    logger = logging.getLogger("distributed")
+    logger.addHandler(hold)
+    try:
+        yield hold
+    except Exception:
+        hold.show()
+        raise
+    finally:
+        logger.removeHandler(hold)
+
+
 def make_glasses(todo, digest, own_overrides, ggd_overrides):
-    """Make the glasses `todo` in N_WORKERS spawned processes, one bar over glasses; returns the
-    failures {k: messages}."""
+    """Make the glasses `todo` on a Dask cluster, one bar over glasses: an embedded local cluster
+    of N_WORKERS processes or, with SCHEDULER, an existing one. Returns the failures
+    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too)."""
+    import dask
+    from distributed import Client, LocalCluster
+    with dask_warnings_held_back() as held, contextlib.ExitStack() as stack:
+        if SCHEDULER:
+            try:
+                client = stack.enter_context(Client(SCHEDULER, set_as_default=False))
+            except OSError as err:
+                raise SystemExit(f"error: no Dask scheduler reached at SCHEDULER={SCHEDULER!r}: "
+                                 f"{err}")
+            threads = client.nthreads()
+            print(f"  {SCHEDULER}: {len(threads)} worker(s) now, {sum(threads.values())} "
+                  f"thread(s) (a worker process makes one glass at a time)", flush=True)
+        else:
+            stack.enter_context(dask.config.set({
+                # a glass waits on the scheduler until a worker is free (as in a process pool),
+                # never queued behind another on a busy worker (the default, 1.1, sends 2 to each)
+                "distributed.scheduler.worker-saturation": 1.0,
+                # workers with this process's environment (a pool's): Dask's default sets
+                # OMP/MKL/OPENBLAS_NUM_THREADS=1, which would change the Hessian's LAPACK threads
+                "distributed.nanny.pre-spawn-environ": {}}))
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=min(N_WORKERS, len(todo)), threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR,
+                # no memory limit: the default (memory / N_WORKERS) would have the nanny kill a
+                # worker making a big glass (its dense Hessian) that the machine can hold
+                memory_limit=0))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+        failed = run_glasses(client, todo, digest, own_overrides, ggd_overrides)
+        if failed:
+            held.show()
+    return failed
+
+
+def run_glasses(client, todo, digest, own_overrides, ggd_overrides):
+    """Submit glass k of `todo` as one task each to the Dask `client`'s workers and collect them
+    as they finish; returns the failures {k: messages}. A glass whose task failed for good (its
+    worker died allowed-failures times: KilledWorker; or an exception) is a failure of that glass
+    alone. Each result is released once read: a later death of its worker never remakes it."""
+    import generate_glass_data as ggd
+    # the task function by reference to an importable module (never __main__'s copy of it), so
+    # the workers import it themselves
+    import generate_diverse_data as module
+    from distributed import as_completed
     from tqdm import tqdm
-    failed = {}
-    tasks = [(k, SEED, N_ATOMS, glass_path(k), digest) for k in todo]
-    ctx = mp.get_context("spawn")     # JAX is not fork-safe
-    with ctx.Pool(min(N_WORKERS, len(todo)), initializer=_worker_init,
-                  initargs=(own_overrides, ggd_overrides)) as pool, \
-            tqdm(total=len(todo), desc="glasses", unit="glass") as bar:
-        for k, rec, failures in pool.imap_unordered(make_one, tasks):
+    ggd_overrides = dict(ggd_overrides, JAX_CACHE_DIR=ggd.JAX_CACHE_DIR and os.path.abspath(
+        ggd.JAX_CACHE_DIR))     # the parent's folder, wherever a worker starts
+    run, keys, failed = uuid.uuid4().hex[:8], {}, {}
+    pending = as_completed(loop=client.loop)
+    for k in todo:     # a new key per run: never a result of another run, or of this glass's file
+        keys[f"glass-{k:03d}-{run}"] = k
+        pending.add(client.submit(module.make_one, (
+            k, SEED, N_ATOMS, os.path.abspath(glass_path(k)), digest, own_overrides,
+            ggd_overrides), key=f"glass-{k:03d}-{run}"))
+    with tqdm(total=len(todo), desc="glasses", unit="glass") as bar:
+        for future in pending:
+            k = keys[future.key]
+            try:
+                _, rec, failures = future.result()
+            except Exception as err:      # KilledWorker, CancelledError, an error in make_one
+                rec, failures = None, [f"{type(err).__name__}: {err}"]
+                tqdm.write(f"  glass {k:03d} FAILED: {failures[-1]}")
+            else:
+                if rec is None:
+                    tqdm.write(f"  glass {k:03d} FAILED after {MAX_ATTEMPTS} attempts: "
+                               f"{failures[-1]}")
+            finally:
+                future.release()
             if rec is None:
                 failed[k] = failures
-                tqdm.write(f"  glass {k:03d} FAILED after {MAX_ATTEMPTS} attempts: "
-                           f"{failures[-1]}")
             else:
                 p = rec["parameters"]
                 tqdm.write(f"  glass {k:03d}: rho {p['density']:.3f}  T {p['temperature']:.3f}"
@@ -303,8 +437,6 @@ def make_glasses(todo, digest, own_overrides, ggd_overrides):
                            f"  {rec['seconds']:.1f}s" + (f"  (attempt {p['attempt']})"
                                                          if p["attempt"] else ""))
             bar.update(1)
-        pool.close()
-        pool.join()
     return failed
 
 
@@ -327,8 +459,10 @@ def main(argv=None):
     remove_stale_temp_files()
     protocol, digest = glass_protocol(ggd)
     todo = glasses_to_make(protocol, digest)
+    where = (f"on the Dask scheduler {SCHEDULER} (its workers; N_WORKERS is not used)"
+             if SCHEDULER else f"with {N_WORKERS} worker(s)")
     print(f"{N_CONFIGS} glasses of {N_ATOMS} atoms in {DATA_DIR}: {N_CONFIGS - len(todo)} done, "
-          f"{len(todo)} to make with {N_WORKERS} worker(s)", flush=True)
+          f"{len(todo)} to make {where}", flush=True)
     t0 = time.perf_counter()
     failed = {}
     if todo:
@@ -354,7 +488,8 @@ def main(argv=None):
               f"set of {N_CONFIGS} (not in {METADATA_FILE}, not used by the next steps, left in "
               f"place): {name_list(strays)}", flush=True)
     record_wall_time(DATA_DIR, "generate_diverse_data.py", time.perf_counter() - t0,
-                     glasses_made=len(todo), glasses_total=N_CONFIGS, workers=N_WORKERS)
+                     glasses_made=len(todo), glasses_total=N_CONFIGS,
+                     **(dict(scheduler=SCHEDULER) if SCHEDULER else dict(workers=N_WORKERS)))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,10 @@ def test_a_killed_torchrun_resumes_where_it_stopped(train, dataset, tmp_path):  
     # ...and the resumed run is the one that was never killed (here: a single process)
     _run(train, _args(dataset, tmp_path / "whole", done + 1))
     _same_trajectory(_checkpoint(tmp_path / "whole"), after)
+    # the process count is not a setting a checkpoint must share: one process goes on from it
+    _run(train, _args(dataset, out, done + 2))
+    _run(train, _args(dataset, tmp_path / "whole", done + 2))
+    _same_trajectory(_checkpoint(tmp_path / "whole"), _checkpoint(out))
 
 
 def test_a_batch_the_processes_cannot_share_is_refused(dataset, tmp_path):  # noqa: F811
