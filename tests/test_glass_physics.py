@@ -289,3 +289,82 @@ def test_output_file_follows_the_atom_count(ggd, monkeypatch):
     monkeypatch.setattr(ggd, "OUTPUT_FILE", "glass_{n}.pkl")
     with pytest.raises(SystemExit, match="only {size}"):
         ggd.output_file(1000)
+
+
+def _subtree_atoms(tree, k):
+    atoms, children = tree[k]
+    return np.concatenate([atoms] + [_subtree_atoms(tree, c) for c in children])
+
+
+@pytest.mark.parametrize("layout", ["random", "lattice"])
+def test_nested_dissection_keeps_each_atoms_dofs_together_and_cuts_the_halves_apart(ggd, layout):
+    """On 512 atoms in the periodic box, at random or on a cubic lattice (ties in every
+    coordinate): the dof order is a permutation moving each atom's x, y, z together; every node
+    comes after its children, and no pair of interacting atoms (periodic images included) joins
+    the two halves that a separator splits. sigma / 2: the box is 6 cut-offs wide (8 at
+    N = 10^4), so the tree has several levels."""
+    system = ggd.make_system(n_atoms=512, density=1.2, sigma=np.asarray(ggd.SIGMA) / 2)
+    box = system["box"]
+    if layout == "random":
+        pos = np.random.default_rng(2).uniform(0, box, (512, 3))
+    else:
+        pos = np.stack(np.meshgrid(*[np.arange(8) * box / 8] * 3), -1).reshape(-1, 3)
+    h, _ = ggd.hessian(pos, system)
+    graph = ggd.atom_graph(h)
+    i, j, rij = ggd.pair_list(pos, box, system["r_cutoff"])
+    assert np.any(np.abs(pos[i] - pos[j]) > box / 2)         # some pairs wrap around the box
+    pairs = set(zip(*graph.nonzero()))
+    assert all((a, b) in pairs and (b, a) in pairs for a, b in zip(i, j))
+    tree = ggd.nested_dissection_tree(pos, box, graph, leaf_atoms=16)
+    perm = ggd.nested_dissection_order(tree)
+    assert np.array_equal(np.sort(perm), np.arange(3 * 512))
+    blocks = perm.reshape(-1, 3)
+    assert np.array_equal(blocks, 3 * (blocks[:, :1] // 3) + np.arange(3))
+    assert len(tree) > 15 and len(tree[-1][0]) < 200      # a real tree, not one dense block
+    for k, (atoms, children) in enumerate(tree):
+        assert all(c < k for c in children)
+        if len(children) == 2:
+            left, right = (_subtree_atoms(tree, c) for c in children)
+            assert graph[left][:, right].nnz == 0
+
+
+def test_multifrontal_cholesky_solves_the_shifted_hessian(ggd, tiny_glass):
+    """H - sigma I factorised in nested-dissection order solves vectors and matrices to
+    round-off; an indefinite matrix is refused, not factorised."""
+    from scipy.sparse import csr_matrix
+    pos, box = tiny_glass["positions"], tiny_glass["box_size"]
+    h, _ = ggd.hessian(pos, _system(ggd, tiny_glass))
+    tree = ggd.nested_dissection_tree(pos, box, ggd.atom_graph(h), leaf_atoms=16)
+    a = (h - ggd.EIGSH_SHIFT * np.eye(h.shape[0])).astype(np.float64)
+    factor = ggd.MultifrontalCholesky(csr_matrix(a), tree)
+    rhs = np.random.default_rng(0).standard_normal((h.shape[0], 4))
+    x = np.linalg.solve(a, rhs)
+    assert np.allclose(factor.solve(rhs), x, rtol=0, atol=1e-10 * np.abs(x).max())
+    assert np.allclose(factor.solve(rhs[:, 0]), x[:, 0], rtol=0, atol=1e-10 * np.abs(x).max())
+    n = h.shape[0]
+    assert 0 < factor.nnz <= n * (n + 1) // 2
+    lam_max = np.linalg.eigvalsh(h.toarray())[-1]
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        ggd.MultifrontalCholesky(csr_matrix(h - 0.5 * lam_max * np.eye(n)), tree)
+
+
+def test_factorised_shift_invert_equals_dense_eigh_and_superlu(ggd, tiny_glass, monkeypatch):
+    """lowest_modes with the positions (nested dissection + multifrontal Cholesky for the
+    shift-invert) gives the dense eigh's eigenvalues and softness, and eigsh's own SuperLU's."""
+    system = _system(ggd, tiny_glass)
+    pos, box = tiny_glass["positions"], tiny_glass["box_size"]
+    h, _ = ggd.hessian(pos, system)
+    n = ggd.N_ZERO_MODES + ggd.N_SOFT_MODES
+    monkeypatch.setattr(ggd, "DENSE_EIGH_MAX_ATOMS", 10_000)
+    vals_dense, vecs_dense = ggd.lowest_modes(h, n, pos, box)
+    monkeypatch.setattr(ggd, "DENSE_EIGH_MAX_ATOMS", 0)
+    monkeypatch.setattr(ggd, "ND_LEAF_ATOMS", 16)             # a deeper tree than the default
+    vals, vecs = ggd.lowest_modes(h, n, pos, box)
+    vals_superlu, vecs_superlu = ggd.lowest_modes(h, n)
+    assert np.all(np.abs(vals[:3]) < ggd.ZERO_MODE_TOL)
+    assert np.allclose(vals[3:], vals_dense[3:], rtol=1e-10, atol=0)
+    assert np.allclose(vals[3:], vals_superlu[3:], rtol=1e-10, atol=0)
+    s = ggd.softness_from_modes(vecs)
+    assert np.allclose(s, ggd.softness_from_modes(vecs_dense), rtol=0, atol=1e-8)
+    assert np.allclose(s, ggd.softness_from_modes(vecs_superlu), rtol=0, atol=1e-8)
+    assert np.allclose(s, tiny_glass["softness_score"], rtol=0, atol=1e-8)
