@@ -428,8 +428,10 @@ def train_epoch(model, graphs, generator, optimizer, scaler, device, rank=0, wor
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-    if world > 1:
-        torch.distributed.all_reduce(total)
+    if world > 1:                    # on the device: nccl reduces CUDA tensors only
+        on_device = total.to(device)
+        torch.distributed.all_reduce(on_device)
+        total = on_device.cpu()
     return float(total[0] / max(float(total[1]), 1.0))
 
 
@@ -798,7 +800,9 @@ def train_and_test(device, rank, world, t_start):
                   data={k: v for k, v in info.items() if k != "glasses"})
 
     t_base = time.perf_counter()
-    baselines = baseline_scores(data, train_b, test_b) if rank == 0 else None
+    # every process computes them (the same numbers: deterministic), none waits at a collective
+    # while rank 0 fits the trees (a long wait would outlast the process group's timeout)
+    baselines = baseline_scores(data, train_b, test_b)
     if rank == 0:
         print("baselines (test R): " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
               + f"  [{time.perf_counter() - t_base:.1f}s]")

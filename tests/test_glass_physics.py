@@ -368,3 +368,18 @@ def test_factorised_shift_invert_equals_dense_eigh_and_superlu(ggd, tiny_glass, 
     assert np.allclose(s, ggd.softness_from_modes(vecs_dense), rtol=0, atol=1e-8)
     assert np.allclose(s, ggd.softness_from_modes(vecs_superlu), rtol=0, atol=1e-8)
     assert np.allclose(s, tiny_glass["softness_score"], rtol=0, atol=1e-8)
+
+
+def test_a_saddle_still_gives_its_modes_for_check_modes_to_refuse(ggd, tiny_glass, monkeypatch):
+    """A Hessian with a mode below EIGSH_SHIFT cannot be Cholesky-factorised after the shift:
+    the sparse path falls back to eigsh's pivoting LU, returns the negative mode, and
+    check_modes refuses the glass with its own message (not a LinAlgError from the factor)."""
+    import scipy.sparse
+    monkeypatch.setattr(ggd, "DENSE_EIGH_MAX_ATOMS", 0)
+    system = _system(ggd, tiny_glass)
+    h, _ = ggd.hessian(tiny_glass["positions"], system)
+    saddle = (h - 0.5 * scipy.sparse.identity(h.shape[0], format="csr")).tocsr()
+    vals, _ = ggd.lowest_modes(saddle, 13, tiny_glass["positions"], system["box"])
+    assert vals[0] < -ggd.ZERO_MODE_TOL             # the unstable modes are there
+    with pytest.raises(RuntimeError):
+        ggd.check_modes(vals)
