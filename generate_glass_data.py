@@ -190,10 +190,8 @@ def ordered_pairs(position, box, r_list, capacity=None):
     rounding of r_list may be kept or not, which changes no force (it lies a skin beyond the
     potential's cut-off)."""
     pos = np.asarray(position, np.float64)
-    n, box = len(pos), float(box)
-    wrapped = np.mod(pos, box)
-    wrapped[wrapped >= box] = 0.0           # np.mod of a tiny negative number can give box
-    pairs = cKDTree(wrapped, boxsize=box).query_pairs(float(r_list), output_type="ndarray")
+    n = len(pos)
+    pairs = periodic_pairs(pos, float(box), float(r_list))
     receiver, sender = pairs.min(axis=1), pairs.max(axis=1)
     capacity = len(pairs) if capacity is None else int(capacity)
     order = np.lexsort((receiver, sender))[:capacity]
@@ -501,11 +499,18 @@ def inherent_structure(positions, system, force_tol=None):
 
 
 # ================================ pair geometry, forces, Hessian =================================
+def periodic_pairs(positions, box, r_cut):
+    """Index pairs (i, j), i < j, closer than r_cut under periodic boundaries: scipy's periodic
+    k-d tree on the positions wrapped into [0, box)."""
+    wrapped = np.mod(positions, box)
+    wrapped[wrapped >= box] = 0.0           # np.mod of a tiny negative number can give box
+    return cKDTree(wrapped, boxsize=box).query_pairs(r_cut, output_type="ndarray")
+
+
 def pair_list(positions, box, r_cut):
     """All pairs i<j closer than r_cut under periodic boundaries (minimum image), with
     r_ij = r_j - r_i wrapped into the box."""
-    tree = cKDTree(np.mod(positions, box), boxsize=box)
-    pairs = tree.query_pairs(r_cut, output_type="ndarray")
+    pairs = periodic_pairs(positions, box, r_cut)
     i, j = pairs[:, 0], pairs[:, 1]
     rij = positions[j] - positions[i]
     rij -= box * np.round(rij / box)
