@@ -497,12 +497,19 @@ def neighbour_features(g):
     return torch.cat([g.x, mean], dim=1).numpy()
 
 
+def fit_gbt(x, y):
+    """Gradient-boosted trees on neighbour_features rows x, fitted to the labels y (the baseline
+    of baseline_scores; validate_rearrangements.py scores it as an indicator too)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    gbt = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=SEED)
+    return gbt.fit(x, y)
+
+
 def baseline_scores(data, train_b, test_b):
     """Test R of simple predictors on the same split, one copy per base (features and labels
     are rotation invariant, so the other copies repeat it): lambda_1 alone (signed R: a soft cage
     means a soft atom, so expect it negative), least squares on the 5 features, and gradient-
     boosted trees on the 5 features plus their neighbour averages. The model must beat these."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
     tr = [data[b][0] for b in train_b]
     te = [data[b][0] for b in test_b]
     y_tr = torch.cat([g.y for g in tr]).numpy()
@@ -512,8 +519,7 @@ def baseline_scores(data, train_b, test_b):
     r = lambda pred: float(np.corrcoef(pred, y_te)[0, 1])  # noqa: E731
     ones = lambda x: np.concatenate([x[:, :5], np.ones((len(x), 1))], axis=1)  # noqa: E731
     coef, *_ = np.linalg.lstsq(ones(x_tr), y_tr, rcond=None)
-    gbt = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=SEED)
-    gbt.fit(x_tr, y_tr)
+    gbt = fit_gbt(x_tr, y_tr)
     return dict(lambda1_R=r(x_te[:, 2]), least_squares_R=r(ones(x_te) @ coef),
                 gbt_neighbours_R=r(gbt.predict(x_te)))
 

@@ -19,8 +19,9 @@ directions (+-xy, +-xz, +-yz; "xy" displaces x in proportion to y), in Lennard-J
                sheared cell), D2min, the hit (most-moved atom) and the top-1% movers
   6. score     indicators of the unstrained inherent structure (softness over 10/30/100 modes,
                vibrality, -lambda_1 of the local Hessian, random, the model's prediction when
-               MODEL exists): percentile of the hit, share of hits in the top 5%, ROC AUC of the
-               top-1% movers, bootstrap 95% intervals resampling glasses
+               MODEL exists, train.py's gradient-boosted trees when its split is read):
+               percentile of the hit, share of hits in the top 5%, ROC AUC of the top-1%
+               movers, bootstrap 95% intervals resampling glasses
 
 Input: the test glasses of train.py's split (RESULTS_FILE 'split' -> 'test' -> DATA_DIR's base
 glasses), or GLASSES, a comma list of .pkl paths (runs without training). One result file per
@@ -665,16 +666,18 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
 
 
 # ================================ indicators and scores ===========================================
-def indicators_of(snap, seed=0, model=None):
+def indicators_of(snap, seed=0, model=None, gbt=None):
     """Per-atom indicators of the unstrained inherent structure, higher = predicted softer:
     S_n over the n lowest non-trivial modes (n in MODE_COUNTS), vibrality
     sum_k |e_k(i)|^2 / lambda_k over the same (largest) set of modes, -lambda_1 of the local
-    Hessian (stored), random, and the model's prediction when `model` (load_model) is given."""
+    Hessian (stored), random, the model's prediction when `model` (load_model) is given and
+    train.py's gradient-boosted trees when `gbt` (gbt_indicator) is."""
     system = system_of(snap)
     positions = np.asarray(snap["positions"], np.float64)
     h, local = ggd.hessian(positions, system)
     n_modes = max(MODE_COUNTS)
-    vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + n_modes)
+    vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + n_modes, positions,
+                                  float(snap["box_size"]))
     ggd.check_modes(vals)
     out = {f"S{m}": ggd.softness_from_modes(vecs, n_soft=m) for m in MODE_COUNTS}
     vib = vecs[:, ggd.N_ZERO_MODES:].reshape(len(positions), 3, n_modes) ** 2
@@ -683,6 +686,8 @@ def indicators_of(snap, seed=0, model=None):
     out["random"] = np.random.default_rng(seed).random(len(positions))
     if model is not None:
         out["model"] = model_prediction(model, snap)
+    if gbt is not None:
+        out["gbt"] = gbt_prediction(gbt, snap)
     return out
 
 
@@ -706,6 +711,50 @@ def model_prediction(model, snap):
     described = dict(positions=np.asarray(snap["positions"], np.float64),
                      eigenvalues=np.asarray(snap["eigenvalues"], np.float64))
     return predict.predicted_softness(net, scaling, card, glass, described, torch.device("cpu"))
+
+
+def gbt_indicator():
+    """train.py's gradient-boosted-trees baseline (the 5 local-Hessian features of an atom and
+    their means over its neighbours within train.CUTOFF) fitted to the stored label (the seed's
+    S10) of the training glasses of train.py's split, or None with a note when there is no split
+    (GLASSES given). Fitted on the base glasses, not their rotated copies: the features and the
+    label are rotation invariant. Returns (trees, key): key names the training set by content."""
+    import hashlib
+    import augment_data
+    import train
+    try:
+        with open(RESULTS_FILE) as fh:
+            names = json.load(fh)["split"]["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"note: no train.py split in {RESULTS_FILE}: the trees baseline is not scored")
+        return None
+    bases = dict(augment_data.base_files(DATA_DIR))
+    missing = [k for k in names if k not in bases]
+    if missing:
+        raise GlassFileError(f"{RESULTS_FILE}: training glasses {missing[:5]} are not in "
+                             f"{DATA_DIR}'s data set")
+    digest = hashlib.sha256()
+    xs, ys = [], []
+    for k in names:
+        with open(bases[k], "rb") as fh:
+            digest.update(fh.read())
+        g = train.glass_graph(load_glass(bases[k]))
+        xs.append(train.neighbour_features(g))
+        ys.append(g.y.numpy())
+    trees = train.fit_gbt(np.concatenate(xs), np.concatenate(ys))
+    return trees, digest.hexdigest()
+
+
+def gbt_prediction(gbt, snap):
+    import train
+    trees, _ = gbt
+    return trees.predict(train.neighbour_features(train.glass_graph(snap))).astype(np.float64)
+
+
+def file_digest(path):
+    import hashlib
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def percentile_rank(values, atom):
@@ -859,18 +908,21 @@ def run_tasks(tasks, overrides):
     bar.close()
 
 
-def glass_indicators(name, path, model):
-    """Indicators of one glass, cached in OUT_DIR/indicators (the model's only if it is given)."""
+def glass_indicators(name, path, model, gbt):
+    """Indicators of one glass, cached in OUT_DIR/indicators. The cache names what made it (the
+    glass file's, the model file's and the trees' training glasses' content), so a retrained
+    model or another split recomputes it instead of scoring stale predictions."""
     cache = os.path.join(OUT_DIR, "indicators", f"{name}.pkl")
     stored = safe_load_pickle(cache) if os.path.exists(cache) else None
-    want_model = model is not None
-    if isinstance(stored, dict) and same_value(stored.get("mode_counts"), list(MODE_COUNTS)) \
-            and stored.get("seed") == SEED and ("model" in stored["values"]) == want_model:
+    made_from = dict(mode_counts=list(MODE_COUNTS), seed=SEED, glass=file_digest(path),
+                     model=file_digest(MODEL) if model is not None else None,
+                     gbt=gbt[1] if gbt is not None else None)
+    if isinstance(stored, dict) and same_value(stored.get("made_from"), made_from):
         return stored["values"]
     snap = load_glass(path)
     index = int(re.search(r"(\d+)$", name)[1]) if re.search(r"(\d+)$", name) else 0
-    values = indicators_of(snap, seed=SEED * 100003 + index, model=model)
-    atomic_write_pickle(cache, dict(values=values, mode_counts=list(MODE_COUNTS), seed=SEED))
+    values = indicators_of(snap, seed=SEED * 100003 + index, model=model, gbt=gbt)
+    atomic_write_pickle(cache, dict(values=values, made_from=made_from))
     return values
 
 
@@ -925,7 +977,8 @@ def summarise(glasses):
     if missing:
         raise RuntimeError(f"results missing for {missing[:5]}; run again to finish them")
     model = load_model(MODEL)
-    indicators = {g: glass_indicators(g, p, model) for g, p in glasses}
+    gbt = gbt_indicator() if not GLASSES.strip() else None
+    indicators = {g: glass_indicators(g, p, model, gbt) for g, p in glasses}
     events = [(g, r) for (g, d), r in results.items() if r["status"] == "yielded"]
     table = score_events(events, indicators)
     strains = np.array([r["event_strain"] for _, r in events])
@@ -940,6 +993,7 @@ def summarise(glasses):
                           max=float(strains.max()) if len(strains) else None),
         seconds_per_direction=float(np.mean([r["seconds"] for r in results.values()])),
         model=MODEL if model is not None else None,
+        model_sha256=file_digest(MODEL) if model is not None else None,
         scores={k: {kk: vv for kk, vv in v.items() if kk != "per_event_percentile"}
                 for k, v in table.items()},
         protocol=protocol(), constants=constants_of(globals()))

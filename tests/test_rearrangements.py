@@ -4,6 +4,7 @@ Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.45
 = 0.2 is legal there (checked below); the skin shrinks to keep listed images unique.
 """
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -185,6 +186,49 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
         assert (tmp_path / "out" / name).exists()
     lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
     assert int(lines[0]) == 200 and "nonaffine:R:3" in lines[1] and "softness_true" in lines[1]
+
+
+def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, tmp_path,
+                                                          monkeypatch):
+    """With train.py's split in results.json, train.py's gradient-boosted trees are fitted on
+    the training glasses and scored as an indicator of the test glasses. The cached indicators
+    name what made them: a changed training glass remakes the trees' predictions, never scores
+    stale ones."""
+    import pickle
+    from glass_io import atomic_write_pickle, safe_load_pickle
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for k in range(2):
+        atomic_write_pickle(str(data / f"glass_data_00{k}.pkl"), tiny_glass)
+    with open(data / "metadata.pkl", "wb") as fh:
+        pickle.dump(dict(n_atoms=200, records=[dict(file=f"glass_data_00{k}.pkl")
+                                               for k in range(2)]), fh)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(dict(split=dict(train=[0], val=[], test=[1]))))
+    for name in ("GLASSES", "N_WORKERS", "SHOW_PROGRESS", "OUT_DIR", "DIRECTIONS", "MODEL",
+                 "N_BOOTSTRAP", "RESULTS_FILE", "DATA_DIR"):
+        monkeypatch.setattr(vr, name, getattr(vr, name))
+    monkeypatch.setattr(vr, "OUT_DIR", str(out))
+    res = dict(event, glass="glass_data_001", path=str(data / "glass_data_001.pkl"),
+               protocol=vr.protocol())
+    atomic_write_pickle(vr.result_path("glass_data_001", "+xz"), res)
+    args = [f"--RESULTS_FILE={results}", f"--DATA_DIR={data}", "--N_WORKERS=1",
+            "--SHOW_PROGRESS=False", f"--OUT_DIR={out}", "--DIRECTIONS=+xz",
+            f"--MODEL={tmp_path / 'no_model.pth'}", "--N_BOOTSTRAP=200"]
+    summary = vr.main(args)
+    assert summary["scores"]["gbt"]["n_events"] == 1
+    cache = out / "indicators" / "glass_data_001.pkl"
+    first = safe_load_pickle(str(cache))
+    # trained on the same glass's label: the trees reproduce much of it
+    assert np.corrcoef(first["values"]["gbt"], tiny_glass["softness_score"])[0, 1] > 0.5
+    shuffled = np.random.default_rng(1).permutation(tiny_glass["softness_score"])
+    atomic_write_pickle(str(data / "glass_data_000.pkl"), dict(tiny_glass,
+                                                               softness_score=shuffled))
+    vr.main(args)
+    second = safe_load_pickle(str(cache))
+    assert second["made_from"]["gbt"] != first["made_from"]["gbt"]
+    assert not np.allclose(second["values"]["gbt"], first["values"]["gbt"])
+    np.testing.assert_array_equal(second["values"]["S10"], first["values"]["S10"])
 
 
 def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_glass, event,
