@@ -33,6 +33,7 @@ import math
 import os
 import random
 import resource
+import sys
 import time
 
 import numpy as np
@@ -694,7 +695,6 @@ def join_processes(device):
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = torch.distributed.get_rank()
     if rank:
-        import sys
         sys.stdout = open(os.devnull, "w")
     return rank, world, device
 
