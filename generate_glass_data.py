@@ -83,6 +83,13 @@ NEIGHBOUR_LIST = "kdtree"       # how the list is rebuilt: "kdtree", scipy's per
                                 # host, called from the compiled loop, O(N log N); "jax", jax-md's
                                 # brute force, O(N^2) time and memory (7 GB at N = 10^4). The same
                                 # pairs in the same order, so the same glass bit for bit (tested)
+FORCE_KERNEL = "grad"           # how the compiled phases get forces: "grad", -jax.grad of the
+                                # pair energy on a half (OrderedSparse) list, whose backward pass
+                                # is a scatter-add (slow in XLA on CPU); "dense", explicit pair
+                                # forces on a Dense list (N x neighbours, every pair in both rows):
+                                # a gather and a sum along the rows, no scatter, twice the pairs.
+                                # The same potential summed in another order: the glass differs by
+                                # round-off, so "dense" is recorded in the protocol ("grad" not)
 
 # --- Hessian and labels ---
 N_SOFT_MODES = 10               # softness sums |v_k(i)|^2 over modes 4..13 (seed); sum_i S_i = N_SOFT_MODES
@@ -112,7 +119,7 @@ jax.config.update("jax_enable_x64", True)
 warnings.filterwarnings("ignore", message="scatter inputs have incompatible types")
 import jax.numpy as jnp                               # noqa: E402
 from jax import lax                                   # noqa: E402
-from jax_md import energy, minimize, partition, simulate, smap, space   # noqa: E402
+from jax_md import energy, minimize, partition, quantity, simulate, smap, space   # noqa: E402
 import scipy.sparse                                   # noqa: E402
 import scipy.sparse.linalg                            # noqa: E402
 from scipy.spatial import cKDTree                     # noqa: E402
@@ -176,10 +183,21 @@ def soft_sphere_pair(dr, sigma, epsilon, **unused):
 
 
 def neighbor_list_fn(box, r_list, skin):
-    """A half (OrderedSparse) neighbour list of the cubic box, radius r_list + skin, rebuilt when
-    an atom has moved skin/2 (OrderedSparse: the gradient costs 2 ms at N = 1000 against
-    3.5-4 ms on a Dense list)."""
+    """A neighbour list of the cubic box, radius r_list + skin, rebuilt when an atom has moved
+    skin/2: half (OrderedSparse) for FORCE_KERNEL "grad" (jax.grad of the energy costs 2 ms at
+    N = 1000 on it against 3.5-4 ms on a Dense list), Dense for "dense"."""
     return NeighbourList(box, r_list, skin)
+
+
+_FORMATS = {"grad": partition.OrderedSparse, "dense": partition.Dense}   # FORCE_KERNEL -> list
+
+
+def list_format():
+    """jax-md's neighbour-list format FORCE_KERNEL computes forces on (read at allocation, on
+    the host: the format is a static field of the list, so the compiled phases follow it)."""
+    if FORCE_KERNEL not in _FORMATS:
+        raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r}: expected one of {tuple(_FORMATS)}")
+    return _FORMATS[FORCE_KERNEL]
 
 
 def ordered_pairs(position, box, r_list, capacity=None):
@@ -200,63 +218,138 @@ def ordered_pairs(position, box, r_list, capacity=None):
     return idx, np.int32(len(pairs))
 
 
-_KDTREE = "kdtree"      # marks a list built by ordered_pairs (a static field: part of jit's key)
+def dense_neighbours(position, box, r_list, capacity=None):
+    """The rows jax-md's brute-force Dense list holds: row i lists the atoms j != i with
+    |r_ij| < r_list under periodic boundaries in increasing order (every pair in both rows),
+    padded with N up to `capacity` columns (None: the longest row); and the longest row's length
+    (more than capacity: overflow). The same k-d tree search as ordered_pairs; sorted by column,
+    then stably by row: numpy radix-sorts 16-bit keys (N <= 65536), 2x faster than one sort
+    of 64-bit (row, column) keys at N = 256 (measured)."""
+    pos = np.asarray(position, np.float64)
+    n = len(pos)
+    pairs = periodic_pairs(pos, float(box), float(r_list)).astype(
+        np.uint16 if n <= 1 << 16 else np.int64)
+    row = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    col = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.argsort(col, kind="stable")
+    order = order[np.argsort(row[order], kind="stable")]
+    row, col = row[order], col[order]
+    counts = np.bincount(row, minlength=n)
+    longest = int(counts.max(initial=0))
+    capacity = longest if capacity is None else int(capacity)
+    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    kept = slot < capacity
+    idx = np.full((n, capacity), n, np.int32)
+    idx[row[kept], slot[kept]] = col[kept]
+    return idx, np.int32(longest)
+
+
+_KDTREE = "kdtree"      # marks a list built on the host (a static field: part of jit's key)
+_HOST_BUILD = {partition.OrderedSparse: ordered_pairs, partition.Dense: dense_neighbours}
 
 
 class NeighbourList:
     """jax-md's neighbour-list functions (allocate, update) for the cubic box. NEIGHBOUR_LIST
     chooses how a list is built: "jax", jax-md's brute force, O(N^2) in time and memory; or
-    "kdtree", ordered_pairs on the host, O(N log N): the compiled loop checks, as jax-md does,
-    whether an atom moved more than skin/2 since the last build and only then calls it through
-    jax.pure_callback. Either way the list is jax-md's NeighborList with the same pairs in the same
-    order, so the energy functions use it unchanged and the glass is the same bit for bit
-    (tests/test_glass_physics.py); update follows the kind of list it is given."""
+    "kdtree", ordered_pairs (dense_neighbours) on the host, O(N log N): the compiled loop checks,
+    as jax-md does, whether an atom moved more than skin/2 since the last build and only then
+    calls it through jax.pure_callback. Either way the list is jax-md's NeighborList with the same
+    pairs in the same order, so the energy functions use it unchanged and the glass is the same
+    bit for bit (tests/test_glass_physics.py, test_force_kernel.py); its format (OrderedSparse
+    or Dense) follows FORCE_KERNEL at allocation, and update follows the kind and format of list
+    it is given."""
 
     def __init__(self, box, r_list, skin):
-        displacement, _ = space.periodic(box)
-        self.jax_md = partition.neighbor_list(displacement, box, r_list, skin,
-                                              format=partition.OrderedSparse,
-                                              disable_cell_list=True, capacity_multiplier=1.0)
+        self.displacement, _ = space.periodic(box)
         self.box, self.r_list, self.skin = box, r_list, skin
-        self.metric_sq = jax.vmap(lambda a, b: jnp.sum(displacement(a, b) ** 2))
+        self.metric_sq = jax.vmap(lambda a, b: jnp.sum(self.displacement(a, b) ** 2))
         self.threshold_sq = (skin / jnp.float32(2)) ** 2        # jax-md's own expression
 
+    def jax_md(self, fmt):
+        return partition.neighbor_list(self.displacement, self.box, self.r_list, self.skin,
+                                       format=fmt, disable_cell_list=True,
+                                       capacity_multiplier=1.0)
+
     def allocate(self, position):
+        fmt = list_format()
         if NEIGHBOUR_LIST == "jax":
-            return self.jax_md.allocate(position)
+            return self.jax_md(fmt).allocate(position)
         if NEIGHBOUR_LIST != _KDTREE:
             raise ValueError(f"NEIGHBOUR_LIST={NEIGHBOUR_LIST!r}: expected 'kdtree' or 'jax'")
-        idx, n_pairs = ordered_pairs(position, self.box, self.r_list + self.skin)
+        idx, n_found = _HOST_BUILD[fmt](position, self.box, self.r_list + self.skin)
         return partition.NeighborList(
             idx=jnp.asarray(idx), reference_position=position,
             error=partition.PartitionError(jnp.zeros((), jnp.uint8)), cell_list_capacity=None,
-            max_occupancy=int(n_pairs), format=partition.OrderedSparse, cell_size=None,
+            max_occupancy=int(n_found), format=fmt, cell_size=None,
             cell_list_fn=None, update_fn=_KDTREE)
 
     def update(self, position, nbrs):
         if nbrs.update_fn != _KDTREE:
-            return self.jax_md.update(position, nbrs)
-        capacity = nbrs.idx.shape[1]
+            return self.jax_md(nbrs.format).update(position, nbrs)
+        capacity = nbrs.idx.shape[1]      # pairs (OrderedSparse) or neighbours per atom (Dense)
 
         def rebuild(position, nbrs):
-            shapes = (jax.ShapeDtypeStruct((2, capacity), jnp.int32),
+            shapes = (jax.ShapeDtypeStruct(nbrs.idx.shape, jnp.int32),
                       jax.ShapeDtypeStruct((), jnp.int32))
-            idx, n_pairs = jax.pure_callback(partial(ordered_pairs, capacity=capacity), shapes,
-                                             position, self.box, self.r_list + self.skin)
-            error = nbrs.error.update(partition.PEC.NEIGHBOR_LIST_OVERFLOW, n_pairs > capacity)
+            idx, n_found = jax.pure_callback(
+                partial(_HOST_BUILD[nbrs.format], capacity=capacity), shapes, position,
+                self.box, self.r_list + self.skin)
+            error = nbrs.error.update(partition.PEC.NEIGHBOR_LIST_OVERFLOW, n_found > capacity)
             return dataclasses.replace(nbrs, idx=idx, reference_position=position, error=error)
 
         moved = jnp.any(self.metric_sq(position, nbrs.reference_position) > self.threshold_sq)
         return lax.cond(moved, rebuild, lambda p, nb: nb, position, nbrs)
 
 
+def dense_pair_forces(pair, box):
+    """Forces in the cubic box on a Dense list: F_i = sum_j phi'(|r_ij|) r_ij / |r_ij| over row i,
+    r_ij = R_j - R_i (minimum image), phi' by forward-mode differentiation of the same pair
+    function, sigma and epsilon of the slot's species pair. A gather and a sum along the rows:
+    every pair is evaluated twice, but nothing is scattered (jax.grad of the energy on a half
+    list scatter-adds each pair's force onto its two atoms, which XLA on CPU does slowly).
+    Written for XLA's CPU loops: coordinates as three (N, M) planes (not (N, M, 3), whose
+    3-wide inner axis does not vectorise), the periodic wrap by rounding (jax-md's jnp.mod is a
+    slow fmod) and the species pair's parameters by selects on each atom's row of the tables
+    (not a 2-d gather per slot): 3-4x faster at N = 256 than the same sums written on (N, M, 3)
+    arrays with jax-md's displacement and parameter look-ups (measured, one core)."""
+
+    def forces(position, neighbor, species, sigma, epsilon, **unused):
+        n = position.shape[0]
+        idx = neighbor.idx
+        mask = idx < n                                  # padding is N, as in jax-md
+        x = position.T                                  # (3, N)
+        dr = x[:, idx] - x[:, :, None]                  # r_ij, (3, N, M)
+        dr = dr - box * jnp.round(dr / box)
+        r = jnp.sqrt(jnp.where(mask, dr[0] ** 2 + dr[1] ** 2 + dr[2] ** 2, 1))   # padding: 1
+        s_j = species[idx]
+
+        def of_pair(table):                             # table[s_i, s_j] per slot
+            row = table[species]                        # (N, n_species)
+            return sum(jnp.where(s_j == b, row[:, b, None], 0) for b in range(table.shape[1]))
+
+        _, dphi = jax.jvp(lambda d: pair(d, sigma=of_pair(sigma), epsilon=of_pair(epsilon)),
+                          (r,), (jnp.ones_like(r),))
+        return jnp.sum(jnp.where(mask, dphi / r, 0) * dr, axis=2).T
+
+    return forces
+
+
 def _system(box, r_list, skin, pair):
-    """Shift, neighbour list and pair energy for a (traced) box."""
+    """Shift, neighbour list and pair energy for a (traced) box. The energy function, given a
+    Dense list (FORCE_KERNEL "dense"), returns the forces instead: jax-md's integrators and
+    quantity.canonicalize_force take either, and the list's format is static under jit."""
     displacement, shift = space.periodic(box)
     neighbor_fn = neighbor_list_fn(box, r_list, skin)
     metric = space.canonicalize_displacement_or_metric(displacement)
     energy_fn = smap.pair_neighbor_list(pair, metric)
-    return shift, neighbor_fn, energy_fn
+    forces_fn = dense_pair_forces(pair, box)
+
+    def energy_or_forces(position, neighbor, **kwargs):
+        if neighbor.format is partition.Dense:
+            return forces_fn(position, neighbor, **kwargs)
+        return energy_fn(position, neighbor=neighbor, **kwargs)
+
+    return shift, neighbor_fn, energy_or_forces
 
 
 # ================================ neighbour-list bookkeeping =====================================
@@ -267,20 +360,37 @@ def _bucket(n_pairs):
     return int(1024 * np.ceil(2 ** (k / 4) / 1024))
 
 
+def _row_bucket(n_neighbours, n_atoms):
+    """The same for the rows of a Dense list: neighbours per atom rounded up to a multiple of 8 on
+    a finer grid (ratio 2^(1/8): every slot of every row is computed), at most N - 1 (jax-md's
+    limit; no atom has more neighbours)."""
+    k = np.ceil(8 * np.log2(max(n_neighbours, 32)))
+    return int(min(n_atoms - 1, 8 * np.ceil(2 ** (k / 8) / 8)))
+
+
+def _capacity(nbrs, n_slots):
+    """The bucketed buffer for n_slots entries of a list like nbrs (pairs, or neighbours per
+    atom)."""
+    if nbrs.format is partition.Dense:
+        return _row_bucket(n_slots, nbrs.idx.shape[0])
+    return _bucket(n_slots)
+
+
 def allocate_neighbors(neighbor_fn, positions, capacity=None):
     """Build a neighbour list whose buffer has a bucketed capacity (a static shape under jit).
 
     jax-md sizes the buffer from the pairs found times a multiplier; we build it at exact size
-    and pad the pair buffer (index N marks an empty slot, as in jax-md) to the bucketed capacity.
+    and pad the pair buffer (a Dense list: each row; index N marks an empty slot, as in jax-md) to
+    the bucketed capacity.
     The closures jax-md stores as static fields are dropped so the list is a plain pytree whose
     jit cache key depends only on its shapes.
     """
     nbrs = neighbor_fn.allocate(positions)
     if capacity is None:
-        capacity = _bucket(int(np.ceil(nbrs.max_occupancy * CAPACITY_MARGIN)))
+        capacity = _capacity(nbrs, int(np.ceil(nbrs.max_occupancy * CAPACITY_MARGIN)))
     n_found = nbrs.idx.shape[1]
     if capacity < n_found:
-        capacity = _bucket(int(np.ceil(n_found * CAPACITY_MARGIN)))
+        capacity = _capacity(nbrs, int(np.ceil(n_found * CAPACITY_MARGIN)))
     idx = jnp.asarray(np.pad(np.asarray(nbrs.idx), ((0, 0), (0, capacity - n_found)),
                              constant_values=len(positions)))        # numpy: no compile per size
     return dataclasses.replace(nbrs, idx=idx, max_occupancy=capacity, cell_list_fn=None,
@@ -305,9 +415,10 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
         n = min(CHUNK_STEPS, n_steps - step)
         new_state, new_nbrs, ran = chunk_fn(state, nbrs, step, n)
         if bool(new_nbrs.did_buffer_overflow):
-            bigger = _bucket(int(nbrs.idx.shape[1] * 1.5))
+            bigger = _capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
             nbrs = allocate_neighbors(neighbor_fn, state.position, bigger)
-            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {bigger} pairs")
+            unit = "neighbours per atom" if nbrs.format is partition.Dense else "pairs"
+            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {bigger} {unit}")
             continue
         state, nbrs = new_state, new_nbrs
         step += int(ran)
@@ -334,11 +445,11 @@ def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin):
     pair = soft_sphere_pair if soft else smoothed_lj(params["r_onset"], params["r_cutoff"])
     shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin, pair)
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
-    force = jax.grad(lambda r, nb: -energy_fn(r, neighbor=nb, **kwargs))
+    force = quantity.canonicalize_force(energy_fn)      # -jax.grad, or the Dense list's forces
 
     def body(i, c):
         st, nb = c
-        dr = params["step_size"] * force(st.position, nb)
+        dr = params["step_size"] * force(st.position, neighbor=nb, **kwargs)
         norm = jnp.linalg.norm(dr, axis=1, keepdims=True)
         dr = dr * jnp.minimum(1.0, params["max_move"] / jnp.maximum(norm, 1e-30))
         r = shift(st.position, dr)
@@ -838,12 +949,17 @@ _NOT_PROTOCOL = ("DATA_DIR", "OUTPUT_FILE", "JAX_CACHE_DIR", "SHOW_PROGRESS",
                  "NEIGHBOUR_LIST",      # either list gives the same glass bit for bit (tested)
                  "ND_LEAF_ATOMS")       # reorders the shift-invert's factorisation only: the
                                         # labels change by round-off (~1e-12), not the glass
+# Constants added after glasses were made, with the value those were made with: recorded only when
+# set otherwise, so that the existing glasses keep their protocol hash and a glass made otherwise
+# is not taken for one of them.
+_RECORDED_UNLESS = {"FORCE_KERNEL": "grad"}
 
 
 def protocol_constants():
     """The constants that shape a glass, with their values now (overrides included): recorded
     with each glass of the diverse set, so that a rerun with another protocol remakes it."""
-    return {k: v for k, v in constants_of(globals()).items() if k not in _NOT_PROTOCOL}
+    return {k: v for k, v in constants_of(globals()).items() if k not in _NOT_PROTOCOL
+            and not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])}
 
 
 def make_system(n_atoms=None, density=None, species_ratio=None, sigma=None, epsilon=None,
