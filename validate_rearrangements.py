@@ -39,7 +39,8 @@ import time
 import numpy as np
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, atomic_write_pickle,
-                      constants_of, exit_on_help, load_glass, safe_load_pickle, same_value)
+                      constants_of, exit_on_help, file_sha256, load_glass, safe_load_pickle,
+                      same_value)
 
 # ================================ constants ====================================================
 # --- shear protocol ---
@@ -736,8 +737,7 @@ def gbt_indicator():
     digest = hashlib.sha256()
     xs, ys = [], []
     for k in names:
-        with open(bases[k], "rb") as fh:
-            digest.update(fh.read())
+        digest.update(file_sha256(bases[k]).encode())
         g = train.glass_graph(load_glass(bases[k]))
         xs.append(train.neighbour_features(g))
         ys.append(g.y.numpy())
@@ -749,12 +749,6 @@ def gbt_prediction(gbt, snap):
     import train
     trees, _ = gbt
     return trees.predict(train.neighbour_features(train.glass_graph(snap))).astype(np.float64)
-
-
-def file_digest(path):
-    import hashlib
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def percentile_rank(values, atom):
@@ -908,14 +902,14 @@ def run_tasks(tasks, overrides):
     bar.close()
 
 
-def glass_indicators(name, path, model, gbt):
+def glass_indicators(name, path, model, gbt, model_sha256=None):
     """Indicators of one glass, cached in OUT_DIR/indicators. The cache names what made it (the
-    glass file's, the model file's and the trees' training glasses' content), so a retrained
-    model or another split recomputes it instead of scoring stale predictions."""
+    glass file's content, model_sha256 of the model file, the trees' training glasses' content),
+    so a retrained model or another split recomputes it instead of scoring stale predictions."""
     cache = os.path.join(OUT_DIR, "indicators", f"{name}.pkl")
     stored = safe_load_pickle(cache) if os.path.exists(cache) else None
-    made_from = dict(mode_counts=list(MODE_COUNTS), seed=SEED, glass=file_digest(path),
-                     model=file_digest(MODEL) if model is not None else None,
+    made_from = dict(mode_counts=list(MODE_COUNTS), seed=SEED, glass=file_sha256(path),
+                     model=model_sha256 if model is not None else None,
                      gbt=gbt[1] if gbt is not None else None)
     if isinstance(stored, dict) and same_value(stored.get("made_from"), made_from):
         return stored["values"]
@@ -977,8 +971,9 @@ def summarise(glasses):
     if missing:
         raise RuntimeError(f"results missing for {missing[:5]}; run again to finish them")
     model = load_model(MODEL)
+    model_sha256 = file_sha256(MODEL) if model is not None else None   # once, not per glass
     gbt = gbt_indicator() if not GLASSES.strip() else None
-    indicators = {g: glass_indicators(g, p, model, gbt) for g, p in glasses}
+    indicators = {g: glass_indicators(g, p, model, gbt, model_sha256) for g, p in glasses}
     events = [(g, r) for (g, d), r in results.items() if r["status"] == "yielded"]
     table = score_events(events, indicators)
     strains = np.array([r["event_strain"] for _, r in events])
@@ -993,7 +988,7 @@ def summarise(glasses):
                           max=float(strains.max()) if len(strains) else None),
         seconds_per_direction=float(np.mean([r["seconds"] for r in results.values()])),
         model=MODEL if model is not None else None,
-        model_sha256=file_digest(MODEL) if model is not None else None,
+        model_sha256=model_sha256,
         scores={k: {kk: vv for kk, vv in v.items() if kk != "per_event_percentile"}
                 for k, v in table.items()},
         protocol=protocol(), constants=constants_of(globals()))

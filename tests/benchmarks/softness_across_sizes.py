@@ -20,7 +20,6 @@ local-Hessian baseline) per size with that share beside it. Spectra are cached i
 (resumable; keyed by the glass file's bytes), and the prediction's time and the process's peak
 memory are recorded per glass.
 """
-import hashlib
 import json
 import os
 import resource
@@ -33,7 +32,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, _ROOT)
 
 from glass_io import (apply_overrides, atomic_write_bytes, atomic_write_pickle,  # noqa: E402
-                      load_glass, safe_load_pickle)
+                      file_sha256, load_glass, safe_load_pickle)
 
 MODEL = "hybrid_physics_best.pth"   # train.py's model ("" or missing: labels and baselines only)
 RESULTS_FILE = "results.json"   # train.py's results: its split names the test glasses
@@ -70,8 +69,7 @@ def labels_by_mode_count(path, snap, counts):
     from validate_rearrangements import system_of
     n_atoms = len(snap["positions"])
     counts = [n for n in counts if n < 3 * n_atoms - 3]
-    with open(path, "rb") as fh:
-        key = hashlib.sha256(fh.read()).hexdigest()[:16]
+    key = file_sha256(path)[:16]
     cache = os.path.join(CACHE_DIR, f"{os.path.splitext(os.path.basename(path))[0]}_{key}.pkl")
     if os.path.exists(cache):
         stored = safe_load_pickle(cache)
