@@ -55,6 +55,13 @@ ROTATION_SHORTCUT = False       # True: build one graph per base and let it stan
 N_TEST = 18                     # base glasses held out for the final test (seed: 18 of 120)
 N_VAL = 12                      # base glasses for model selection and early stopping
 SEED = 0                        # split, initialisation, batch order
+LABEL_MODES = 0                 # softness label: 0 = the one stored in the glasses (the seed's S
+                                # over generate_glass_data's N_SOFT_MODES = 10 modes); n > 0 = S_i
+                                # over the n softest non-trivial modes of each base glass's Hessian,
+                                # computed here once (~2 s per 1000-atom glass at n = 100) and cached
+                                # in DATA_DIR/LABELS_SUBDIR. 100 modes are learnt better (R 0.78) and
+                                # locate rearrangements better (README, validate_rearrangements.py)
+LABELS_SUBDIR = "labels"
 CUTOFF = 2.5                    # sigma_AA, graph and radial-basis cutoff (absolute)
 
 # --- architecture (seed "Hyperparameters") ---
@@ -270,6 +277,51 @@ def glass_graph(snap, cutoff=None):
 
 
 # ================================ data ===========================================================
+def load_glass_label(path):
+    from glass_io import load_glass
+    return np.asarray(load_glass(path)["softness_score"])
+
+
+def softness_over_modes(n_modes, bases):
+    """S_i over the n_modes softest non-trivial modes of each base glass {index: path}: the
+    sparse Hessian of its inherent structure, its lowest modes (three zero modes checked) and
+    softness_from_modes, generate_glass_data's path. As a check that a file is the glass its
+    copies were made from, the stored label is recomputed from the same modes (to 1e-8).
+    Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass file's content and n_modes."""
+    import generate_glass_data as ggd
+    from glass_io import atomic_write_pickle, file_sha256, load_glass, safe_load_pickle
+    from tqdm import tqdm
+    out = {}
+    for b, path in tqdm(sorted(bases.items()), desc=f"S over {n_modes} modes", unit="glass",
+                        disable=os.environ.get("RANK", "0") != "0"):
+        name = os.path.basename(path).replace(".pkl", "")
+        cache = os.path.join(DATA_DIR, LABELS_SUBDIR, f"{name}_S{n_modes}.pkl")
+        made_from = dict(glass=file_sha256(path), n_modes=n_modes)
+        stored = safe_load_pickle(cache) if os.path.exists(cache) else None
+        if isinstance(stored, dict) and stored.get("made_from") == made_from:
+            out[b] = stored["softness"]
+            continue
+        snap = load_glass(path)
+        p = snap["parameters"]
+        n_stored = int(p.get("n_soft_modes") or ggd.N_SOFT_MODES)
+        system = dict(box=snap["box_size"], species=snap["species"], sigma=p["sigma"],
+                      epsilon=p["epsilon"], r_onset=p["r_onset"], r_cutoff=p["r_cutoff"])
+        positions = np.asarray(snap["positions"], np.float64)
+        h, _ = ggd.hessian(positions, system)
+        vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + max(n_modes, n_stored), positions,
+                                      float(snap["box_size"]))
+        ggd.check_modes(vals)
+        again = ggd.softness_from_modes(vecs, n_soft=n_stored)
+        if np.abs(again - snap["softness_score"]).max() > 1e-8:
+            raise SystemExit(f"error: {path}: its stored softness_score is not S over its "
+                             f"{n_stored} softest modes (max deviation "
+                             f"{np.abs(again - snap['softness_score']).max():.2e}); "
+                             "regenerate it")
+        out[b] = ggd.softness_from_modes(vecs, n_soft=n_modes)
+        atomic_write_pickle(cache, dict(softness=out[b], made_from=made_from))
+    return out
+
+
 def load_dataset():
     """The glasses of augment_data.py's manifest (rotation < N_ROTATIONS of every base it lists)
     as graphs, grouped by base glass, and what the data says about itself: the atom count, the
@@ -296,6 +348,16 @@ def load_dataset():
     if strays:
         print(f"note: {len(strays)} files in {aug_dir} are not in its manifest and are not used "
               f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''})")
+    relabelled = {}
+    if LABEL_MODES:
+        from augment_data import base_files
+        files = dict(base_files(DATA_DIR))
+        missing = sorted(set(used) - set(files))
+        if missing:
+            raise SystemExit(f"error: LABEL_MODES={LABEL_MODES} needs the base glasses of "
+                             f"{aug_dir}, but {DATA_DIR} lacks bases {missing[:5]}")
+        relabelled = softness_over_modes(LABEL_MODES, {b: files[b] for b in used})
+        base_labels = {b: load_glass_label(files[b]) for b in used}
     by_base, content, labels, densities = {}, {}, set(), []
     for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass",
                          disable=os.environ.get("RANK", "0") != "0"):     # rank 0 under torchrun
@@ -307,6 +369,11 @@ def load_dataset():
                 snap = load_augmented(path, n_atoms)
             except GlassFileError as err:
                 raise SystemExit(f"error: {err}")
+            if relabelled:      # a rotation keeps the atoms' order and every mode's weights
+                if not np.array_equal(snap["softness_score"], base_labels[b]):
+                    raise SystemExit(f"error: {path} is not a rotated copy of base glass {b} "
+                                     f"({files[b]}): their labels differ; rerun augment_data.py")
+                snap["softness_score"] = relabelled[b]
             for key in ("positions", "species", "cell", "softness_score", "eigenvalues"):
                 base_hash.update(np.ascontiguousarray(snap[key]).tobytes())
             labels.add(snap["parameters"].get("n_soft_modes"))
@@ -327,7 +394,9 @@ def load_dataset():
     # the fingerprint is of what the model sees (coordinates, cell, labels, features), not of
     # the files' bytes: a glass remade identically (other timings recorded) is the same data
     fingerprint = hashlib.sha256(json.dumps(sorted(content.items())).encode()).hexdigest()
-    info = dict(n_atoms=n_atoms, n_soft_modes=labels.pop(), data_fingerprint=fingerprint,
+    stored_modes = labels.pop()
+    info = dict(n_atoms=n_atoms, n_soft_modes=LABEL_MODES or stored_modes,
+                data_fingerprint=fingerprint,
                 n_bases=len(by_base), n_rotations=N_ROTATIONS,
                 density_range=[min(densities), max(densities)], glasses=content)
     return dict(sorted(by_base.items())), info
@@ -601,7 +670,7 @@ def config():
     """The settings a checkpoint must share to be resumed (not: how long, how fast or where)."""
     return {k: v for k, v in constants_of(globals()).items()
             if k not in ("EPOCHS", "OUT_DIR", "DATA_DIR", "NUM_THREADS", "TIME_LIMIT_MIN",
-                         "FAST_KERNELS", "DEVICE", "BASELINES_ONLY")}
+                         "FAST_KERNELS", "DEVICE", "BASELINES_ONLY", "LABELS_SUBDIR")}
 
 
 def config_mismatch(saved, current):

@@ -98,6 +98,9 @@ MODE_COUNTS = (10, 30, 100)     # softness over this many lowest non-trivial Hes
                                 # vibrality sums over the largest count (1/omega^2 weights the
                                 # lowest modes, so the truncation is a small correction)
 MODEL = "hybrid_physics_best.pth"   # train.py's model; skipped with a note when absent
+MORE_MODELS = ""                # other train.py models scored beside it, comma list of name=path
+                                # (e.g. s100=s100/hybrid_physics_best.pth, trained with
+                                # --LABEL_MODES=100): indicator "model_<name>"
 N_BOOTSTRAP = 10000             # bootstrap resamples of the glasses (events of one glass correlate)
 SEED = 0                        # random indicator and bootstrap
 
@@ -667,12 +670,12 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
 
 
 # ================================ indicators and scores ===========================================
-def indicators_of(snap, seed=0, model=None, gbt=None):
+def indicators_of(snap, seed=0, models=None, gbt=None):
     """Per-atom indicators of the unstrained inherent structure, higher = predicted softer:
     S_n over the n lowest non-trivial modes (n in MODE_COUNTS), vibrality
     sum_k |e_k(i)|^2 / lambda_k over the same (largest) set of modes, -lambda_1 of the local
-    Hessian (stored), random, the model's prediction when `model` (load_model) is given and
-    train.py's gradient-boosted trees when `gbt` (gbt_indicator) is."""
+    Hessian (stored), random, each model's prediction ({indicator name: load_model(...)}) and
+    train.py's gradient-boosted trees when `gbt` (gbt_indicator) is given."""
     system = system_of(snap)
     positions = np.asarray(snap["positions"], np.float64)
     h, local = ggd.hessian(positions, system)
@@ -685,10 +688,40 @@ def indicators_of(snap, seed=0, model=None, gbt=None):
     out["vibrality"] = np.sum(vib.sum(axis=1) / vals[ggd.N_ZERO_MODES:], axis=1)
     out["-lambda_1"] = -np.asarray(snap["eigenvalues"], np.float64)[:, 0]
     out["random"] = np.random.default_rng(seed).random(len(positions))
-    if model is not None:
-        out["model"] = model_prediction(model, snap)
+    for name, model in (models or {}).items():
+        out[name] = model_prediction(model, snap)
     if gbt is not None:
         out["gbt"] = gbt_prediction(gbt, snap)
+    return out
+
+
+def scored_models():
+    """{indicator name: (model, sha256 of its file)}: MODEL as "model" (skipped with a note when
+    absent), each name=path of MORE_MODELS as "model_<name>" (an error when absent: asked for)."""
+    models = {}
+    model = load_model(MODEL)
+    if model is not None:
+        models["model"] = (model, file_sha256(MODEL))   # hashed once, not per glass
+    for name, path in more_models().items():
+        import torch
+        import train
+        models[f"model_{name}"] = (train.load_trained_model(path, torch.device("cpu")),
+                                   file_sha256(path))
+    return models
+
+
+def more_models():
+    """MORE_MODELS as {name: path}; a malformed entry or a missing file is an error (checked
+    before any shear is run)."""
+    out = {}
+    for item in filter(None, (x.strip() for x in MORE_MODELS.split(","))):
+        name, sep, path = (t.strip() for t in item.partition("="))
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_]+", name) or not path:
+            raise GlassFileError(f"MORE_MODELS: {item!r} is not name=path (name: letters, "
+                                 "digits, _)")
+        if not os.path.exists(path):
+            raise GlassFileError(f"{path}: model file not found (MORE_MODELS {name})")
+        out[name] = path
     return out
 
 
@@ -902,20 +935,22 @@ def run_tasks(tasks, overrides):
     bar.close()
 
 
-def glass_indicators(name, path, model, gbt, model_sha256=None):
+def glass_indicators(name, path, models, gbt):
     """Indicators of one glass, cached in OUT_DIR/indicators. The cache names what made it (the
-    glass file's content, model_sha256 of the model file, the trees' training glasses' content),
-    so a retrained model or another split recomputes it instead of scoring stale predictions."""
+    glass file's content, each model file's content (models: scored_models()), the trees'
+    training glasses' content), so a retrained model or another split recomputes it instead of
+    scoring stale predictions."""
     cache = os.path.join(OUT_DIR, "indicators", f"{name}.pkl")
     stored = safe_load_pickle(cache) if os.path.exists(cache) else None
     made_from = dict(mode_counts=list(MODE_COUNTS), seed=SEED, glass=file_sha256(path),
-                     model=model_sha256 if model is not None else None,
+                     models={k: sha for k, (_, sha) in models.items()},
                      gbt=gbt[1] if gbt is not None else None)
     if isinstance(stored, dict) and same_value(stored.get("made_from"), made_from):
         return stored["values"]
     snap = load_glass(path)
     index = int(re.search(r"(\d+)$", name)[1]) if re.search(r"(\d+)$", name) else 0
-    values = indicators_of(snap, seed=SEED * 100003 + index, model=model, gbt=gbt)
+    values = indicators_of(snap, seed=SEED * 100003 + index,
+                           models={k: m for k, (m, _) in models.items()}, gbt=gbt)
     atomic_write_pickle(cache, dict(values=values, made_from=made_from))
     return values
 
@@ -970,10 +1005,11 @@ def summarise(glasses):
     missing = [f"{g} {d}" for (g, d), r in results.items() if r is None]
     if missing:
         raise RuntimeError(f"results missing for {missing[:5]}; run again to finish them")
-    model = load_model(MODEL)
-    model_sha256 = file_sha256(MODEL) if model is not None else None   # once, not per glass
+    models = scored_models()
+    if GLASSES.strip():
+        print("note: GLASSES given, so no train.py split: the trees baseline is not scored")
     gbt = gbt_indicator() if not GLASSES.strip() else None
-    indicators = {g: glass_indicators(g, p, model, gbt, model_sha256) for g, p in glasses}
+    indicators = {g: glass_indicators(g, p, models, gbt) for g, p in glasses}
     events = [(g, r) for (g, d), r in results.items() if r["status"] == "yielded"]
     table = score_events(events, indicators)
     strains = np.array([r["event_strain"] for _, r in events])
@@ -987,8 +1023,10 @@ def summarise(glasses):
                           min=float(strains.min()) if len(strains) else None,
                           max=float(strains.max()) if len(strains) else None),
         seconds_per_direction=float(np.mean([r["seconds"] for r in results.values()])),
-        model=MODEL if model is not None else None,
-        model_sha256=model_sha256,
+        model=MODEL if "model" in models else None,
+        model_sha256=models["model"][1] if "model" in models else None,
+        more_models={k: dict(file=v, sha256=models[f"model_{k}"][1])
+                     for k, v in more_models().items()},
         scores={k: {kk: vv for kk, vv in v.items() if kk != "per_event_percentile"}
                 for k, v in table.items()},
         protocol=protocol(), constants=constants_of(globals()))
@@ -1020,6 +1058,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     try:
         glasses = glass_list()
+        more_models()
         directions = [d.strip() for d in DIRECTIONS.split(",")]
         for d in directions:
             parse_direction(d)

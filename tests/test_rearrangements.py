@@ -228,6 +228,33 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     second = safe_load_pickle(str(cache))
     assert second["made_from"]["gbt"] != first["made_from"]["gbt"]
     assert not np.allclose(second["values"]["gbt"], first["values"]["gbt"])
+    # a second model (MORE_MODELS name=path) is scored beside MODEL, as predict.py sees it
+    import torch
+    import predict
+    import train
+    from conftest import SMALL
+    torch.manual_seed(0)
+    net = train.HybridPhysicsTransformer(**SMALL)
+    y, x = torch.tensor(tiny_glass["softness_score"]), torch.tensor(tiny_glass["eigenvalues"])
+    scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
+                   y_std=y.std().float())
+    info = dict(n_atoms=200, n_soft_modes=100, data_fingerprint="test", density_range=[1.2, 1.2])
+    model_path = tmp_path / "s100.pth"
+    train.save_torch(str(model_path), train.model_file(net, scaling, 0, info,
+                                                       dict(commit="test", config={})))
+    monkeypatch.setattr(vr, "MORE_MODELS", "")
+    summary = vr.main(args + [f"--MORE_MODELS=s100={model_path}"])
+    assert summary["scores"]["model_s100"]["n_events"] == 1
+    assert summary["more_models"]["s100"]["file"] == str(model_path)
+    third = safe_load_pickle(str(cache))
+    loaded = train.load_trained_model(str(model_path))
+    expected = predict.predicted_softness(
+        *loaded, dict(species=np.asarray(tiny_glass["species"]), box=tiny_glass["box_size"]),
+        dict(positions=tiny_glass["positions"], eigenvalues=tiny_glass["eigenvalues"]),
+        torch.device("cpu"))
+    np.testing.assert_allclose(third["values"]["model_s100"], expected, rtol=1e-6)
+    with pytest.raises(SystemExit, match="MORE_MODELS"):
+        vr.main(args + ["--MORE_MODELS=s100"])
     np.testing.assert_array_equal(second["values"]["S10"], first["values"]["S10"])
 
 

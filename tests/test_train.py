@@ -319,3 +319,46 @@ def test_missing_fused_kernels_warn_at_start_not_after_an_epoch(train, tmp_path,
     with pytest.warns(UserWarning, match=r"fused CPU kernels unavailable \(no OpenMP"), \
             pytest.raises(SystemExit, match="no augmented data set"):
         _run(train, _args(tmp_path / "nothing", tmp_path / "o", 1) + ["--DEVICE=cpu"])
+
+
+def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, tiny_glass):
+    """LABEL_MODES = n trains on S over the n softest modes, computed from each base glass's
+    Hessian (checked here against a dense diagonalisation), copied to its rotations, cached;
+    a base whose stored label is not its own S10 is refused."""
+    import augment_data
+    import generate_glass_data as ggd
+    d = tmp_path / "true_labels"
+    names = [f"glass_data_{b:03d}.pkl" for b in range(3)]
+    for name in names:
+        atomic_write_pickle(d / name, dict(tiny_glass))
+    write_metadata(d, names, 200)
+    saved_aug = glass_io.constants_of(vars(augment_data))
+    try:
+        augment_data.main([f"--DATA_DIR={d}", "--N_ROTATIONS=2"])
+    finally:
+        vars(augment_data).update(saved_aug)
+    p = tiny_glass["parameters"]
+    system = dict(box=tiny_glass["box_size"], species=tiny_glass["species"], sigma=p["sigma"],
+                  epsilon=p["epsilon"], r_onset=p["r_onset"], r_cutoff=p["r_cutoff"])
+    vals, vecs = np.linalg.eigh(ggd.hessian(tiny_glass["positions"], system)[0].toarray())
+    s30 = (vecs[:, 3:33].reshape(200, 3, 30) ** 2).sum(axis=(1, 2))
+    assert np.abs(s30 - tiny_glass["softness_score"]).max() > 0.1     # another label indeed
+    saved = glass_io.constants_of(vars(train))
+    try:
+        vars(train).update(DATA_DIR=str(d), N_ROTATIONS=2, LABEL_MODES=30)
+        data, info = train.load_dataset()
+        assert info["n_soft_modes"] == 30 and sorted(data) == [0, 1, 2]
+        for graphs in data.values():
+            assert len(graphs) == 2
+            for g in graphs:
+                assert np.abs(g.y.numpy() - s30).max() < 1e-6
+        assert len(list((d / "labels").glob("*_S30.pkl"))) == 3
+        again, info_again = train.load_dataset()               # from the cache, the same
+        assert info_again["data_fingerprint"] == info["data_fingerprint"]
+        vars(train).update(LABEL_MODES=0)
+        assert train.load_dataset()[1]["data_fingerprint"] != info["data_fingerprint"]
+        vars(train).update(DATA_DIR=str(dataset), LABEL_MODES=30)   # labels tiny * (1 + 0.1 b)
+        with pytest.raises(SystemExit, match="is not S over its 10 softest modes"):
+            train.load_dataset()
+    finally:
+        vars(train).update(saved)
