@@ -55,8 +55,9 @@ generate_glass_data.energy_and_forces. LAMMPS_PAIR="lepton" times that exact pot
 (slower per pair: an interpreted expression).
 
 One core (THREADS = 1): before JAX is imported, every thread of the process is pinned to core
-CPU (os.sched_setaffinity; threads started later inherit it), and XLA is told to use one thread
-(XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1). LAMMPS runs as
+CPU (os.sched_setaffinity; threads started later inherit it), and XLA's Eigen ops run on one
+thread (XLA_FLAGS=--xla_cpu_multi_thread_eigen=false; not intra_op_parallelism_threads=1, which
+deadlocked the k-d tree rebuild at 10^4 atoms: see pin_threads). LAMMPS runs as
 one MPI rank without the OpenMP suffix (lj/mdf has no OpenMP variant), so it uses one thread
 whatever THREADS is; THREADS > 1 pins to cores CPU .. CPU + THREADS - 1 and leaves XLA its
 default thread pool on them.
@@ -121,7 +122,11 @@ def pin_threads(threads, cpu):
         except OSError:                       # a thread that ended meanwhile
             pass
     if threads == 1:            # more cores: XLA's default pool, which the affinity bounds
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        # single-threaded Eigen ops; not intra_op_parallelism_threads=1: with one pool thread
+        # a 10^4-atom run deadlocked (the k-d tree rebuild's pure_callback copies its input to
+        # a jax array, and that copy waits for the pool's only thread, which runs the loop
+        # waiting for the callback). The affinity keeps XLA's pool on the one core.
+        flags = "--xla_cpu_multi_thread_eigen=false"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     return sorted(cores)
