@@ -413,3 +413,13 @@ def file_sha256(path):
             return hashlib.sha256(fh.read()).hexdigest()
     except OSError as err:
         raise GlassFileError(f"{path}: cannot read ({err.strerror})") from err
+
+
+def system_of(snap):
+    """generate_glass_data's system dict (box, species, sigma, epsilon and the absolute
+    cut-offs r_onset, r_cutoff) from a snapshot's own parameters: what its Hessian is built from."""
+    p = snap["parameters"]
+    return dict(box=float(snap["box_size"]), species=np.asarray(snap["species"], np.int32),
+                sigma=np.asarray(p["sigma"], np.float64),
+                epsilon=np.asarray(p["epsilon"], np.float64),
+                r_onset=float(p["r_onset"]), r_cutoff=float(p["r_cutoff"]))

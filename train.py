@@ -289,7 +289,8 @@ def softness_over_modes(n_modes, bases):
     copies were made from, the stored label is recomputed from the same modes (to 1e-8).
     Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass file's content and n_modes."""
     import generate_glass_data as ggd
-    from glass_io import atomic_write_pickle, file_sha256, load_glass, safe_load_pickle
+    from glass_io import (atomic_write_pickle, file_sha256, load_glass, safe_load_pickle,
+                          system_of)
     from tqdm import tqdm
     out = {}
     for b, path in tqdm(sorted(bases.items()), desc=f"S over {n_modes} modes", unit="glass",
@@ -302,12 +303,9 @@ def softness_over_modes(n_modes, bases):
             out[b] = stored["softness"]
             continue
         snap = load_glass(path)
-        p = snap["parameters"]
-        n_stored = int(p.get("n_soft_modes") or ggd.N_SOFT_MODES)
-        system = dict(box=snap["box_size"], species=snap["species"], sigma=p["sigma"],
-                      epsilon=p["epsilon"], r_onset=p["r_onset"], r_cutoff=p["r_cutoff"])
+        n_stored = int(snap["parameters"].get("n_soft_modes") or ggd.N_SOFT_MODES)
         positions = np.asarray(snap["positions"], np.float64)
-        h, _ = ggd.hessian(positions, system)
+        h, _ = ggd.hessian(positions, system_of(snap))
         vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + max(n_modes, n_stored), positions,
                                       float(snap["box_size"]))
         ggd.check_modes(vals)

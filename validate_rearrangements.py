@@ -40,7 +40,7 @@ import numpy as np
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, atomic_write_pickle,
                       constants_of, exit_on_help, file_sha256, load_glass, safe_load_pickle,
-                      same_value)
+                      same_value, system_of)
 
 # ================================ constants ====================================================
 # --- shear protocol ---
@@ -242,15 +242,6 @@ class FireFailed(RuntimeError):
 
 
 # ================================ one glass under shear ==========================================
-def system_of(snap):
-    """generate_glass_data's system dict from a snapshot's own parameters (absolute cut-offs)."""
-    p = snap["parameters"]
-    return dict(box=float(snap["box_size"]), species=np.asarray(snap["species"], np.int32),
-                sigma=np.asarray(p["sigma"], np.float64), epsilon=np.asarray(p["epsilon"],
-                                                                             np.float64),
-                r_onset=float(p["r_onset"]), r_cutoff=float(p["r_cutoff"]))
-
-
 class ShearedGlass:
     """One glass sheared in one direction: relaxations at any strain, energy, stress, Hessian."""
 

@@ -32,7 +32,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, _ROOT)
 
 from glass_io import (apply_overrides, atomic_write_bytes, atomic_write_pickle,  # noqa: E402
-                      file_sha256, load_glass, safe_load_pickle)
+                      file_sha256, load_glass, safe_load_pickle, system_of)
 
 MODEL = "hybrid_physics_best.pth"   # train.py's model ("" or missing: labels and baselines only)
 RESULTS_FILE = "results.json"   # train.py's results: its split names the test glasses
@@ -66,7 +66,6 @@ def mode_counts():
 def labels_by_mode_count(path, snap, counts):
     """{n: S_n} for the counts below 3N - 3, from the rebuilt Hessian (cached by file content)."""
     import generate_glass_data as ggd
-    from validate_rearrangements import system_of
     n_atoms = len(snap["positions"])
     counts = [n for n in counts if n < 3 * n_atoms - 3]
     key = file_sha256(path)[:16]

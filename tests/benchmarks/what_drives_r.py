@@ -36,7 +36,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, _ROOT)
 
 from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)
-from glass_io import apply_overrides, atomic_write_bytes, load_glass, or_constants  # noqa: E402
+from glass_io import (apply_overrides, atomic_write_bytes, load_glass, or_constants,  # noqa: E402
+                      system_of)
 
 DATA_DIR = os.path.join(_ROOT, "data")
 OUT_FILE = "what_drives_r.json"   # in DATA_DIR
@@ -49,12 +50,6 @@ TRAIN_MODEL = True              # also train the hybrid model per label (EPOCHS 
 EPOCHS = 15                     # passes over one copy of each training base, per label
 BATCH_SIZE = 4
 LR = 5e-4
-
-
-def system_of(snap):
-    p = snap["parameters"]
-    return dict(box=snap["box_size"], species=snap["species"], sigma=p["sigma"],
-                epsilon=p["epsilon"], r_onset=p["r_onset"], r_cutoff=p["r_cutoff"])
 
 
 def spectrum(path, snap, cache_dir):
