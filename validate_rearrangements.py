@@ -836,8 +836,26 @@ def score_events(events, indicators, n_boot=None, seed=None):
             hit_percentile=bootstrap_by_glass(pct, gid, n_boot, rng),
             hit_in_top=bootstrap_by_glass(top, gid, n_boot, rng),
             top_movers_auc=bootstrap_by_glass(auc, gid, n_boot, rng),
-            per_event_percentile=[float(p) for p in pct])
+            per_event_percentile=[float(p) for p in pct], glass_of_event=gid)
     return table
+
+
+def paired_differences(table, n_boot=None, seed=None):
+    """Each model's hit percentile minus every other indicator's, event by event (the same
+    events), mean and by-glass bootstrap 95% interval: intervals of two indicators overlap more
+    than their difference is uncertain, since both see the same hard and easy events."""
+    n_boot = N_BOOTSTRAP if n_boot is None else n_boot
+    out = {}
+    for m in sorted(k for k in table if k == "model" or k.startswith("model_")):
+        for other in sorted(table):
+            a, b = table[m], table[other]
+            if other == m or a["glass_of_event"] != b["glass_of_event"]:
+                continue
+            diff = np.subtract(a["per_event_percentile"], b["per_event_percentile"])
+            out[f"{m} - {other}"] = bootstrap_by_glass(
+                diff, a["glass_of_event"], n_boot,
+                np.random.default_rng(SEED if seed is None else seed))
+    return out
 
 
 # ================================ pipeline ========================================================
@@ -1018,8 +1036,10 @@ def summarise(glasses):
         model_sha256=models["model"][1] if "model" in models else None,
         more_models={k: dict(file=v, sha256=models[f"model_{k}"][1])
                      for k, v in more_models().items()},
-        scores={k: {kk: vv for kk, vv in v.items() if kk != "per_event_percentile"}
+        scores={k: {kk: vv for kk, vv in v.items()
+                    if kk not in ("per_event_percentile", "glass_of_event")}
                 for k, v in table.items()},
+        paired_differences=paired_differences(table),
         protocol=protocol(), constants=constants_of(globals()))
     atomic_write_bytes(os.path.join(OUT_DIR, "rearrangements.json"),
                        json.dumps(summary, indent=2).encode())
@@ -1041,6 +1061,10 @@ def print_table(summary):
         f = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa: E731
         print(f"{name:<12} {f(row['hit_percentile']):<24} {f(row['hit_in_top']):<22} "
               f"{f(row['top_movers_auc']):<22}")
+    if summary.get("paired_differences"):
+        print("hit percentile, paired by event (model minus indicator) [by-glass 95%]:")
+        for name, t in summary["paired_differences"].items():
+            print(f"  {name:<24} {t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]")
 
 
 def main(argv=None):

@@ -157,6 +157,23 @@ def test_scores_of_known_indicators(vr):
     mean, lo, hi = vr.bootstrap_by_glass([1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], 2000,
                                          np.random.default_rng(0))
     assert mean == 0.5 and lo == 0.0 and hi == 1.0
+    # paired by event: an indicator that ranks every hit 0.1 higher differs by exactly 0.1,
+    # though the two indicators' own intervals overlap (both see the same hard glasses)
+    events, indicators = [], {}
+    for g in range(4):
+        x = rng.random(300)
+        y = x.copy()
+        indicators[f"g{g}"] = {"model": x, "S10": y}
+        for hit in rng.choice(300, size=3, replace=False):
+            y[hit] = np.quantile(x, min(1.0, vr.percentile_rank(x, hit) + 0.1))
+            events.append((f"g{g}", dict(hit=int(hit), top_movers=np.array([int(hit)]))))
+    table = vr.score_events(events, indicators, n_boot=500)
+    diff = vr.paired_differences(table, n_boot=500)
+    assert set(diff) == {"model - S10"}
+    mean, lo, hi = diff["model - S10"]
+    assert mean == pytest.approx(-0.1, abs=0.02) and hi - lo < 0.03
+    lo_s10, hi_s10 = table["S10"]["hit_percentile"][1:]
+    assert hi_s10 - lo_s10 > 3 * (hi - lo)
 
 
 def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeypatch):
