@@ -19,9 +19,11 @@ directions (+-xy, +-xz, +-yz; "xy" displaces x in proportion to y), in Lennard-J
                sheared cell), D2min, the hit (most-moved atom) and the top-1% movers
   6. score     indicators of the unstrained inherent structure (softness over 10/30/100 modes,
                vibrality, -lambda_1 of the local Hessian, random, the model's prediction when
-               MODEL exists, train.py's gradient-boosted trees when its split is read):
-               percentile of the hit, share of hits in the top 5%, ROC AUC of the top-1%
-               movers, bootstrap 95% intervals resampling glasses
+               MODEL exists, each of MORE_MODELS (e.g. one trained with --LABEL_MODES=100),
+               train.py's gradient-boosted trees when its split is read): percentile of the hit,
+               share of hits in the top 5%, ROC AUC of the top-1% movers, bootstrap 95%
+               intervals resampling glasses, and each model's difference to every indicator
+               paired by event
 
 Input: the test glasses of train.py's split (RESULTS_FILE 'split' -> 'test' -> DATA_DIR's base
 glasses), or GLASSES, a comma list of .pkl paths (runs without training). One result file per
@@ -29,6 +31,7 @@ glasses), or GLASSES, a comma list of .pkl paths (runs without training). One re
 stopped; a direction that does not yield by MAX_STRAIN, or whose FIRE fails, is recorded as such.
 
     python validate_rearrangements.py [--GLASSES=a.pkl,b.pkl] [--N_WORKERS=2] [--OUT_DIR=...]
+        [--MORE_MODELS=s100=s100/hybrid_physics_best.pth]
 """
 import json
 import multiprocessing as mp
