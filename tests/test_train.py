@@ -90,16 +90,12 @@ def test_split_is_by_base_and_disjoint(train):
         train.split_bases(list(range(5)), n_test=3, n_val=2)
 
 
-@pytest.fixture()
-def dataset(tmp_path, tiny_glass):
-    """5 base glasses (copies of the tiny one, labels perturbed per base) listed in metadata.pkl,
-    2 rotations each written by augment_data.py, with its manifest, as the pipeline does."""
+def augmented_set(d, snaps):
+    """The base glasses `snaps` listed in metadata.pkl, 2 rotations each written by
+    augment_data.py, with its manifest, as the pipeline does."""
     import augment_data
-    d = tmp_path / "data"
-    names = [f"glass_data_{b:03d}.pkl" for b in range(5)]
-    for b, name in enumerate(names):
-        snap = dict(tiny_glass)
-        snap["softness_score"] = tiny_glass["softness_score"] * (1 + 0.1 * b)
+    names = [f"glass_data_{b:03d}.pkl" for b in range(len(snaps))]
+    for name, snap in zip(names, snaps):
         atomic_write_pickle(d / name, snap)
     write_metadata(d, names, 200)
     saved = glass_io.constants_of(vars(augment_data))
@@ -108,6 +104,14 @@ def dataset(tmp_path, tiny_glass):
     finally:
         vars(augment_data).update(saved)
     return d
+
+
+@pytest.fixture()
+def dataset(tmp_path, tiny_glass):
+    """5 base glasses: copies of the tiny one, labels perturbed per base (tiny * (1 + 0.1 b))."""
+    return augmented_set(tmp_path / "data", [
+        dict(tiny_glass, softness_score=tiny_glass["softness_score"] * (1 + 0.1 * b))
+        for b in range(5)])
 
 
 def _args(data, out, epochs):
@@ -325,18 +329,8 @@ def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, 
     """LABEL_MODES = n trains on S over the n softest modes, computed from each base glass's
     Hessian (checked here against a dense diagonalisation), copied to its rotations, cached;
     a base whose stored label is not its own S10 is refused."""
-    import augment_data
     import generate_glass_data as ggd
-    d = tmp_path / "true_labels"
-    names = [f"glass_data_{b:03d}.pkl" for b in range(3)]
-    for name in names:
-        atomic_write_pickle(d / name, dict(tiny_glass))
-    write_metadata(d, names, 200)
-    saved_aug = glass_io.constants_of(vars(augment_data))
-    try:
-        augment_data.main([f"--DATA_DIR={d}", "--N_ROTATIONS=2"])
-    finally:
-        vars(augment_data).update(saved_aug)
+    d = augmented_set(tmp_path / "true_labels", [dict(tiny_glass)] * 3)
     p = tiny_glass["parameters"]
     system = dict(box=tiny_glass["box_size"], species=tiny_glass["species"], sigma=p["sigma"],
                   epsilon=p["epsilon"], r_onset=p["r_onset"], r_cutoff=p["r_cutoff"])
