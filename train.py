@@ -277,16 +277,12 @@ def glass_graph(snap, cutoff=None):
 
 
 # ================================ data ===========================================================
-def load_glass_label(path):
-    from glass_io import load_glass
-    return np.asarray(load_glass(path)["softness_score"])
-
-
 def softness_over_modes(n_modes, bases):
     """S_i over the n_modes softest non-trivial modes of each base glass {index: path}: the
     sparse Hessian of its inherent structure, its lowest modes (three zero modes checked) and
     softness_from_modes, generate_glass_data's path. As a check that a file is the glass its
     copies were made from, the stored label is recomputed from the same modes (to 1e-8).
+    Returns {index: (stored label, S over n_modes)}, each glass file read at most once.
     Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass file's content and n_modes."""
     import generate_glass_data as ggd
     from glass_io import (atomic_write_pickle, file_sha256, load_glass, safe_load_pickle,
@@ -299,8 +295,9 @@ def softness_over_modes(n_modes, bases):
         cache = os.path.join(DATA_DIR, LABELS_SUBDIR, f"{name}_S{n_modes}.pkl")
         made_from = dict(glass=file_sha256(path), n_modes=n_modes)
         stored = safe_load_pickle(cache) if os.path.exists(cache) else None
-        if isinstance(stored, dict) and stored.get("made_from") == made_from:
-            out[b] = stored["softness"]
+        if (isinstance(stored, dict) and stored.get("made_from") == made_from
+                and "stored_label" in stored):         # (an older cache lacks it: recomputed)
+            out[b] = stored["stored_label"], stored["softness"]
             continue
         snap = load_glass(path)
         n_stored = int(snap["parameters"].get("n_soft_modes") or ggd.N_SOFT_MODES)
@@ -309,14 +306,15 @@ def softness_over_modes(n_modes, bases):
         vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + max(n_modes, n_stored), positions,
                                       float(snap["box_size"]))
         ggd.check_modes(vals)
-        again = ggd.softness_from_modes(vecs, n_soft=n_stored)
-        if np.abs(again - snap["softness_score"]).max() > 1e-8:
+        stored_label = np.asarray(snap["softness_score"])
+        deviation = np.abs(ggd.softness_from_modes(vecs, n_soft=n_stored) - stored_label).max()
+        if deviation > 1e-8:
             raise SystemExit(f"error: {path}: its stored softness_score is not S over its "
-                             f"{n_stored} softest modes (max deviation "
-                             f"{np.abs(again - snap['softness_score']).max():.2e}); "
+                             f"{n_stored} softest modes (max deviation {deviation:.2e}); "
                              "regenerate it")
-        out[b] = ggd.softness_from_modes(vecs, n_soft=n_modes)
-        atomic_write_pickle(cache, dict(softness=out[b], made_from=made_from))
+        out[b] = stored_label, ggd.softness_from_modes(vecs, n_soft=n_modes)
+        atomic_write_pickle(cache, dict(stored_label=out[b][0], softness=out[b][1],
+                                        made_from=made_from))
     return out
 
 
@@ -355,7 +353,6 @@ def load_dataset():
             raise SystemExit(f"error: LABEL_MODES={LABEL_MODES} needs the base glasses of "
                              f"{aug_dir}, but {DATA_DIR} lacks bases {missing[:5]}")
         relabelled = softness_over_modes(LABEL_MODES, {b: files[b] for b in used})
-        base_labels = {b: load_glass_label(files[b]) for b in used}
     by_base, content, labels, densities = {}, {}, set(), []
     for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass",
                          disable=os.environ.get("RANK", "0") != "0"):     # rank 0 under torchrun
@@ -368,10 +365,11 @@ def load_dataset():
             except GlassFileError as err:
                 raise SystemExit(f"error: {err}")
             if relabelled:      # a rotation keeps the atoms' order and every mode's weights
-                if not np.array_equal(snap["softness_score"], base_labels[b]):
+                base_label, new_label = relabelled[b]
+                if not np.array_equal(snap["softness_score"], base_label):
                     raise SystemExit(f"error: {path} is not a rotated copy of base glass {b} "
                                      f"({files[b]}): their labels differ; rerun augment_data.py")
-                snap["softness_score"] = relabelled[b]
+                snap["softness_score"] = new_label
             for key in ("positions", "species", "cell", "softness_score", "eigenvalues"):
                 base_hash.update(np.ascontiguousarray(snap[key]).tobytes())
             labels.add(snap["parameters"].get("n_soft_modes"))

@@ -696,11 +696,8 @@ def scored_models():
     model = load_model(MODEL)
     if model is not None:
         models["model"] = (model, file_sha256(MODEL))   # hashed once, not per glass
-    for name, path in more_models().items():
-        import torch
-        import train
-        models[f"model_{name}"] = (train.load_trained_model(path, torch.device("cpu")),
-                                   file_sha256(path))
+    for name, path in more_models().items():         # present: more_models checked
+        models[f"model_{name}"] = (load_model(path), file_sha256(path))
     return models
 
 
