@@ -83,13 +83,15 @@ NEIGHBOUR_LIST = "kdtree"       # how the list is rebuilt: "kdtree", scipy's per
                                 # host, called from the compiled loop, O(N log N); "jax", jax-md's
                                 # brute force, O(N^2) time and memory (7 GB at N = 10^4). The same
                                 # pairs in the same order, so the same glass bit for bit (tested)
-FORCE_KERNEL = "grad"           # how the compiled phases get forces: "grad", -jax.grad of the
-                                # pair energy on a half (OrderedSparse) list, whose backward pass
-                                # is a scatter-add (slow in XLA on CPU); "dense", explicit pair
+FORCE_KERNEL = "dense"          # how the compiled phases get forces: "dense", explicit pair
                                 # forces on a Dense list (N x neighbours, every pair in both rows):
-                                # a gather and a sum along the rows, no scatter, twice the pairs.
+                                # a gather and a sum along the rows, no scatter, twice the pairs;
+                                # "grad", -jax.grad of the pair energy on a half (OrderedSparse)
+                                # list, whose backward pass is a scatter-add (slow in XLA on CPU;
+                                # the default until Nov 2026: 2.6x slower generation, report 13.4).
                                 # The same potential summed in another order: the glass differs by
-                                # round-off, so "dense" is recorded in the protocol ("grad" not)
+                                # round-off, so the kernel is recorded in the protocol unless it is
+                                # "grad" (glasses made before the flip keep their protocol hash)
 
 # --- Hessian and labels ---
 N_SOFT_MODES = 10               # softness sums |v_k(i)|^2 over modes 4..13 (seed); sum_i S_i = N_SOFT_MODES

@@ -115,16 +115,18 @@ def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkey
     assert abs(glass["energy"] / n - tiny_glass["energy"] / n) < 0.05
 
 
-def test_force_kernel_is_recorded_in_the_protocol_unless_default(ggd, monkeypatch):
-    """The default is left out (the existing glasses keep their protocol hash); "dense" is in,
-    so a diverse set made with one is not taken for one made with the other."""
+def test_force_kernel_is_recorded_in_the_protocol_unless_grad(ggd, monkeypatch):
+    """"grad" (the kernel of the glasses made before the default became "dense") is left out, so
+    those glasses keep their protocol hash; "dense" is in, so a diverse set made with one is not
+    taken for one made with the other."""
     import generate_diverse_data as gdd
-    assert "FORCE_KERNEL" not in ggd.protocol_constants()
-    _, default_hash = gdd.glass_protocol(ggd)
-    monkeypatch.setattr(ggd, "FORCE_KERNEL", "dense")
+    assert ggd.FORCE_KERNEL == "dense"
     assert ggd.protocol_constants()["FORCE_KERNEL"] == "dense"
-    protocol, dense_hash = gdd.glass_protocol(ggd)
-    assert dense_hash != default_hash
+    _, dense_hash = gdd.glass_protocol(ggd)
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")
+    assert "FORCE_KERNEL" not in ggd.protocol_constants()
+    _, grad_hash = gdd.glass_protocol(ggd)
+    assert dense_hash != grad_hash
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "scatter")
     with pytest.raises(ValueError, match="FORCE_KERNEL"):
         ggd.list_format()
