@@ -307,7 +307,7 @@ class NeighbourList:
         return lax.cond(moved, rebuild, lambda p, nb: nb, position, nbrs)
 
 
-def dense_pair_forces(pair, box):
+def dense_pair_forces(pair, box, cell=None):
     """Forces in the cubic box on a Dense list: F_i = sum_j phi'(|r_ij|) r_ij / |r_ij| over row i,
     r_ij = R_j - R_i (minimum image), phi' by forward-mode differentiation of the same pair
     function, sigma and epsilon of the slot's species pair. A gather and a sum along the rows:
@@ -317,15 +317,23 @@ def dense_pair_forces(pair, box):
     3-wide inner axis does not vectorise), the periodic wrap by rounding (jax-md's jnp.mod is a
     slow fmod) and the species pair's parameters by selects on each atom's row of the tables
     (not a 2-d gather per slot): 3-4x faster at N = 256 than the same sums written on (N, M, 3)
-    arrays with jax-md's displacement and parameter look-ups (measured, one core)."""
+    arrays with jax-md's displacement and parameter look-ups (measured, one core).
+    With `cell` (a general periodic cell T, columns the cell vectors: validate_rearrangements'
+    sheared box) the positions are fractions s and r_ij = T (s_ij - round(s_ij)), still in planes;
+    the forces are real-space ones (what FIRE's velocities are)."""
+
+    def minimum_image(x, idx):                          # r_ij as three (N, M) planes
+        d = x[:, idx] - x[:, :, None]
+        if cell is None:
+            return d - box * jnp.round(d / box)
+        d = d - jnp.round(d)
+        return jnp.stack([sum(cell[a, b] * d[b] for b in range(3)) for a in range(3)])
 
     def forces(position, neighbor, species, sigma, epsilon, **unused):
         n = position.shape[0]
         idx = neighbor.idx
         mask = idx < n                                  # padding is N, as in jax-md
-        x = position.T                                  # (3, N)
-        dr = x[:, idx] - x[:, :, None]                  # r_ij, (3, N, M)
-        dr = dr - box * jnp.round(dr / box)
+        dr = minimum_image(position.T, idx)             # r_ij, (3, N, M)
         r = jnp.sqrt(jnp.where(mask, dr[0] ** 2 + dr[1] ** 2 + dr[2] ** 2, 1))   # padding: 1
         s_j = species[idx]
 
@@ -345,17 +353,21 @@ def _system(box, r_list, skin, pair):
     Dense list (FORCE_KERNEL "dense"), returns the forces instead: jax-md's integrators and
     quantity.canonicalize_force take either, and the list's format is static under jit."""
     displacement, shift = space.periodic(box)
-    neighbor_fn = neighbor_list_fn(box, r_list, skin)
     metric = space.canonicalize_displacement_or_metric(displacement)
-    energy_fn = smap.pair_neighbor_list(pair, metric)
-    forces_fn = dense_pair_forces(pair, box)
+    return shift, neighbor_list_fn(box, r_list, skin), energy_or_forces(
+        smap.pair_neighbor_list(pair, metric), dense_pair_forces(pair, box))
+
+
+def energy_or_forces(energy_fn, forces_fn):
+    """The pair energy on a half (OrderedSparse) list, the forces on a Dense one: the list's
+    format is static under jit, so each compiled phase takes one branch."""
 
     def energy_or_forces(position, neighbor, **kwargs):
         if neighbor.format is partition.Dense:
             return forces_fn(position, neighbor, **kwargs)
         return energy_fn(position, neighbor=neighbor, **kwargs)
 
-    return shift, neighbor_fn, energy_or_forces
+    return energy_or_forces
 
 
 # ================================ neighbour-list bookkeeping =====================================

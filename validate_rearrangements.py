@@ -33,6 +33,7 @@ stopped; a direction that does not yield by MAX_STRAIN, or whose FIRE fails, is 
     python validate_rearrangements.py [--GLASSES=a.pkl,b.pkl] [--N_WORKERS=2] [--OUT_DIR=...]
         [--MORE_MODELS=s100=s100/hybrid_physics_best.pth]
 """
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -73,6 +74,11 @@ DISSIPATION_TOL = 1e-4          # epsilon; a step dissipating more than this is 
 SKIN = 0.3                      # sigma; neighbour-list skin (generate_glass_data's SKIN_MINIMIZE),
                                 # reduced for a small box so r_cut + skin stays below half the
                                 # sheared cell's narrowest width (the list's images stay unique)
+FORCE_KERNEL = "dense"          # FIRE's forces in the sheared cell, as generate_glass_data's
+                                # FORCE_KERNEL: "dense", explicit pair forces on a Dense list (no
+                                # scatter); "grad", -jax.grad of the energy on a half list (the
+                                # kernel until Nov 2026). The same forces to round-off, so, like
+                                # NEWTON_*, not part of a result's protocol
 PREDICTOR_MAX_MOVE = 0.05       # sigma; largest linear-response move used to start FIRE (a larger
                                 # one means a nearly singular Hessian: start affinely instead)
 NEWTON_FORCE = 1e-2             # epsilon/sigma; FIRE hands over to Newton below this max|F| (0 =
@@ -86,6 +92,10 @@ NEWTON_RETRY_FORCE = 1e-4       # epsilon/sigma; when Newton fails at NEWTON_FOR
                                 # start has no basin), FIRE goes on to this force (through the
                                 # event, into the new basin) and Newton tries again
 NEWTON_MAX_STEPS = 30           # Newton/chord steps per relaxation before falling back to FIRE
+NEWTON_FACTOR = "multifrontal"  # Cholesky factor of the pinned Hessian Newton solves with:
+                                # "multifrontal", nested_dissection.py's sparse factor (fronts
+                                # in a geometric nested-dissection order); "dense", LAPACK potrf
+                                # of the dense 3N-3 matrix (the factor until Nov 2026)
 NEWTON_MAX_MOVE = 0.02          # sigma; a larger Newton step means a nearly singular Hessian (the
                                 # state is near a fold, not a minimum's quadratic basin): FIRE
 
@@ -182,6 +192,8 @@ import scipy.linalg                                   # noqa: E402
 import scipy.sparse                                   # noqa: E402
 import scipy.sparse.linalg                            # noqa: E402
 from scipy.spatial import cKDTree                     # noqa: E402
+from nested_dissection import (MultifrontalCholesky, atom_graph,    # noqa: E402
+                               nested_dissection_tree)
 
 
 @jax.custom_jvp
@@ -220,24 +232,42 @@ def sheared_space(cell):
     return displacement, shift
 
 
-def _sheared_neighbor_fn(cell, r_list, skin):
-    """jax-md's brute-force half list in fractional coordinates; distances in the sheared cell."""
-    displacement, _ = sheared_space(cell)
-    return partition.neighbor_list(displacement, cell, r_list, skin, format=partition.OrderedSparse,
-                                   disable_cell_list=True, capacity_multiplier=1.0,
-                                   fractional_coordinates=True)
+class _ShearedNeighbours:
+    """jax-md's brute-force neighbour list in fractional coordinates, distances in the sheared
+    cell; allocated in FORCE_KERNEL's format (Dense: the forces of dense_pair_forces; half
+    OrderedSparse: jax.grad of the energy), updated in the format of the list it is given (the
+    format is static under jit). O(N^2) per rebuild, which FIRE's skin makes rare."""
+
+    def __init__(self, cell, r_list, skin):
+        self.cell, self.r_list, self.skin = cell, r_list, skin
+
+    def jax_md(self, fmt):
+        displacement, _ = sheared_space(self.cell)
+        return partition.neighbor_list(displacement, self.cell, self.r_list, self.skin,
+                                       format=fmt, disable_cell_list=True,
+                                       capacity_multiplier=1.0, fractional_coordinates=True)
+
+    def allocate(self, frac):
+        if FORCE_KERNEL not in ggd._FORMATS:
+            raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r}: expected one of "
+                             f"{tuple(ggd._FORMATS)}")
+        return self.jax_md(ggd._FORMATS[FORCE_KERNEL]).allocate(frac)
+
+    def update(self, frac, nbrs):
+        return self.jax_md(nbrs.format).update(frac, nbrs)
 
 
 def _sheared_system(params, skin):
-    """Shift, neighbour list and pair energy of the (traced) sheared cell. jax.grad of the energy
-    with respect to fractional positions is the real-space gradient (see _to_real), so FIRE's
-    velocities and forces live in real space and shift maps them back to fractions."""
+    """Shift, neighbour list and pair energy (forces, on a Dense list) of the (traced) sheared
+    cell. jax.grad of the energy with respect to fractional positions is the real-space gradient
+    (see _to_real), so FIRE's velocities and forces live in real space and shift maps them back
+    to fractions."""
     cell = params["cell"]
     displacement, shift = sheared_space(cell)
     metric = space.canonicalize_displacement_or_metric(displacement)
-    energy_fn = smap.pair_neighbor_list(ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]),
-                                        metric)
-    return shift, _sheared_neighbor_fn(cell, params["r_list"], skin), energy_fn
+    pair = ggd.smoothed_lj(params["r_onset"], params["r_cutoff"])
+    return shift, _ShearedNeighbours(cell, params["r_list"], skin), ggd.energy_or_forces(
+        smap.pair_neighbor_list(pair, metric), ggd.dense_pair_forces(pair, None, cell=cell))
 
 
 class FireFailed(RuntimeError):
@@ -262,6 +292,8 @@ class ShearedGlass:
         self.relaxations = 0
         self.newton_steps = 0         # Newton/chord solves of this object (benchmarks)
         self.newton_fallbacks = 0     # relaxations Newton left to FIRE
+        self.factors = 0              # Cholesky factors of the pinned Hessian (benchmarks)
+        self.seconds = dict(fire=0.0, factor=0.0)     # where the time goes (benchmarks)
 
     def cell(self, strain):
         return sheared_cell(self.box, self.direction, strain)
@@ -323,7 +355,7 @@ class ShearedGlass:
                  r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
         static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
                       system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
-        neighbor_fn = _sheared_neighbor_fn(jnp.asarray(cell), s["r_cutoff"], self.skin)
+        neighbor_fn = _ShearedNeighbours(jnp.asarray(cell), s["r_cutoff"], self.skin)
         r = jnp.asarray(frac, jnp.float64)
         nbrs = ggd.allocate_neighbors(neighbor_fn, r, self.capacity)
         self.capacity = nbrs.idx.shape[1]
@@ -334,17 +366,19 @@ class ShearedGlass:
         time step) carries over, so stopping early and going on is the same trajectory."""
         state, nbrs, p, static, neighbor_fn = fire
         pt = dict(p, tol=jnp.float64(tol))
+        t0 = time.perf_counter()
         while steps < MAX_FIRE_STEPS:
             if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < tol:
                 break
             n = min(ggd.CHUNK_STEPS, MAX_FIRE_STEPS - steps)
             new_state, new_nbrs, ran = ggd._fire_chunk(state, nbrs, 0, n, pt, **static)
             if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
-                self.capacity = ggd._bucket(int(nbrs.idx.shape[1] * 1.5))
+                self.capacity = ggd._capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
                 nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)
                 continue
             state, nbrs = new_state, new_nbrs
             steps += int(ran)
+        self.seconds["fire"] += time.perf_counter() - t0
         return (state, nbrs, p, static, neighbor_fn), steps
 
     # ---- Newton polish ------------------------------------------------------------------------
@@ -353,9 +387,13 @@ class ShearedGlass:
         translations are the only zero modes of a stable minimum, so the pinned Hessian is
         positive definite exactly when the state is a strict minimum), or None when it is not
         (a saddle, or singular: near a fold)."""
+        t0 = time.perf_counter()
         i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
         h, _ = ggd.hessian_from_pairs(len(frac), i, j, ggd.pair_hessian_blocks(rij, r, d1, d2))
-        return positive_definite_factor(h[3:, 3:])
+        factor = positive_definite_factor(h[3:, 3:], np.mod(frac[1:], 1.0) * self.box, self.box)
+        self.factors += 1
+        self.seconds["factor"] += time.perf_counter() - t0
+        return factor
 
     def newton_polish(self, frac, strain, factor=None):
         """Newton from `frac` to max|F| < FORCE_TOL: dx = H^-1 F with atom 0 pinned, starting from
@@ -494,11 +532,23 @@ class _Cholesky:
         return scipy.linalg.cho_solve(self.factor, b, check_finite=False)
 
 
-def positive_definite_factor(h):
-    """Cholesky factor of a symmetric matrix (sparse or dense), or None unless it is positive
-    definite. Dense LAPACK: at 2997 x 2997 (N = 1000, atom 0 pinned) the Hessian's factor fills
-    in nearly completely anyway (SuperLU's L + U hold 5.8M entries) and potrf takes 0.25-0.4 s on
-    one core against SuperLU's 0.65-0.8 s (measured, one core)."""
+def positive_definite_factor(h, positions=None, box=None):
+    """Cholesky factor of a symmetric matrix (sparse or dense) with .solve, or None unless it is
+    positive definite. With the atoms' `positions` (one row per 3 rows of h) in a periodic `box`
+    and NEWTON_FACTOR "multifrontal": nested_dissection.py's sparse multifrontal factor, the atoms
+    ordered by a geometric nested dissection of the matrix's own pattern (any positions give a
+    correct factor; near ones a sparse one). Else dense LAPACK potrf of the 2997 x 2997 matrix
+    (N = 1000). Measured with the Hessian's assembly, one core (bench_rearrangements.py, glass
+    001, 207 factors over 6 directions): 0.23 s per multifrontal factor, 0.32 s per dense one."""
+    if positions is not None and NEWTON_FACTOR == "multifrontal" and scipy.sparse.issparse(h):
+        a = h.tocsr()
+        tree = nested_dissection_tree(positions, box, atom_graph(a), ggd.ND_LEAF_ATOMS)
+        try:
+            return MultifrontalCholesky(a, tree)
+        except np.linalg.LinAlgError:
+            return None
+    if NEWTON_FACTOR not in ("multifrontal", "dense"):
+        raise ValueError(f"NEWTON_FACTOR={NEWTON_FACTOR!r}: expected 'multifrontal' or 'dense'")
     a = h.toarray() if scipy.sparse.issparse(h) else np.array(h, np.float64)
     try:
         return _Cholesky(scipy.linalg.cho_factor(a, overwrite_a=True, check_finite=False))
@@ -656,8 +706,9 @@ def shear_to_first_event(snap, direction, log=None, where="glass"):
                                "stable"), curve[order].T)),
                relaxations=glass.relaxations, fire_steps=glass.fire_steps,
                newton_solves=glass.newton_steps, newton_fallbacks=glass.newton_fallbacks,
-               checked_minima=checked,
-               seconds=time.perf_counter() - t0, skin=glass.skin,
+               checked_minima=checked, factors=glass.factors,
+               seconds=time.perf_counter() - t0, seconds_fire=glass.seconds["fire"],
+               seconds_factor=glass.seconds["factor"], skin=glass.skin,
                elastic_dissipation_max=float(max((abs(c[3]) for c in curve[1:] if c[5]),
                                                  default=0.0)))
     return out
@@ -923,6 +974,29 @@ def _worker_init(overrides):
     ggd.enable_compilation_cache(JAX_CACHE_DIR)
 
 
+@contextlib.contextmanager
+def threads_per_worker(n_workers):
+    """Spawned workers start with cores / n_workers BLAS threads (OpenBLAS, MKL, OpenMP) and, at
+    one, single-threaded XLA ops. Left at their defaults, 2 workers on 2 cores run 4 BLAS and 4
+    XLA threads: the last full run so made took 102 s per direction on average, against 59 s in
+    bench_rearrangements.py with one pinned process per core (report 12). The environment is
+    restored when the pool is done."""
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    keys = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "XLA_FLAGS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: str(threads) for k in keys[:3]})
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = f"{saved['XLA_FLAGS'] or ''} --xla_cpu_multi_thread_eigen=false"
+    try:
+        yield threads
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_tasks(tasks, overrides):
     from tqdm import tqdm
     bar = tqdm(total=len(tasks), desc="shear", unit="direction", disable=not SHOW_PROGRESS)
@@ -933,9 +1007,9 @@ def run_tasks(tasks, overrides):
             report(run_task(task))
             bar.update(1)
     else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(N_WORKERS, len(tasks)), initializer=_worker_init,
-                      initargs=(overrides,)) as pool:
+        ctx, n = mp.get_context("spawn"), min(N_WORKERS, len(tasks))
+        with threads_per_worker(n), ctx.Pool(n, initializer=_worker_init,
+                                             initargs=(overrides,)) as pool:
             for r in pool.imap_unordered(run_task, tasks):
                 report(r)
                 bar.update(1)

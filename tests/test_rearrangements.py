@@ -7,6 +7,7 @@ import itertools
 import json
 
 import numpy as np
+import scipy.sparse
 import pytest
 
 
@@ -55,11 +56,15 @@ def test_sheared_distances_equal_affinely_mapped_positions(vr, tiny_glass):
         assert close.sum() == len(i)
 
 
-def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass):
+@pytest.mark.parametrize("kernel", ["grad", "dense"])
+def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass, kernel, monkeypatch):
     """The compiled energy and forces FIRE minimises (neighbour list, fractional coordinates)
-    equal the numpy pair-list ones in a sheared cell."""
+    equal the numpy pair-list ones in a sheared cell: -jax.grad of the energy on a half list
+    ("grad"), or the explicit pair forces summed along the rows of a Dense list ("dense")."""
     import jax
     import jax.numpy as jnp
+    from jax_md import partition
+    monkeypatch.setattr(vr, "FORCE_KERNEL", kernel)
     glass = vr.ShearedGlass(tiny_glass, "-xz")
     s, cell = glass.system, jnp.asarray(glass.cell(0.15))
     p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
@@ -69,10 +74,16 @@ def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass):
     frac = jnp.asarray(glass.frac0)
     nbrs = ggd.allocate_neighbors(neighbor_fn, frac)
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
-    e = jax.jit(lambda r, nb: energy_fn(r, neighbor=nb, **kw))(frac, nbrs)
-    f = jax.jit(jax.grad(lambda r, nb: -energy_fn(r, neighbor=nb, **kw)))(frac, nbrs)
     e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
-    assert float(e) == pytest.approx(e_np, rel=1e-13)
+    if kernel == "dense":
+        assert nbrs.format is partition.Dense
+        f = jax.jit(lambda r, nb: energy_fn(r, neighbor=nb, **kw))(frac, nbrs)
+        nbrs = neighbor_fn.update(frac + 0.2, nbrs)      # a rebuild keeps the format
+        assert nbrs.format is partition.Dense and not nbrs.did_buffer_overflow
+    else:
+        e = jax.jit(lambda r, nb: energy_fn(r, neighbor=nb, **kw))(frac, nbrs)
+        f = jax.jit(jax.grad(lambda r, nb: -energy_fn(r, neighbor=nb, **kw)))(frac, nbrs)
+        assert float(e) == pytest.approx(e_np, rel=1e-13)
     assert np.max(np.abs(np.asarray(f) - f_np)) < 1e-11
 
 
@@ -277,10 +288,12 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
 
 def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_glass, event,
                                                                   monkeypatch):
-    """The fast path (linear-response start, Newton with the Hessian's Cholesky factor, FIRE only
-    as a fallback) relaxes to the minimum plain FIRE finds, checks it is one (the pinned Hessian
-    is positive definite: 3 zero modes, the next eigenvalue > 0), and finds the same first event
-    (strain within STRAIN_RESOLUTION, same hit atom) as FIRE alone to FORCE_TOL."""
+    """The fast path (linear-response start, Newton with the Hessian's multifrontal Cholesky
+    factor, FIRE on the Dense list's forces only as a fallback) relaxes to the minimum plain FIRE
+    finds, checks it is one (the pinned Hessian is positive definite: 3 zero modes, the next
+    eigenvalue > 0), and finds the same first event (strain within STRAIN_RESOLUTION, same hit
+    atom) as FIRE alone to FORCE_TOL on -jax.grad of the energy (the path before both)."""
+    assert vr.NEWTON_FACTOR == "multifrontal" and vr.FORCE_KERNEL == "dense"
     assert vr.NEWTON_FORCE > 0 and event["checked_minima"] > 0
     glass = vr.ShearedGlass(tiny_glass, "+xz")
     m0 = glass.relax(glass.frac0, 0.0)
@@ -295,6 +308,16 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_
     # the factor test itself: a shift between the 4th and 5th eigenvalues is not definite
     shifted = h.toarray()[3:, 3:] - 0.5 * (vals[3] + vals[4]) * np.eye(len(vals) - 3)
     assert vr.positive_definite_factor(shifted) is None
+    pinned_positions = np.mod(fast["frac"][1:], 1.0) * glass.box
+    assert vr.positive_definite_factor(scipy.sparse.csr_matrix(shifted), pinned_positions,
+                                       glass.box) is None
+    # the multifrontal factor solves as the dense one does, and is the one Newton made
+    factor = vr.positive_definite_factor(h[3:, 3:], pinned_positions, glass.box)
+    assert isinstance(factor, vr.MultifrontalCholesky)
+    assert isinstance(fast["factor"], vr.MultifrontalCholesky)
+    b = np.random.default_rng(0).standard_normal(len(vals) - 3)
+    np.testing.assert_allclose(factor.solve(b), np.linalg.solve(h.toarray()[3:, 3:], b),
+                               rtol=1e-8, atol=1e-10 * np.max(np.abs(b)) / vals[3])
     monkeypatch.setattr(vr, "NEWTON_FORCE", 0.0)
     plain_glass = vr.ShearedGlass(tiny_glass, "+xz")
     plain = plain_glass.relax(plain_glass.predicted_start(m0, strain), strain)
@@ -303,6 +326,7 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_
     ds -= np.round(ds)
     assert np.max(np.linalg.norm(ds @ glass.cell(strain).T, axis=1)) < 1e-6
     assert fast["energy"] == pytest.approx(plain["energy"], abs=1e-9)
+    monkeypatch.setattr(vr, "FORCE_KERNEL", "grad")
     reference = vr.shear_to_first_event(tiny_glass, "+xz")
     assert reference["status"] == "yielded" and reference["newton_solves"] == 0
     assert abs(reference["event_strain"] - event["event_strain"]) <= vr.STRAIN_RESOLUTION

@@ -40,6 +40,10 @@ GLASS = ""                                  # .pkl glass; "" = data/ or a new on
 N_ATOMS = 1000                              # atoms of a glass made here
 DIRECTIONS = "+xy,-xy,+xz,-xz,+yz,-yz"
 OUTPUT = ""                                 # optional JSON of the numbers
+FORCE_KERNEL = ""                            # validate_rearrangements.FORCE_KERNEL ("" = its
+                                            # default, "dense"; "grad" = the kernel before)
+NEWTON_FACTOR = ""                          # validate_rearrangements.NEWTON_FACTOR ("" = its
+                                            # default, "multifrontal"; "dense" = LAPACK potrf)
 NEWTON_FORCE = -1.0                         # validate_rearrangements.NEWTON_FORCE; 0 = plain FIRE
                                             # (the path before the Newton polish), <0 = its default
 
@@ -63,6 +67,8 @@ def main():
     import validate_rearrangements as vr
     if NEWTON_FORCE >= 0:
         vr.NEWTON_FORCE = NEWTON_FORCE
+    vr.FORCE_KERNEL = FORCE_KERNEL or vr.FORCE_KERNEL
+    vr.NEWTON_FACTOR = NEWTON_FACTOR or vr.NEWTON_FACTOR
     with tempfile.TemporaryDirectory() as tmp:
         path = the_glass(tmp)
         snap = load_glass(path)
@@ -77,7 +83,9 @@ def main():
                        noise=res["elastic_dissipation_max"], false_alarms=res.get("false_alarms"),
                        hit=res.get("hit"), newton_solves=res.get("newton_solves"),
                        newton_fallbacks=res.get("newton_fallbacks"),
-                       checked_minima=res.get("checked_minima"))
+                       checked_minima=res.get("checked_minima"), factors=res.get("factors"),
+                       seconds_fire=round(res["seconds_fire"], 1),
+                       seconds_factor=round(res["seconds_factor"], 1))
             rows.append(row)
             print(f"{d}: {res['status']}"
                   + (f" at strain {row['strain']:.5f}, energy drop {row['energy_drop']:.2e}, hit "
@@ -85,21 +93,28 @@ def main():
                   + f"; {row['relaxations']} relaxations ({row['coarse']} coarse + "
                   f"{row['bisection']} bisection), {row['fire_steps'] / row['relaxations']:.0f} "
                   f"FIRE steps each, {row['newton_solves']} Newton solves, "
-                  f"{row['newton_fallbacks']} fallbacks to FIRE, {row['seconds']:.1f} s; elastic "
+                  f"{row['newton_fallbacks']} fallbacks to FIRE, {row['factors']} factors; "
+                  f"{row['seconds']:.1f} s ({row['seconds_fire']:.1f} FIRE, "
+                  f"{row['seconds_factor']:.1f} factors); elastic "
                   f"|dissipation| <= {row['noise']:.1e}", flush=True)
     later = rows[1:] or rows            # the first direction includes compilation
     fire_rate = sum(r["seconds"] for r in later) / sum(r["fire_steps"] for r in later)
     summary = dict(
-        glass=path, newton_force=vr.NEWTON_FORCE, n_atoms=len(snap["species"]), rows=rows,
+        glass=path, newton_force=vr.NEWTON_FORCE, force_kernel=vr.FORCE_KERNEL,
+        newton_factor=vr.NEWTON_FACTOR, n_atoms=len(snap["species"]), rows=rows,
         median_seconds_per_event=statistics.median(r["seconds"] for r in later),
         median_relaxations_per_event=statistics.median(r["relaxations"] for r in rows),
         median_fire_steps_per_relaxation=statistics.median(r["fire_steps"] / r["relaxations"]
                                                            for r in rows),
-        ms_per_fire_step=1e3 * fire_rate)
+        ms_per_fire_step=1e3 * fire_rate,
+        share_fire=sum(r["seconds_fire"] for r in later) / sum(r["seconds"] for r in later),
+        share_factor=sum(r["seconds_factor"] for r in later) / sum(r["seconds"] for r in later))
     print(f"median over directions 2..6: {summary['median_seconds_per_event']:.1f} s per event; "
           f"{summary['median_relaxations_per_event']} relaxations per event, "
           f"{summary['median_fire_steps_per_relaxation']:.0f} FIRE steps per relaxation, "
-          f"{summary['ms_per_fire_step']:.2f} ms per FIRE step (all costs included)")
+          f"{summary['ms_per_fire_step']:.2f} ms per FIRE step (all costs included); time in "
+          f"FIRE {100 * summary['share_fire']:.0f}%, in Hessian factors "
+          f"{100 * summary['share_factor']:.0f}%")
     if OUTPUT:
         with open(OUTPUT, "w") as fh:
             json.dump(summary, fh, indent=2)
