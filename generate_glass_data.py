@@ -760,6 +760,17 @@ def softness_from_modes(vecs, n_zero=None, n_soft=None):
     return np.sum(soft.reshape(-1, 3, n_soft) ** 2, axis=(1, 2))
 
 
+def vibrality_from_modes(vals, vecs, n_zero=None, n_modes=None):
+    """Vibrality V_i = sum_k sum_alpha |v_k(i, alpha)|^2 / lambda_k over the n_modes lowest
+    non-trivial modes (lambda_k = omega_k^2 at unit mass): how far atom i moves in the glass's
+    harmonic response, dominated by the softest modes (Tanguy, Mantisi and Tsamados, EPL 90,
+    16004 (2010); an indicator of where a glass yields, Richard et al., Phys. Rev. Mater. 4,
+    113609 (2020)). n_zero and n_modes left None take N_ZERO_MODES and N_SOFT_MODES."""
+    n_zero, n_modes = or_constants(globals(), n_zero_modes=n_zero, n_soft_modes=n_modes)
+    weight = vecs[:, n_zero:n_zero + n_modes].reshape(-1, 3, n_modes) ** 2
+    return np.sum(weight.sum(axis=1) / np.asarray(vals)[n_zero:n_zero + n_modes], axis=1)
+
+
 def translation_content(vecs):
     """Share of each eigenvector (columns of vecs, 3N x k) that is a rigid translation,
     |sum_i v_k(i)|^2 / N: 1 for a translation, 0 for a mode orthogonal to all three."""

@@ -216,9 +216,10 @@ def displacement_from(before, after, box):
     return np.linalg.norm(d - d.mean(axis=0), axis=1)
 
 
-def relax_and_describe(glass, ggd, n_label_modes):
+def relax_and_describe(glass, ggd, n_label_modes, label="softness"):
     """Inherent structure (or the given positions), the local-Hessian eigenvalues and, if asked,
-    the true softness over n_label_modes modes. Physics checks as in generate_glass_data.py."""
+    the true label (softness, or vibrality: the model's) over n_label_modes modes. Physics
+    checks as in generate_glass_data.py."""
     system = physical_system(glass, ggd)
     t0 = time.perf_counter()
     if MINIMIZE:
@@ -245,7 +246,9 @@ def relax_and_describe(glass, ggd, n_label_modes):
     if TRUE_LABELS:
         vals, vecs = ggd.lowest_modes(h, ggd.N_ZERO_MODES + n_label_modes)
         ggd.check_modes(vals)
-        out["true"] = ggd.softness_from_modes(vecs, n_soft=n_label_modes)
+        out["true"] = (ggd.vibrality_from_modes(vals, vecs, n_modes=n_label_modes)
+                       if label == "vibrality" else
+                       ggd.softness_from_modes(vecs, n_soft=n_label_modes))
     out["seconds"]["features"] = time.perf_counter() - t0 - t_fire
     return out
 
@@ -296,12 +299,12 @@ def check_model_file(path):
                              "hybrid_physics_best.pth beside it")
 
 
-def true_softness(glass, described, n_modes):
+def true_softness(glass, described, n_modes, label="softness"):
     """The labels to score against and what they are, or (None, reason). A file's labels belong
     to the file's structure: if FIRE moved the median atom more than LABEL_MOVE_TOL they are not
     this structure's, and R is withheld rather than reported wrong."""
     if described.get("true") is not None:
-        return described["true"], f"S over {n_modes} modes, computed here"
+        return described["true"], f"{label} over {n_modes} modes, computed here"
     if glass["true"] is None:
         return None, "no labels in the input (--TRUE_LABELS=True computes them)"
     if described["moved_median"] > LABEL_MOVE_TOL:
@@ -310,7 +313,9 @@ def true_softness(glass, described, n_modes):
                       f"are of another structure: is the potential right ({glass['potential_from']})"
                       f"? is the file an inherent structure? (--MINIMIZE=False scores it as given;"
                       f" --TRUE_LABELS=True recomputes the labels)")
-    if glass["label_modes"] not in (None, n_modes):
+    if label != "softness":
+        print(f"warning: the model learnt {label}; the file's labels are softness")
+    elif glass["label_modes"] not in (None, n_modes):
         print(f"warning: the file's softness sums {glass['label_modes']} modes, the model "
               f"learnt {n_modes}")
     return glass["true"], "from the input file"
@@ -361,11 +366,12 @@ def main(argv=None):
     n = len(glass["species"])
     print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f}),"
           f" potential from {glass['potential_from']}; model {MODEL} (trained on "
-          f"{card.get('n_atoms')}-atom glasses, S over {n_modes} modes, commit "
+          f"{card.get('n_atoms')}-atom glasses, {card.get('label', 'softness')} over {n_modes} "
+          f"modes, commit "
           f"{str(card.get('commit'))[:12]})")
     warn_outside_training(glass, card)
     try:
-        described = relax_and_describe(glass, ggd, n_modes)
+        described = relax_and_describe(glass, ggd, n_modes, card.get("label", "softness"))
     except (ValueError, RuntimeError) as err:       # too small a box, FIRE failed, bad Hessian
         raise SystemExit(f"error: {INPUT}: {err}")
     print(f"  {'inherent structure' if MINIMIZE else 'as given'}: E/N = "
@@ -375,7 +381,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     pred = predicted_softness(model, scaling, card, glass, described, device)
     seconds = dict(described["seconds"], model=time.perf_counter() - t0)
-    true, label = true_softness(glass, described, n_modes)
+    true, label = true_softness(glass, described, n_modes, card.get("label", "softness"))
     r = float(np.corrcoef(pred, true)[0, 1]) if true is not None else None
 
     paths = output_paths(INPUT)

@@ -61,6 +61,10 @@ LABEL_MODES = 0                 # softness label: 0 = the one stored in the glas
                                 # computed here once (~2 s per 1000-atom glass at n = 100) and cached
                                 # in DATA_DIR/LABELS_SUBDIR. 100 modes are learnt better (R 0.78) and
                                 # locate rearrangements better (README, validate_rearrangements.py)
+LABEL = "softness"              # with LABEL_MODES = n > 0, the per-atom quantity over those n modes:
+                                # "softness" (S_i above) or "vibrality" (sum_k |v_k(i)|^2 /
+                                # lambda_k, the harmonic response: the best Hessian indicator of
+                                # where a glass yields with S over 100 modes, README)
 LABELS_SUBDIR = "labels"
 CUTOFF = 2.5                    # sigma_AA, graph and radial-basis cutoff (absolute)
 
@@ -277,23 +281,31 @@ def glass_graph(snap, cutoff=None):
 
 
 # ================================ data ===========================================================
-def softness_over_modes(n_modes, bases):
-    """S_i over the n_modes softest non-trivial modes of each base glass {index: path}: the
-    sparse Hessian of its inherent structure, its lowest modes (three zero modes checked) and
-    softness_from_modes, generate_glass_data's path. As a check that a file is the glass its
-    copies were made from, the stored label is recomputed from the same modes (to 1e-8).
-    Returns {index: (stored label, S over n_modes)}, each glass file read at most once.
-    Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass file's content and n_modes."""
+_LABELS = {"softness": "S", "vibrality": "V"}     # LABEL -> its cache files' letter
+
+
+def label_over_modes(n_modes, bases, label="softness"):
+    """The label (S_i, or vibrality V_i) over the n_modes softest non-trivial modes of each base
+    glass {index: path}: the sparse Hessian of its inherent structure, its lowest modes (three
+    zero modes checked) and softness_from_modes (vibrality_from_modes), generate_glass_data's
+    path. As a check that a file is the glass its copies were made from, the stored label is
+    recomputed from the same modes (to 1e-8). Returns {index: (stored label, new label)}, each
+    glass file read at most once. Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass
+    file's content, n_modes and the label."""
     import generate_glass_data as ggd
     from glass_io import (atomic_write_pickle, file_sha256, load_glass, safe_load_pickle,
                           system_of)
     from tqdm import tqdm
     out = {}
-    for b, path in tqdm(sorted(bases.items()), desc=f"S over {n_modes} modes", unit="glass",
-                        disable=os.environ.get("RANK", "0") != "0"):
+    if label not in _LABELS:
+        raise SystemExit(f"error: LABEL={label!r}: expected one of {tuple(_LABELS)}")
+    for b, path in tqdm(sorted(bases.items()), desc=f"{label} over {n_modes} modes",
+                        unit="glass", disable=os.environ.get("RANK", "0") != "0"):
         name = os.path.basename(path).replace(".pkl", "")
-        cache = os.path.join(DATA_DIR, LABELS_SUBDIR, f"{name}_S{n_modes}.pkl")
+        cache = os.path.join(DATA_DIR, LABELS_SUBDIR, f"{name}_{_LABELS[label]}{n_modes}.pkl")
         made_from = dict(glass=file_sha256(path), n_modes=n_modes)
+        if label != "softness":             # (softness caches from before LABEL stay valid)
+            made_from["label"] = label
         stored = safe_load_pickle(cache) if os.path.exists(cache) else None
         if (isinstance(stored, dict) and stored.get("made_from") == made_from
                 and "stored_label" in stored):         # (an older cache lacks it: recomputed)
@@ -312,7 +324,9 @@ def softness_over_modes(n_modes, bases):
             raise SystemExit(f"error: {path}: its stored softness_score is not S over its "
                              f"{n_stored} softest modes (max deviation {deviation:.2e}); "
                              "regenerate it")
-        out[b] = stored_label, ggd.softness_from_modes(vecs, n_soft=n_modes)
+        out[b] = stored_label, (ggd.softness_from_modes(vecs, n_soft=n_modes)
+                                if label == "softness" else
+                                ggd.vibrality_from_modes(vals, vecs, n_modes=n_modes))
         atomic_write_pickle(cache, dict(stored_label=out[b][0], softness=out[b][1],
                                         made_from=made_from))
     return out
@@ -352,7 +366,9 @@ def load_dataset():
         if missing:
             raise SystemExit(f"error: LABEL_MODES={LABEL_MODES} needs the base glasses of "
                              f"{aug_dir}, but {DATA_DIR} lacks bases {missing[:5]}")
-        relabelled = softness_over_modes(LABEL_MODES, {b: files[b] for b in used})
+        relabelled = label_over_modes(LABEL_MODES, {b: files[b] for b in used}, LABEL)
+    elif LABEL != "softness":
+        raise SystemExit(f"error: LABEL={LABEL} needs LABEL_MODES > 0 (the modes it sums over)")
     by_base, content, labels, densities = {}, {}, set(), []
     for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass",
                          disable=os.environ.get("RANK", "0") != "0"):     # rank 0 under torchrun
@@ -391,7 +407,7 @@ def load_dataset():
     # the files' bytes: a glass remade identically (other timings recorded) is the same data
     fingerprint = hashlib.sha256(json.dumps(sorted(content.items())).encode()).hexdigest()
     stored_modes = labels.pop()
-    info = dict(n_atoms=n_atoms, n_soft_modes=LABEL_MODES or stored_modes,
+    info = dict(n_atoms=n_atoms, n_soft_modes=LABEL_MODES or stored_modes, label=LABEL,
                 data_fingerprint=fingerprint,
                 n_bases=len(by_base), n_rotations=N_ROTATIONS,
                 density_range=[min(densities), max(densities)], glasses=content)
@@ -698,7 +714,7 @@ def model_file(model, scaling, epoch, info, record):
     return dict(state_dict=model.state_dict(), **{k: v.cpu() for k, v in scaling.items()},
                 architecture=model.architecture, epoch=epoch, n_params=count_parameters(model),
                 n_atoms=info["n_atoms"], n_soft_modes=info["n_soft_modes"],
-                density_range=info.get("density_range"),
+                label=info.get("label", "softness"), density_range=info.get("density_range"),
                 data_fingerprint=info["data_fingerprint"], commit=record["commit"],
                 config=record["config"])
 
@@ -859,7 +875,7 @@ def train_and_test(device, rank, world, t_start):
     copies = (lambda b: data[b][:1]) if ROTATION_SHORTCUT else (lambda b: data[b])  # noqa: E731
     val_set = scaled([g for b in val_b for g in copies(b)], s)
     test_set = scaled([g for b in test_b for g in copies(b)], s)
-    print(f"{len(data)} base glasses of {info['n_atoms']} atoms (label: S over "
+    print(f"{len(data)} base glasses of {info['n_atoms']} atoms (label: {info['label']} over "
           f"{info['n_soft_modes']} modes): {len(train_b)} train / {len(val_b)} val / "
           f"{len(test_b)} test ({len(train_set)} / {len(val_set)} / {len(test_set)} graphs); "
           f"device {device}" + (f", {world} processes (torchrun)" if world > 1 else ""))

@@ -729,8 +729,7 @@ def indicators_of(snap, seed=0, models=None, gbt=None):
                                   float(snap["box_size"]))
     ggd.check_modes(vals)
     out = {f"S{m}": ggd.softness_from_modes(vecs, n_soft=m) for m in MODE_COUNTS}
-    vib = vecs[:, ggd.N_ZERO_MODES:].reshape(len(positions), 3, n_modes) ** 2
-    out["vibrality"] = np.sum(vib.sum(axis=1) / vals[ggd.N_ZERO_MODES:], axis=1)
+    out["vibrality"] = ggd.vibrality_from_modes(vals, vecs, n_modes=n_modes)
     out["-lambda_1"] = -np.asarray(snap["eigenvalues"], np.float64)[:, 0]
     out["random"] = np.random.default_rng(seed).random(len(positions))
     for name, model in (models or {}).items():

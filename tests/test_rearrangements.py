@@ -331,3 +331,18 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_
     assert reference["status"] == "yielded" and reference["newton_solves"] == 0
     assert abs(reference["event_strain"] - event["event_strain"]) <= vr.STRAIN_RESOLUTION
     assert reference["hit"] == event["hit"]
+
+
+def test_workers_get_their_share_of_the_cores(vr, monkeypatch):
+    """Spawned shear workers start with cores / workers BLAS threads (single-threaded XLA at one),
+    and this process's environment is as it was once the pool is done."""
+    monkeypatch.setattr(vr.os, "cpu_count", lambda: 4)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    with vr.threads_per_worker(2) as threads:
+        assert threads == 2 and vr.os.environ["OPENBLAS_NUM_THREADS"] == "2"
+        assert vr.os.environ["OMP_NUM_THREADS"] == "2" and "XLA_FLAGS" not in vr.os.environ
+    with vr.threads_per_worker(4) as threads:
+        assert threads == 1 and vr.os.environ["MKL_NUM_THREADS"] == "1"
+        assert "xla_cpu_multi_thread_eigen=false" in vr.os.environ["XLA_FLAGS"]
+    assert vr.os.environ["OPENBLAS_NUM_THREADS"] == "8" and "XLA_FLAGS" not in vr.os.environ

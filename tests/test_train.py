@@ -326,9 +326,10 @@ def test_missing_fused_kernels_warn_at_start_not_after_an_epoch(train, tmp_path,
 
 
 def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, tiny_glass):
-    """LABEL_MODES = n trains on S over the n softest modes, computed from each base glass's
-    Hessian (checked here against a dense diagonalisation), copied to its rotations, cached;
-    a base whose stored label is not its own S10 is refused."""
+    """LABEL_MODES = n trains on S (or, LABEL = "vibrality", on the vibrality) over the n softest
+    modes, computed from each base glass's Hessian (checked here against a dense
+    diagonalisation), copied to its rotations, cached; a base whose stored label is not its own
+    S10 is refused."""
     import generate_glass_data as ggd
     d = augmented_set(tmp_path / "true_labels", [dict(tiny_glass)] * 3)
     p = tiny_glass["parameters"]
@@ -349,6 +350,17 @@ def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, 
         assert len(list((d / "labels").glob("*_S30.pkl"))) == 3
         again, info_again = train.load_dataset()               # from the cache, the same
         assert info_again["data_fingerprint"] == info["data_fingerprint"]
+        # vibrality over the same modes: sum_k |v_k(i)|^2 / lambda_k, its own cache and data
+        v30 = ((vecs[:, 3:33] ** 2).reshape(200, 3, 30).sum(axis=1) / vals[3:33]).sum(axis=1)
+        vars(train).update(LABEL="vibrality")
+        vib, info_vib = train.load_dataset()
+        assert info_vib["label"] == "vibrality" and len(list((d / "labels").glob("*_V30.pkl"))) == 3
+        assert np.abs(vib[1][0].y.numpy() - v30).max() < 1e-5 * v30.max()
+        assert info_vib["data_fingerprint"] != info["data_fingerprint"]
+        vars(train).update(LABEL_MODES=0)
+        with pytest.raises(SystemExit, match="LABEL=vibrality needs LABEL_MODES"):
+            train.load_dataset()
+        vars(train).update(LABEL="softness")
         vars(train).update(LABEL_MODES=0)
         assert train.load_dataset()[1]["data_fingerprint"] != info["data_fingerprint"]
         vars(train).update(DATA_DIR=str(dataset), LABEL_MODES=30)   # labels tiny * (1 + 0.1 b)
