@@ -8,10 +8,13 @@ directions (+-xy, +-xz, +-yz; "xy" displaces x in proportion to y), in Lennard-J
                (fractional coordinates, jax-md's periodic_general convention; see sheared_space
                for why its own displacement is not used): an affine step moves the cell and,
                with the fractional coordinates fixed, every atom with it
-  2. relax     FIRE in float64 to max|F| < FORCE_TOL after each STRAIN_STEP (generate_glass_data's
-               smoothed LJ and FIRE parameters, the glass's own sigma/epsilon/cut-offs)
+  2. relax     after each STRAIN_STEP, from the linear-response prediction: FIRE in float64
+               (generate_glass_data's smoothed LJ and FIRE parameters, the glass's own
+               sigma/epsilon/cut-offs; explicit pair forces on a Dense list, FORCE_KERNEL) until
+               max|F| < NEWTON_FORCE, then Newton steps with the Hessian's sparse Cholesky factor
+               (NEWTON_FACTOR, nested_dissection.py) to max|F| < FORCE_TOL
   3. detect    the first plastic event: the energy dissipated in a step, the work of the stress
-               (trapezoid) minus the energy change, exceeds DISSIPATION_TOL
+               (cubic Hermite quadrature) minus the energy change, exceeds DISSIPATION_TOL
   4. bisect    between the last stable strain and the first post-event strain, restarting from the
                last pre-event minimum each time, until the bracket is <= STRAIN_RESOLUTION
   5. record    event strain, stress-strain curve, energy and stress drops, the non-affine
