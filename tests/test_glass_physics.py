@@ -37,8 +37,10 @@ def test_forces_are_minus_energy_gradient(ggd, tiny_glass):
         assert numeric == pytest.approx(forces[atom, axis], rel=1e-5, abs=1e-6)
 
 
-def test_pair_list_energy_equals_jax_md_neighbor_list_energy(ggd, tiny_glass):
+def test_pair_list_energy_equals_jax_md_neighbor_list_energy(ggd, tiny_glass, monkeypatch):
+    """On a half list (FORCE_KERNEL "grad") the compiled phases' function is jax-md's energy."""
     import jax.numpy as jnp
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")
     system = _system(ggd, tiny_glass)
     r = jnp.asarray(tiny_glass["positions"])
     _, neighbor_fn, energy_fn = ggd._system(system["box"], system["r_cutoff"], 0.3,
@@ -201,12 +203,15 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
     assert np.allclose(out, ref, atol=1e-5)
 
 
-def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd):
-    """With sigma scaled by an inexact factor, the traced-parameter energy inside the compiled
-    phases and the pair-list forces used for the final check are the same potential (a weakly
-    typed cut-off once rounded r_c^2 to float32 and split them by ~1e-7)."""
+@pytest.mark.parametrize("kernel", ["grad", "dense"])
+def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd, kernel, monkeypatch):
+    """With sigma scaled by an inexact factor, the traced-parameter forces inside the compiled
+    phases (-jax.grad of the energy, or the Dense list's explicit pair forces) and the pair-list
+    forces used for the final check are the same potential (a weakly typed cut-off once rounded
+    r_c^2 to float32 and split them by ~1e-7)."""
     import jax
     import jax.numpy as jnp
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", kernel)
     system = ggd.make_system(n_atoms=250, density=1.227, species_ratio=0.75,
                              sigma=np.asarray(ggd.SIGMA) * 1.0627,
                              epsilon=np.asarray(ggd.EPSILON) * 1.08, seed=1)
@@ -218,8 +223,11 @@ def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd):
     def jit_forces(pos, nbrs, params):
         _, _, energy_fn = ggd._system(params["box"], params["r_list"], 0.3,
                                       ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]))
-        return -jax.grad(energy_fn)(pos, neighbor=nbrs, species=params["species"],
-                                    sigma=params["sigma"], epsilon=params["epsilon"])
+        kw = dict(neighbor=nbrs, species=params["species"], sigma=params["sigma"],
+                  epsilon=params["epsilon"])
+        if kernel == "dense":                     # the Dense list's function gives the forces
+            return energy_fn(pos, **kw)
+        return -jax.grad(energy_fn)(pos, **kw)
     nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], 0.3),
                                   jnp.asarray(r))
     f_jit = np.asarray(jit_forces(jnp.asarray(r), nbrs, p))
@@ -251,11 +259,12 @@ def test_default_glass_keeps_the_plain_steps(ggd, tiny_glass):
     assert p["brownian_substeps"] == 1 and p["fire_mass"] == 1.0
 
 
-def test_kdtree_list_holds_jax_mds_brute_force_pairs_in_its_order(ggd):
+def test_kdtree_list_holds_jax_mds_brute_force_pairs_in_its_order(ggd, monkeypatch):
     """ordered_pairs (scipy's periodic k-d tree) gives the very buffer jax-md's brute-force
     OrderedSparse list gives: same pairs, same order, same padding, atoms inside and outside the
-    box."""
+    box. (The Dense list's rows: test_force_kernel.py.)"""
     import jax.numpy as jnp
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")
     system = ggd.make_system(n_atoms=250, density=1.2)
     box = system["box"]
     pos = np.random.default_rng(1).uniform(-0.5 * box, 1.5 * box, (250, 3))
