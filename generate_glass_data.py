@@ -198,12 +198,14 @@ def neighbor_list_fn(box, r_list, skin):
 _FORMATS = {"grad": partition.OrderedSparse, "dense": partition.Dense}   # FORCE_KERNEL -> list
 
 
-def list_format():
-    """jax-md's neighbour-list format FORCE_KERNEL computes forces on (read at allocation, on
-    the host: the format is a static field of the list, so the compiled phases follow it)."""
-    if FORCE_KERNEL not in _FORMATS:
-        raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r}: expected one of {tuple(_FORMATS)}")
-    return _FORMATS[FORCE_KERNEL]
+def list_format(kernel=None):
+    """jax-md's neighbour-list format the force kernel (None: FORCE_KERNEL, read now) computes
+    forces on (read at allocation, on the host: the format is a static field of the list, so the
+    compiled phases follow it)."""
+    kernel, = or_constants(globals(), force_kernel=kernel)
+    if kernel not in _FORMATS:
+        raise ValueError(f"FORCE_KERNEL={kernel!r}: expected one of {tuple(_FORMATS)}")
+    return _FORMATS[kernel]
 
 
 def ordered_pairs(position, box, r_list, capacity=None):

@@ -251,10 +251,7 @@ class _ShearedNeighbours:
                                        capacity_multiplier=1.0, fractional_coordinates=True)
 
     def allocate(self, frac):
-        if FORCE_KERNEL not in ggd._FORMATS:
-            raise ValueError(f"FORCE_KERNEL={FORCE_KERNEL!r}: expected one of "
-                             f"{tuple(ggd._FORMATS)}")
-        return self.jax_md(ggd._FORMATS[FORCE_KERNEL]).allocate(frac)
+        return self.jax_md(ggd.list_format(FORCE_KERNEL)).allocate(frac)
 
     def update(self, frac, nbrs):
         return self.jax_md(nbrs.format).update(frac, nbrs)
