@@ -260,8 +260,8 @@ class NeighbourList:
     """jax-md's neighbour-list functions (allocate, update) for the cubic box. NEIGHBOUR_LIST
     chooses how a list is built: "jax", jax-md's brute force, O(N^2) in time and memory; or
     "kdtree", ordered_pairs (dense_neighbours) on the host, O(N log N): the compiled loop checks,
-    as jax-md does, whether an atom moved more than skin/2 since the last build and only then
-    calls it through jax.pure_callback. Either way the list is jax-md's NeighborList with the same
+    as jax-md does, whether an atom moved more than skin/2 since the last build, and if so stops
+    there for run_phase to rebuild the list on the host and go on. Either way the list is jax-md's NeighborList with the same
     pairs in the same order, so the energy functions use it unchanged and the glass is the same
     bit for bit (tests/test_glass_physics.py, test_force_kernel.py); its format (OrderedSparse
     or Dense) follows FORCE_KERNEL at allocation, and update follows the kind and format of list
@@ -291,22 +291,23 @@ class NeighbourList:
             max_occupancy=int(n_found), format=fmt, cell_size=None,
             cell_list_fn=None, update_fn=_KDTREE)
 
-    def update(self, position, nbrs):
+    def update_or_stale(self, position, nbrs):
+        """One step of the compiled loop: (list, stale). A jax-md list is updated there (jax-md's
+        brute force rebuilds it when an atom has moved skin/2) and is never stale; a k-d tree list
+        is returned as it is, stale when an atom has moved skin/2, and the loop stops so that
+        run_phase rebuilds it on the host (rebuild) before the next step: the same list at the
+        same step as a rebuild inside the loop, so the same trajectory. No host callback runs
+        inside a compiled loop: one (jax.pure_callback) deadlocked on one pinned core at 10^4
+        atoms (docs/report.md 13.4)."""
         if nbrs.update_fn != _KDTREE:
-            return self.jax_md(nbrs.format).update(position, nbrs)
-        capacity = nbrs.idx.shape[1]      # pairs (OrderedSparse) or neighbours per atom (Dense)
-
-        def rebuild(position, nbrs):
-            shapes = (jax.ShapeDtypeStruct(nbrs.idx.shape, jnp.int32),
-                      jax.ShapeDtypeStruct((), jnp.int32))
-            idx, n_found = jax.pure_callback(
-                partial(_HOST_BUILD[nbrs.format], capacity=capacity), shapes, position,
-                self.box, self.r_list + self.skin)
-            error = nbrs.error.update(partition.PEC.NEIGHBOR_LIST_OVERFLOW, n_found > capacity)
-            return dataclasses.replace(nbrs, idx=idx, reference_position=position, error=error)
-
+            return self.jax_md(nbrs.format).update(position, nbrs), jnp.bool_(False)
         moved = jnp.any(self.metric_sq(position, nbrs.reference_position) > self.threshold_sq)
-        return lax.cond(moved, rebuild, lambda p, nb: nb, position, nbrs)
+        return nbrs, moved
+
+    def rebuild(self, position, nbrs):
+        """On the host, between compiled chunks: the list of `position` in the format and buffer
+        of nbrs (a larger buffer if its pairs no longer fit)."""
+        return allocate_neighbors(self, position, nbrs.idx.shape[1])
 
 
 def dense_pair_forces(pair, box, cell=None):
@@ -418,12 +419,16 @@ def allocate_neighbors(neighbor_fn, positions, capacity=None):
 
 
 def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
-    """Run `chunk_fn(state, nbrs, step0, n)` over n_steps in chunks of CHUNK_STEPS.
+    """Run `chunk_fn(state, nbrs, step0, n) -> (state, nbrs, steps run, stale)` over n_steps, in
+    compiled chunks of at most CHUNK_STEPS.
 
-    Allocates the phase's neighbour list, shows a progress bar, and after each chunk checks the
-    list's overflow bit: an overflowed list has lost pairs, so the chunk is redone from its start
-    with a larger buffer (the Brownian key lives in the state, so the redo is the same
-    trajectory). `done(state)` may stop early (FIRE). Returns (state, steps run).
+    Allocates the phase's neighbour list and shows a progress bar. A chunk stops early where its
+    k-d tree list went stale (an atom moved skin/2); the list is rebuilt here, on the host, and the
+    next chunk goes on from that step (the Brownian key and FIRE's velocities live in the state,
+    so this is the trajectory of one long loop). After each chunk the overflow bit of a jax-md
+    list is checked: an overflowed list has lost pairs, so the chunk is redone from its start
+    with a larger buffer (the same trajectory, for the same reason). `done(state)` may stop early
+    (FIRE). Returns (state, steps run).
     """
     from tqdm import tqdm
     neighbor_fn = neighbor_list_fn(system["box"], r_list, skin)
@@ -433,7 +438,7 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
                disable=not SHOW_PROGRESS)
     while step < n_steps:
         n = min(CHUNK_STEPS, n_steps - step)
-        new_state, new_nbrs, ran = chunk_fn(state, nbrs, step, n)
+        new_state, new_nbrs, ran, stale = chunk_fn(state, nbrs, step, n)
         if bool(new_nbrs.did_buffer_overflow):
             bigger = _capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
             nbrs = allocate_neighbors(neighbor_fn, state.position, bigger)
@@ -443,10 +448,37 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
         state, nbrs = new_state, new_nbrs
         step += int(ran)
         bar.update(int(ran))
+        if bool(stale):
+            capacity = nbrs.idx.shape[1]
+            nbrs = neighbor_fn.rebuild(state.position, nbrs)
+            if nbrs.idx.shape[1] != capacity:
+                unit = "neighbours per atom" if nbrs.format is partition.Dense else "pairs"
+                tqdm.write(f"  {label}: neighbour buffer outgrown, reallocated to "
+                           f"{nbrs.idx.shape[1]} {unit}")
         if done is not None and done(state):
             break
     bar.close()
     return state, step
+
+
+def steps_until_stale(step, neighbor_fn, state, nbrs, n_steps, go_on=None):
+    """The compiled loop of every phase: state <- step(state, nbrs, i) for i = 0, 1, ... while
+    i < n_steps, go_on(state) (if given) holds and the neighbour list is not stale (an atom of a
+    k-d tree list moved skin/2: run_phase rebuilds it on the host and calls again; a jax-md list
+    is rebuilt inside, never stale). Returns (state, nbrs, steps run, stale)."""
+
+    def going(c):
+        st, nb, i, stale = c
+        more = (i < n_steps) & ~stale
+        return more if go_on is None else more & go_on(st)
+
+    def body(c):
+        st, nb, i, _ = c
+        st = step(st, nb, i)
+        nb, stale = neighbor_fn.update_or_stale(st.position, nb)
+        return st, nb, i + 1, stale
+
+    return lax.while_loop(going, body, (state, nbrs, jnp.int32(0), jnp.bool_(False)))
 
 
 # ================================ compiled phases ================================================
@@ -467,16 +499,13 @@ def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin):
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
     force = quantity.canonicalize_force(energy_fn)      # -jax.grad, or the Dense list's forces
 
-    def body(i, c):
-        st, nb = c
+    def step(st, nb, i):
         dr = params["step_size"] * force(st.position, neighbor=nb, **kwargs)
         norm = jnp.linalg.norm(dr, axis=1, keepdims=True)
         dr = dr * jnp.minimum(1.0, params["max_move"] / jnp.maximum(norm, 1e-30))
-        r = shift(st.position, dr)
-        return dataclasses.replace(st, position=r), neighbor_fn.update(r, nb)
+        return dataclasses.replace(st, position=shift(st.position, dr))
 
-    state, nbrs = lax.fori_loop(0, n_steps, body, (state, nbrs))
-    return state, nbrs, n_steps
+    return steps_until_stale(step, neighbor_fn, state, nbrs, n_steps)
 
 
 @partial(jax.jit, static_argnames="skin")
@@ -492,15 +521,12 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin):
                                     gamma=params["gamma"])
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
 
-    def body(i, c):
-        st, nb = c
+    def step(st, nb, i):
         frac = (step0 + i + 1).astype(params["kT_start"].dtype) / params["total"]
         kT = params["kT_start"] + (params["kT_end"] - params["kT_start"]) * frac
-        st = apply_fn(st, kT=kT, neighbor=nb, **kwargs)
-        return st, neighbor_fn.update(st.position, nb)
+        return apply_fn(st, kT=kT, neighbor=nb, **kwargs)
 
-    state, nbrs = lax.fori_loop(0, n_steps, body, (state, nbrs))
-    return state, nbrs, n_steps
+    return steps_until_stale(step, neighbor_fn, state, nbrs, n_steps)
 
 
 def cubic_system(params, skin):
@@ -534,17 +560,11 @@ def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max,
     del step0
     _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max, system_fn)
 
-    def unconverged(c):
-        st, nb, i = c
-        return (i < n_steps) & (jnp.max(jnp.linalg.norm(st.force, axis=1)) >= params["tol"])
+    def unconverged(st):
+        return jnp.max(jnp.linalg.norm(st.force, axis=1)) >= params["tol"]
 
-    def body(c):
-        st, nb, i = c
-        st = apply_fn(st, neighbor=nb, **kwargs)
-        return st, neighbor_fn.update(st.position, nb), i + 1
-
-    state, nbrs, i = lax.while_loop(unconverged, body, (state, nbrs, jnp.int32(0)))
-    return state, nbrs, i
+    return steps_until_stale(lambda st, nb, i: apply_fn(st, neighbor=nb, **kwargs), neighbor_fn,
+                             state, nbrs, n_steps, go_on=unconverged)
 
 
 # ================================ the protocol ===================================================

@@ -256,6 +256,10 @@ class _ShearedNeighbours:
     def update(self, frac, nbrs):
         return self.jax_md(nbrs.format).update(frac, nbrs)
 
+    def update_or_stale(self, frac, nbrs):
+        """generate_glass_data's compiled loops ask this: rebuilt inside, never stale."""
+        return self.update(frac, nbrs), jnp.bool_(False)
+
 
 def _sheared_system(params, skin):
     """Shift, neighbour list and pair energy (forces, on a Dense list) of the (traced) sheared
@@ -371,7 +375,7 @@ class ShearedGlass:
             if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < tol:
                 break
             n = min(ggd.CHUNK_STEPS, MAX_FIRE_STEPS - steps)
-            new_state, new_nbrs, ran = ggd._fire_chunk(state, nbrs, 0, n, pt, **static)
+            new_state, new_nbrs, ran, _ = ggd._fire_chunk(state, nbrs, 0, n, pt, **static)
             if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
                 self.capacity = ggd._capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
                 nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)

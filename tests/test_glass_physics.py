@@ -178,7 +178,9 @@ def test_box_narrower_than_twice_cutoff_is_refused(ggd):
 def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, monkeypatch,
                                                                   kind):
     """A buffer too small for the pairs must not drop them: the phase reallocates and gives the
-    same trajectory as a run that never overflowed (both ways of building the list)."""
+    same trajectory as a run that never overflowed. jax-md's list ("jax") overflows inside the
+    compiled loop, which reports it, and the chunk is redone; the k-d tree list is rebuilt on the
+    host between chunks, where a buffer the pairs outgrew is enlarged before any step uses it."""
     import dataclasses
     import jax
     monkeypatch.setattr(ggd, "NEIGHBOUR_LIST", kind)
@@ -186,20 +188,27 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
     r = tiny_glass["positions"]
     ref = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "ref")
     real_allocate = ggd.allocate_neighbors
-    calls = []
+    calls, built = [], []
 
     def tiny_first(neighbor_fn, positions, capacity=None):
         calls.append(capacity)
-        if len(calls) == 1:   # half the pairs' room, and a stale reference: the first in-loop
-            nbrs = real_allocate(neighbor_fn, positions)  # rebuild overflows, as jax-md reports it
-            capacity = nbrs.idx.shape[1] // 2
-            return dataclasses.replace(nbrs, idx=nbrs.idx[:, :capacity], max_occupancy=capacity,
-                                       reference_position=nbrs.reference_position + 1.0)
-        return real_allocate(neighbor_fn, positions, capacity)
+        if len(calls) == 1:       # a stale reference: the first step's update rebuilds the list
+            nbrs = real_allocate(neighbor_fn, positions)
+            half = nbrs.idx.shape[1] // 2
+            if kind == "jax":     # with half the pairs' room: jax-md reports the overflow
+                nbrs = dataclasses.replace(nbrs, idx=nbrs.idx[:, :half], max_occupancy=half)
+            return dataclasses.replace(nbrs, reference_position=nbrs.reference_position + 1.0)
+        if kind == "kdtree" and len(calls) == 2:  # the host rebuild, given half the room
+            capacity = capacity // 2
+        built.append((capacity, real_allocate(neighbor_fn, positions, capacity)))
+        return built[-1][1]
 
     monkeypatch.setattr(ggd, "allocate_neighbors", tiny_first)
     out = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "overflow")
     assert len(calls) >= 2
+    if kind == "kdtree":          # the outgrown buffer was enlarged, not truncated
+        capacity, nbrs = built[0]
+        assert nbrs.idx.shape[1] > capacity and not bool(nbrs.did_buffer_overflow)
     assert np.allclose(out, ref, atol=1e-5)
 
 
@@ -392,3 +401,39 @@ def test_a_saddle_still_gives_its_modes_for_check_modes_to_refuse(ggd, tiny_glas
     assert vals[0] < -ggd.ZERO_MODE_TOL             # the unstable modes are there
     with pytest.raises(RuntimeError):
         ggd.check_modes(vals)
+
+
+def test_no_host_callback_runs_inside_a_compiled_phase(ggd, tiny_glass):
+    """The k-d tree list is rebuilt on the host between compiled chunks, never from inside one:
+    a jax.pure_callback in the loop deadlocked on one pinned core at 10^4 atoms (report 13.4).
+    Every phase's program (descent, Brownian, FIRE) on a k-d tree list holds no callback, and a
+    chunk stops where its list went stale."""
+    import dataclasses
+    from functools import partial
+    import jax
+    import jax.numpy as jnp
+    from jax_md import simulate
+    assert ggd.NEIGHBOUR_LIST == "kdtree"
+    system = _system(ggd, tiny_glass)
+    skin = ggd.SKIN_DYNAMICS
+    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], skin),
+                                  jnp.asarray(tiny_glass["positions"], jnp.float32))
+    state = simulate.BrownianState(jnp.asarray(tiny_glass["positions"], jnp.float32),
+                                   jnp.float32(1), jax.random.PRNGKey(0))
+    p = ggd._params(system, jnp.float32, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
+                    kT_start=2.0, kT_end=2.0, total=1000, step_size=1e-3, max_move=0.02)
+    p64 = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=1e-10, mass=1.0)
+    fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+    r64 = jnp.asarray(tiny_glass["positions"], jnp.float64)
+    nbrs64 = dataclasses.replace(nbrs, reference_position=r64)
+    programs = {
+        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin), state, nbrs),
+        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin), state, nbrs),
+        "fire": (partial(ggd._fire_chunk, params=p64, **fire),
+                 ggd._fire_init(r64, nbrs64, p64, **fire), nbrs64)}
+    for name, (chunk, st, nb) in programs.items():
+        text = jax.jit(chunk).lower(st, nb, 0, 1000).as_text()
+        assert "callback" not in text, name
+    # hot Brownian steps move an atom skin/2 well before 1000 steps: the chunk stops there
+    _, nb, ran, stale = ggd._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin)
+    assert bool(stale) and 0 < int(ran) < 1000

@@ -1,0 +1,42 @@
+"""What README.md and docs/report.md cite must be in the repository: a number that names a run
+folder, file or command is checked against it by a reader, so a cited path that is missing (a run
+whose outputs were not committed, a renamed script) fails here instead of in that reader's hands."""
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ("README.md", "docs/report.md")
+
+
+def cited(pattern):
+    """(document, path) for every path the documents cite that matches pattern."""
+    out = set()
+    for doc in DOCS:
+        with open(os.path.join(ROOT, doc)) as fh:
+            for path in re.findall(pattern, fh.read()):
+                path = path.rstrip(".,;:)`'")
+                if not re.search(r"[{}*<>]", path):   # a pattern (runs/seed_{s}), not a path
+                    out.add((doc, path))
+    return sorted(out)
+
+
+RUN_PATHS = cited(r"\bruns/[A-Za-z0-9_./{}*<>-]*")
+SCRIPTS = cited(r"\b(?:tests/benchmarks/)?[a-z_]+\.py\b")
+
+
+def test_the_documents_cite_runs_and_scripts():
+    assert len(RUN_PATHS) > 10 and len(SCRIPTS) > 10      # the patterns still find them
+
+
+@pytest.mark.parametrize("doc,path", RUN_PATHS, ids=[f"{d}:{p}" for d, p in RUN_PATHS])
+def test_every_cited_run_output_exists(doc, path):
+    assert os.path.exists(os.path.join(ROOT, path)), f"{doc} cites {path}, which is not here"
+
+
+@pytest.mark.parametrize("doc,path", SCRIPTS, ids=[f"{d}:{p}" for d, p in SCRIPTS])
+def test_every_cited_script_exists(doc, path):
+    candidates = [path, os.path.join("tests", path), os.path.join("tests/benchmarks", path)]
+    assert any(os.path.exists(os.path.join(ROOT, c)) for c in candidates), \
+        f"{doc} cites {path}, which is not here"
