@@ -80,7 +80,7 @@ SKIN_DYNAMICS = 0.8             # sigma; thermal vibrations at T=0.44 reach ~0.2
 SKIN_MINIMIZE = 0.3             # sigma; descents and FIRE move little, a short list is cheaper
 CAPACITY_MARGIN = 1.2           # head-room of the pair buffer above the pairs found at allocation
 NEIGHBOUR_LIST = "kdtree"       # how the list is rebuilt: "kdtree", scipy's periodic k-d tree on the
-                                # host, called from the compiled loop, O(N log N); "jax", jax-md's
+                                # host between compiled chunks, O(N log N); "jax", jax-md's
                                 # brute force, O(N^2) time and memory (7 GB at N = 10^4). The same
                                 # pairs in the same order, so the same glass bit for bit (tested)
 FORCE_KERNEL = "dense"          # how the compiled phases get forces: "dense", explicit pair
@@ -257,15 +257,16 @@ _HOST_BUILD = {partition.OrderedSparse: ordered_pairs, partition.Dense: dense_ne
 
 
 class NeighbourList:
-    """jax-md's neighbour-list functions (allocate, update) for the cubic box. NEIGHBOUR_LIST
+    """jax-md's neighbour-list functions for the cubic box (allocate; update_or_stale inside
+    the compiled loop; rebuild between chunks). NEIGHBOUR_LIST
     chooses how a list is built: "jax", jax-md's brute force, O(N^2) in time and memory; or
     "kdtree", ordered_pairs (dense_neighbours) on the host, O(N log N): the compiled loop checks,
     as jax-md does, whether an atom moved more than skin/2 since the last build, and if so stops
-    there for run_phase to rebuild the list on the host and go on. Either way the list is jax-md's NeighborList with the same
-    pairs in the same order, so the energy functions use it unchanged and the glass is the same
+    there for run_phase to rebuild the list on the host and go on. Either way the list is
+    jax-md's NeighborList with the same pairs in the same order, so the energy functions use it unchanged and the glass is the same
     bit for bit (tests/test_glass_physics.py, test_force_kernel.py); its format (OrderedSparse
-    or Dense) follows FORCE_KERNEL at allocation, and update follows the kind and format of list
-    it is given."""
+    or Dense) follows FORCE_KERNEL at allocation, and update_or_stale and rebuild follow the kind
+    and format of list they are given."""
 
     def __init__(self, box, r_list, skin):
         self.displacement, _ = space.periodic(box)
@@ -418,6 +419,12 @@ def allocate_neighbors(neighbor_fn, positions, capacity=None):
                                update_fn=nbrs.update_fn if nbrs.update_fn == _KDTREE else None)
 
 
+def _size(nbrs):
+    """A list's buffer in words: pairs (OrderedSparse) or neighbours per atom (Dense)."""
+    unit = "neighbours per atom" if nbrs.format is partition.Dense else "pairs"
+    return f"{nbrs.idx.shape[1]} {unit}"
+
+
 def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
     """Run `chunk_fn(state, nbrs, step0, n) -> (state, nbrs, steps run, stale)` over n_steps, in
     compiled chunks of at most CHUNK_STEPS.
@@ -442,8 +449,7 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
         if bool(new_nbrs.did_buffer_overflow):
             bigger = _capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
             nbrs = allocate_neighbors(neighbor_fn, state.position, bigger)
-            unit = "neighbours per atom" if nbrs.format is partition.Dense else "pairs"
-            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {bigger} {unit}")
+            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {_size(nbrs)}")
             continue
         state, nbrs = new_state, new_nbrs
         step += int(ran)
@@ -452,9 +458,7 @@ def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
             capacity = nbrs.idx.shape[1]
             nbrs = neighbor_fn.rebuild(state.position, nbrs)
             if nbrs.idx.shape[1] != capacity:
-                unit = "neighbours per atom" if nbrs.format is partition.Dense else "pairs"
-                tqdm.write(f"  {label}: neighbour buffer outgrown, reallocated to "
-                           f"{nbrs.idx.shape[1]} {unit}")
+                tqdm.write(f"  {label}: neighbour buffer outgrown, reallocated to {_size(nbrs)}")
         if done is not None and done(state):
             break
     bar.close()
