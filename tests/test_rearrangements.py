@@ -1,8 +1,10 @@
-"""Physics of validate_rearrangements.py (athermal quasistatic shear) on the 200-atom tiny glass.
+"""Physics of aqs_shear.py (athermal quasistatic shear) and validate_rearrangements.py (its
+scores and pipeline) on the 200-atom tiny glass.
 
 Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.458, so MAX_STRAIN
 = 0.2 is legal there (checked below); the skin shrinks to keep listed images unique.
 """
+import dataclasses
 import itertools
 import json
 
@@ -18,9 +20,21 @@ def vr(ggd):
 
 
 @pytest.fixture(scope="module")
-def event(vr, tiny_glass):
+def aqs(vr):
+    import aqs_shear as module
+    return module
+
+
+@pytest.fixture(scope="module")
+def protocol(vr):
+    """The engine's settings from validate_rearrangements' default constants."""
+    return vr.shear_protocol()
+
+
+@pytest.fixture(scope="module")
+def event(aqs, protocol, tiny_glass):
     """The first event of the tiny glass sheared +xz (one AQS run shared by the tests)."""
-    return vr.shear_to_first_event(tiny_glass, "+xz")
+    return aqs.shear_to_first_event(tiny_glass, "+xz", protocol)
 
 
 def brute_force_nearest(frac, cell, i, j):
@@ -32,7 +46,7 @@ def brute_force_nearest(frac, cell, i, j):
     return np.min(np.linalg.norm(images, axis=2), axis=1)
 
 
-def test_sheared_distances_equal_affinely_mapped_positions(vr, tiny_glass):
+def test_sheared_distances_equal_affinely_mapped_positions(aqs, tiny_glass):
     """The sheared cell's distances (the jitted displacement FIRE uses, and the numpy pair list)
     equal brute-force nearest images of the affinely mapped positions r = T s, every pair."""
     import jax
@@ -42,9 +56,9 @@ def test_sheared_distances_equal_affinely_mapped_positions(vr, tiny_glass):
     frac = snap["positions"] / snap["box_size"]
     r_cut = snap["parameters"]["r_cutoff"]
     for direction, strain in (("+xy", 0.13), ("-yz", 0.2), ("+xz", 0.0)):
-        cell = vr.sheared_cell(snap["box_size"], direction, strain)
-        i, j, rij = vr.sheared_pairs(frac, cell, r_cut)
-        displacement, _ = vr.sheared_space(jnp.asarray(cell))
+        cell = aqs.sheared_cell(snap["box_size"], direction, strain)
+        i, j, rij = aqs.sheared_pairs(frac, cell, r_cut)
+        displacement, _ = aqs.sheared_space(jnp.asarray(cell))
         d_jax = np.asarray(jax.jit(space.map_bond(displacement))(jnp.asarray(frac[j]),
                                                                  jnp.asarray(frac[i])))
         brute = brute_force_nearest(frac, cell, i, j)
@@ -57,21 +71,21 @@ def test_sheared_distances_equal_affinely_mapped_positions(vr, tiny_glass):
 
 
 @pytest.mark.parametrize("kernel", ["grad", "dense"])
-def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass, kernel, monkeypatch):
+def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_glass, kernel):
     """The compiled energy and forces FIRE minimises (neighbour list, fractional coordinates)
     equal the numpy pair-list ones in a sheared cell: -jax.grad of the energy on a half list
     ("grad"), or the explicit pair forces summed along the rows of a Dense list ("dense")."""
     import jax
     import jax.numpy as jnp
     from jax_md import partition
-    monkeypatch.setattr(vr, "FORCE_KERNEL", kernel)
-    glass = vr.ShearedGlass(tiny_glass, "-xz")
+    glass = aqs.ShearedGlass(tiny_glass, "-xz", dataclasses.replace(protocol, force_kernel=kernel))
     s, cell = glass.system, jnp.asarray(glass.cell(0.15))
     p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
     p.update(cell=cell, species=jnp.asarray(s["species"], jnp.int32),
              r_list=jnp.float64(s["r_cutoff"]))
-    _, neighbor_fn, energy_fn = vr._sheared_system(p, glass.skin)
+    _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin)
     frac = jnp.asarray(glass.frac0)
+    neighbor_fn.force_kernel = kernel          # what ShearedGlass gives the list it allocates
     nbrs = ggd.allocate_neighbors(neighbor_fn, frac)
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
@@ -87,26 +101,26 @@ def test_jitted_energy_and_forces_equal_the_pair_list(vr, ggd, tiny_glass, kerne
     assert np.max(np.abs(np.asarray(f) - f_np)) < 1e-11
 
 
-def test_too_small_a_sheared_box_is_refused(vr):
+def test_too_small_a_sheared_box_is_refused(aqs):
     with pytest.raises(ValueError, match="minimum image"):
-        vr.check_sheared_minimum_image(5.5, 2.5, 0.5, "small.pkl")
-    assert vr.check_sheared_minimum_image(5.5, 2.5, 0.2) > 5.0
+        aqs.check_sheared_minimum_image(5.5, 2.5, 0.5, "small.pkl")
+    assert aqs.check_sheared_minimum_image(5.5, 2.5, 0.2) > 5.0
 
 
-def test_direction_names(vr):
-    assert vr.parse_direction("-xz") == (0, 2, -1.0)
-    cell = vr.sheared_cell(2.0, "-yz", 0.1)
+def test_direction_names(aqs):
+    assert aqs.parse_direction("-xz") == (0, 2, -1.0)
+    cell = aqs.sheared_cell(2.0, "-yz", 0.1)
     assert cell[1, 2] == pytest.approx(-0.2)
     assert np.count_nonzero(cell - np.diag(np.diag(cell))) == 1
     with pytest.raises(ValueError, match="direction"):
-        vr.parse_direction("xy")
+        aqs.parse_direction("xy")
 
 
-def test_initial_slope_equals_shear_modulus_from_hessian(vr, tiny_glass):
+def test_initial_slope_equals_shear_modulus_from_hessian(aqs, protocol, tiny_glass):
     """dtau/dgamma of relaxed minima at gamma = 0 and 1e-4 equals G = Born - Xi^T H^+ Xi (the
     non-affine correction is large: dropping it would miss by tens of percent)."""
     for direction in ("+xy", "-yz"):
-        glass = vr.ShearedGlass(tiny_glass, direction)
+        glass = aqs.ShearedGlass(tiny_glass, direction, protocol)
         m0 = glass.relax(glass.frac0, 0.0)
         m1 = glass.relax(glass.frac0, 1e-4)          # pure affine start, FIRE does the rest
         slope = (m1["stress"] - m0["stress"]) / 1e-4
@@ -120,9 +134,9 @@ def test_initial_slope_equals_shear_modulus_from_hessian(vr, tiny_glass):
         assert np.linalg.norm(moved - predicted) < 0.05 * np.linalg.norm(predicted)
 
 
-def test_loading_then_unloading_below_the_event_returns_to_the_same_minimum(vr, tiny_glass,
-                                                                             event):
-    glass = vr.ShearedGlass(tiny_glass, "+xz")
+def test_loading_then_unloading_below_the_event_returns_to_the_same_minimum(aqs, protocol,
+                                                                             tiny_glass, event):
+    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol)
     start = glass.relax(glass.frac0, 0.0)
     top = 0.5 * event["strain_before"]
     state = start
@@ -286,20 +300,20 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     np.testing.assert_array_equal(second["values"]["S10"], first["values"]["S10"])
 
 
-def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_glass, event,
-                                                                  monkeypatch):
+def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol, ggd, tiny_glass,
+                                                                  event):
     """The fast path (linear-response start, Newton with the Hessian's multifrontal Cholesky
     factor, FIRE on the Dense list's forces only as a fallback) relaxes to the minimum plain FIRE
     finds, checks it is one (the pinned Hessian is positive definite: 3 zero modes, the next
     eigenvalue > 0), and finds the same first event (strain within STRAIN_RESOLUTION, same hit
     atom) as FIRE alone to FORCE_TOL on -jax.grad of the energy (the path before both)."""
-    assert vr.NEWTON_FACTOR == "multifrontal" and vr.FORCE_KERNEL == "dense"
-    assert vr.NEWTON_FORCE > 0 and event["checked_minima"] > 0
-    glass = vr.ShearedGlass(tiny_glass, "+xz")
+    assert protocol.newton_factor == "multifrontal" and protocol.force_kernel == "dense"
+    assert protocol.newton_force > 0 and event["checked_minima"] > 0
+    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol)
     m0 = glass.relax(glass.frac0, 0.0)
     strain = 0.5 * event["strain_before"]
     fast = glass.relax(glass.predicted_start(m0, strain), strain, m0["factor"])
-    assert fast["minimum_checked"] and fast["max_force"] < vr.FORCE_TOL
+    assert fast["minimum_checked"] and fast["max_force"] < protocol.force_tol
     i, j, rij, r, _, d1, d2 = glass._pair_terms(fast["frac"], strain)
     h, _ = ggd.hessian_from_pairs(len(fast["frac"]), i, j,
                                   ggd.pair_hessian_blocks(rij, r, d1, d2))
@@ -307,30 +321,51 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(vr, ggd, tiny_
     assert np.all(np.abs(vals[:3]) < 1e-6) and vals[3] > 1e-4
     # the factor test itself: a shift between the 4th and 5th eigenvalues is not definite
     shifted = h.toarray()[3:, 3:] - 0.5 * (vals[3] + vals[4]) * np.eye(len(vals) - 3)
-    assert vr.positive_definite_factor(shifted) is None
+    assert aqs.positive_definite_factor(shifted) is None
     pinned_positions = np.mod(fast["frac"][1:], 1.0) * glass.box
-    assert vr.positive_definite_factor(scipy.sparse.csr_matrix(shifted), pinned_positions,
-                                       glass.box) is None
+    assert aqs.positive_definite_factor(scipy.sparse.csr_matrix(shifted), pinned_positions,
+                                        glass.box) is None
     # the multifrontal factor solves as the dense one does, and is the one Newton made
-    factor = vr.positive_definite_factor(h[3:, 3:], pinned_positions, glass.box)
-    assert isinstance(factor, vr.MultifrontalCholesky)
-    assert isinstance(fast["factor"], vr.MultifrontalCholesky)
+    factor = aqs.positive_definite_factor(h[3:, 3:], pinned_positions, glass.box)
+    assert isinstance(factor, aqs.MultifrontalCholesky)
+    assert isinstance(fast["factor"], aqs.MultifrontalCholesky)
     b = np.random.default_rng(0).standard_normal(len(vals) - 3)
     np.testing.assert_allclose(factor.solve(b), np.linalg.solve(h.toarray()[3:, 3:], b),
                                rtol=1e-8, atol=1e-10 * np.max(np.abs(b)) / vals[3])
-    monkeypatch.setattr(vr, "NEWTON_FORCE", 0.0)
-    plain_glass = vr.ShearedGlass(tiny_glass, "+xz")
+    fire_only = dataclasses.replace(protocol, newton_force=0.0)
+    plain_glass = aqs.ShearedGlass(tiny_glass, "+xz", fire_only)
     plain = plain_glass.relax(plain_glass.predicted_start(m0, strain), strain)
     assert not plain["minimum_checked"] and plain_glass.newton_steps == 0
     ds = fast["frac"] - plain["frac"]
     ds -= np.round(ds)
     assert np.max(np.linalg.norm(ds @ glass.cell(strain).T, axis=1)) < 1e-6
     assert fast["energy"] == pytest.approx(plain["energy"], abs=1e-9)
-    monkeypatch.setattr(vr, "FORCE_KERNEL", "grad")
-    reference = vr.shear_to_first_event(tiny_glass, "+xz")
+    reference = aqs.shear_to_first_event(tiny_glass, "+xz", dataclasses.replace(
+        protocol, newton_force=0.0, force_kernel="grad"))
     assert reference["status"] == "yielded" and reference["newton_solves"] == 0
-    assert abs(reference["event_strain"] - event["event_strain"]) <= vr.STRAIN_RESOLUTION
+    assert abs(reference["event_strain"] - event["event_strain"]) <= protocol.strain_resolution
     assert reference["hit"] == event["hit"]
+
+
+def test_the_engine_reads_every_setting_from_the_script_when_asked(vr, aqs, tmp_path,
+                                                                 monkeypatch):
+    """Each field of aqs_shear.ShearProtocol is the script's constant of that name, read when the
+    protocol is made (after --NAME=value, and in a spawned worker after _worker_init), never
+    copied at import; a bad NEWTON_FACTOR or FORCE_KERNEL stops main before any shear."""
+    changed = {}
+    for f in dataclasses.fields(aqs.ShearProtocol):
+        value = getattr(vr, f.name.upper())
+        new = {"force_kernel": "grad", "newton_factor": "dense"}.get(f.name)
+        changed[f.name] = type(value)(value * 2) if new is None else new
+        assert changed[f.name] != value
+        monkeypatch.setattr(vr, f.name.upper(), changed[f.name])
+    assert dataclasses.asdict(vr.shear_protocol()) == changed
+    monkeypatch.setattr(vr, "GLASSES", vr.GLASSES)
+    for name, bad in (("NEWTON_FACTOR", "cholmod"), ("FORCE_KERNEL", "fast")):
+        monkeypatch.setattr(vr, name, getattr(vr, name))      # main's override, undone after
+        with pytest.raises(SystemExit, match=f"{name}={bad!r}"):
+            vr.main([f"--GLASSES={tmp_path / 'never_read.pkl'}", f"--{name}={bad}"])
+        setattr(vr, name, changed[name.lower()])
 
 
 def test_workers_get_their_share_of_the_cores(vr, monkeypatch):

@@ -56,7 +56,7 @@ def the_glass(tmp):
         return found[0]
     import generate_glass_data as ggd
     t0 = time.perf_counter()
-    path = os.path.join(tmp, "glass_1000.pkl")
+    path = os.path.join(tmp, f"glass_{N_ATOMS}.pkl")
     atomic_write_pickle(path, ggd.make_glass(n_atoms=N_ATOMS, log=lambda *a: None))
     print(f"made a {N_ATOMS}-atom glass in {time.perf_counter() - t0:.1f} s")
     return path
@@ -64,18 +64,21 @@ def the_glass(tmp):
 
 def main():
     apply_overrides(globals())
+    import dataclasses
+    import aqs_shear
     import validate_rearrangements as vr
-    if NEWTON_FORCE >= 0:
-        vr.NEWTON_FORCE = NEWTON_FORCE
-    vr.FORCE_KERNEL = FORCE_KERNEL or vr.FORCE_KERNEL
-    vr.NEWTON_FACTOR = NEWTON_FACTOR or vr.NEWTON_FACTOR
+    protocol = vr.shear_protocol()          # validate_rearrangements' defaults, then ours on top
+    protocol = dataclasses.replace(
+        protocol, newton_force=NEWTON_FORCE if NEWTON_FORCE >= 0 else protocol.newton_force,
+        force_kernel=FORCE_KERNEL or protocol.force_kernel,
+        newton_factor=NEWTON_FACTOR or protocol.newton_factor)
     with tempfile.TemporaryDirectory() as tmp:
         path = the_glass(tmp)
         snap = load_glass(path)
         print(f"{path}: {len(snap['species'])} atoms")
         rows = []
         for d in DIRECTIONS.split(","):
-            res = vr.shear_to_first_event(snap, d.strip())
+            res = aqs_shear.shear_to_first_event(snap, d.strip(), protocol)
             row = dict(direction=d, status=res["status"], strain=res.get("event_strain"),
                        energy_drop=res.get("energy_drop"), coarse=res.get("coarse_steps"),
                        bisection=res.get("bisection_steps"), relaxations=res["relaxations"],
@@ -100,8 +103,8 @@ def main():
     later = rows[1:] or rows            # the first direction includes compilation
     fire_rate = sum(r["seconds"] for r in later) / sum(r["fire_steps"] for r in later)
     summary = dict(
-        glass=path, newton_force=vr.NEWTON_FORCE, force_kernel=vr.FORCE_KERNEL,
-        newton_factor=vr.NEWTON_FACTOR, n_atoms=len(snap["species"]), rows=rows,
+        glass=path, newton_force=protocol.newton_force, force_kernel=protocol.force_kernel,
+        newton_factor=protocol.newton_factor, n_atoms=len(snap["species"]), rows=rows,
         median_seconds_per_event=statistics.median(r["seconds"] for r in later),
         median_relaxations_per_event=statistics.median(r["relaxations"] for r in rows),
         median_fire_steps_per_relaxation=statistics.median(r["fire_steps"] / r["relaxations"]
