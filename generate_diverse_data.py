@@ -204,7 +204,7 @@ def glass_protocol(ggd):
     """Every constant that shapes glass k besides k itself, by script, and the sha256 of its
     canonical JSON. A stored glass is kept only if it was made with the same."""
     protocol = {
-        "generate_glass_data.py": {k: v for k, v in ggd.protocol_constants().items()
+        "generate_glass_data.py": {k: v for k, v in ggd.protocol_constants(N_ATOMS).items()
                                    if k not in _GIVEN_PER_GLASS},
         "generate_diverse_data.py": {k: v for k, v in constants_of(globals()).items()
                                      if k not in _NOT_PROTOCOL}}

@@ -100,12 +100,67 @@ def test_overflowed_dense_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, 
     overflow_check(ggd, tiny_glass, monkeypatch, kind)
 
 
-def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkeypatch):
+@pytest.mark.parametrize("cell", [False, True])
+def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell):
+    """The blocked sum (FORCE_BLOCK_ROWS rows at a time, the last block padded with empty rows)
+    gives each atom the forces of the one-block sum, to round-off, in the cubic box and in a
+    sheared cell (fractional coordinates, aqs_shear's FIRE); with blocks larger than the system it
+    is the one-block program itself."""
+    import jax
+    import jax.numpy as jnp
+    system = _system(ggd, tiny_glass)
+    box = system["box"]
+    p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"])
+    r = jnp.asarray(_liquid(ggd, tiny_glass, system), jnp.float64)
+    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(box, system["r_cutoff"], 0.3), r)
+    shear = np.eye(3)
+    shear[0, 2] = 0.05
+    tilted = jnp.asarray(box * shear)
+    x = jnp.mod(r / box, 1.0) if cell else r         # the list is only a superset of pairs there
+    lj = ggd.smoothed_lj(p["r_onset"], p["r_cutoff"])
+    kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
+
+    def forces(block_rows):
+        fn = ggd.dense_pair_forces(lj, None if cell else box, tilted if cell else None,
+                                   block_rows)
+        return np.asarray(jax.jit(lambda x, nb: fn(x, nb, **kw))(x, nbrs))
+
+    one = forces(0)
+    assert np.max(np.abs(one)) > 1.0                       # a hot state: forces far from zero
+    for rows in (64, 128, 199):                            # 4, 2, 2 blocks; N = 200
+        np.testing.assert_allclose(forces(rows), one, rtol=0, atol=1e-12 * np.max(np.abs(one)))
+    assert np.array_equal(forces(200), one) and np.array_equal(forces(4096), one)
+
+
+def test_blocked_force_sum_is_recorded_only_where_it_applies(ggd, monkeypatch):
+    """FORCE_BLOCK_ROWS and FORCE_ONE_BLOCK_MAX_ATOMS shape a dense-kernel glass of more than
+    FORCE_ONE_BLOCK_MAX_ATOMS atoms only: recorded for it (a 10^4-atom set made with blocks is not
+    taken for one made without), left out below, so every 1000-atom set keeps its hash."""
+    import generate_diverse_data as gdd
+    assert ggd.force_block_rows(1000) == 0 and ggd.force_block_rows(10000) == ggd.FORCE_BLOCK_ROWS
+    small = ggd.protocol_constants(1000)
+    assert "FORCE_BLOCK_ROWS" not in small and "FORCE_ONE_BLOCK_MAX_ATOMS" not in small
+    large = ggd.protocol_constants(10000)
+    assert large["FORCE_BLOCK_ROWS"] == 128 and large["FORCE_ONE_BLOCK_MAX_ATOMS"] == 2000
+    monkeypatch.setattr(gdd, "N_ATOMS", 10000)
+    _, blocked_hash = gdd.glass_protocol(ggd)
+    monkeypatch.setattr(ggd, "FORCE_BLOCK_ROWS", 256)
+    assert gdd.glass_protocol(ggd)[1] != blocked_hash
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")        # no blocks: nothing to record
+    assert "FORCE_BLOCK_ROWS" not in ggd.protocol_constants(10000)
+
+
+@pytest.mark.parametrize("blocks", ["one block", "blocks of 64 rows"])
+def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkeypatch, blocks):
     """The whole protocol with FORCE_KERNEL = "dense" (soft-sphere untangling, LJ descent,
-    Brownian heat and quench in float32, FIRE in float64): make_glass's own checks pass (max|F| <
-    FORCE_TOL recomputed from the pair list, the Hessian's blocks and modes, no overlap), and the
-    glass is a Kob-Andersen glass like the default path's (round-off may change the basin)."""
+    Brownian heat and quench in float32, FIRE in float64), its forces in one block or, as above
+    FORCE_ONE_BLOCK_MAX_ATOMS atoms, in blocks: make_glass's own checks pass (max|F| < FORCE_TOL
+    recomputed from the pair list, the Hessian's blocks and modes, no overlap), and the glass is
+    a Kob-Andersen glass like the default path's (round-off may change the basin)."""
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "dense")
+    if blocks != "one block":
+        monkeypatch.setattr(ggd, "FORCE_ONE_BLOCK_MAX_ATOMS", 100)
+        monkeypatch.setattr(ggd, "FORCE_BLOCK_ROWS", 64)
     glass = ggd.make_glass(log=lambda *a: None, **TINY)
     p = glass["parameters"]
     assert p["max_force"] < ggd.FORCE_TOL

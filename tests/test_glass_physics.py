@@ -423,17 +423,20 @@ def test_no_host_callback_runs_inside_a_compiled_phase(ggd, tiny_glass):
     p = ggd._params(system, jnp.float32, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
                     kT_start=2.0, kT_end=2.0, total=1000, step_size=1e-3, max_move=0.02)
     p64 = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=1e-10, mass=1.0)
-    fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+    fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX, block_rows=64)
     r64 = jnp.asarray(tiny_glass["positions"], jnp.float64)
     nbrs64 = dataclasses.replace(nbrs, reference_position=r64)
     programs = {
-        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin), state, nbrs),
-        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin), state, nbrs),
+        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin, block_rows=64),
+                    state, nbrs),
+        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin, block_rows=0), state,
+                     nbrs),
         "fire": (partial(ggd._fire_chunk, params=p64, **fire),
                  ggd._fire_init(r64, nbrs64, p64, **fire), nbrs64)}
     for name, (chunk, st, nb) in programs.items():
         text = jax.jit(chunk).lower(st, nb, 0, 1000).as_text()
         assert "callback" not in text, name
     # hot Brownian steps move an atom skin/2 well before 1000 steps: the chunk stops there
-    _, nb, ran, stale = ggd._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin)
+    _, nb, ran, stale = ggd._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin,
+                                            block_rows=0)
     assert bool(stale) and 0 < int(ran) < 1000

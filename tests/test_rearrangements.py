@@ -83,7 +83,7 @@ def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_g
     p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
     p.update(cell=cell, species=jnp.asarray(s["species"], jnp.int32),
              r_list=jnp.float64(s["r_cutoff"]))
-    _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin)
+    _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin, 0)
     frac = jnp.asarray(glass.frac0)
     neighbor_fn.force_kernel = kernel          # what ShearedGlass gives the list it allocates
     nbrs = ggd.allocate_neighbors(neighbor_fn, frac)

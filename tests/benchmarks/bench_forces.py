@@ -72,7 +72,8 @@ def force_timing(ggd, positions, system, dtype, skin):
     @jax.jit
     def forces(r, nbrs, p):
         _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin,
-                                             ggd.smoothed_lj(p["r_onset"], p["r_cutoff"]))
+                                             ggd.smoothed_lj(p["r_onset"], p["r_cutoff"]),
+                                             ggd.force_block_rows(len(r)))
         return quantity.canonicalize_force(energy_or_forces)(
             r, neighbor=nbrs, species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
 
@@ -99,7 +100,8 @@ def brownian_run(ggd, positions, system, dtype, steps):
                     kT_start=T, kT_end=T, total=max(steps, 1))
     state = simulate.BrownianState(jnp.asarray(positions, dtype), jnp.asarray(1, dtype),
                                    jax.random.PRNGKey(SEED))
-    chunk = partial(ggd._brownian_chunk, params=p, skin=ggd.SKIN_DYNAMICS)
+    chunk = partial(ggd._brownian_chunk, params=p, skin=ggd.SKIN_DYNAMICS,
+                    block_rows=ggd.force_block_rows(len(positions)))
     state, _ = ggd.run_phase(chunk, state, system, system["r_cutoff"], ggd.SKIN_DYNAMICS, steps,
                              "bench")
     jax.block_until_ready(state.position)
@@ -112,7 +114,8 @@ def fire_run(ggd, positions, system, dtype, steps, mass):
     import jax.numpy as jnp
     p = ggd._params(system, dtype, r_list=system["r_cutoff"], tol=0.0, mass=mass)
     r = jnp.asarray(positions, dtype)
-    static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+    static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
+                  block_rows=ggd.force_block_rows(len(positions)))
     neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
     state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
     state, _ = ggd.run_phase(partial(ggd._fire_chunk, params=p, **static), state, system,

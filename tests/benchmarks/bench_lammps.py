@@ -307,7 +307,8 @@ def ours_fire(ggd, positions, system, mass, tol, max_steps):
     t0 = time.perf_counter()
     p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
-    static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX)
+    static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
+                  block_rows=ggd.force_block_rows(len(positions)))
     neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
     state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
     converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa
