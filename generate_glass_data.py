@@ -96,10 +96,10 @@ FORCE_BLOCK_ROWS = 128          # atoms; the dense kernel sums a system of more 
                                 # FORCE_ONE_BLOCK_MAX_ATOMS atoms in blocks of this many rows of
                                 # its list (lax.map), so that each block's (3, rows, neighbours)
                                 # planes stay in cache: one force call at N = 10^4 takes 10.7 ms
-                                # instead of 31.2 (float32; 13.1 vs 45.7 float64), 1.3x at 1000
-                                # (one core, report 13.4). Round-off differs from the one-block sum
-                                # (3e-15 relative), so a blocked glass is another glass: recorded in
-                                # the protocol when it applies
+                                # instead of 32.6 (float32; 13.6 vs 48.1 float64; one core,
+                                # bench_force_blocks.py, report 13.4). Round-off differs from the
+                                # one-block sum (~1e-14 relative in float64), so a blocked glass
+                                # is another glass: recorded in the protocol when it applies
 FORCE_ONE_BLOCK_MAX_ATOMS = 2000    # atoms; up to this size the forces are one block, as every
                                 # glass made before 2026-12-04 (the 1000-atom sets bit for bit)
 
