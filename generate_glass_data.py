@@ -273,8 +273,9 @@ class NeighbourList:
     "kdtree", ordered_pairs (dense_neighbours) on the host, O(N log N): the compiled loop checks,
     as jax-md does, whether an atom moved more than skin/2 since the last build, and if so stops
     there for run_phase to rebuild the list on the host and go on. Either way the list is
-    jax-md's NeighborList with the same pairs in the same order, so the energy functions use it unchanged and the glass is the same
-    bit for bit (tests/test_glass_physics.py, test_force_kernel.py); its format (OrderedSparse
+    jax-md's NeighborList with the same pairs in the same order, so the energy functions use it
+    unchanged and the glass is the same bit for bit (tests/test_glass_physics.py,
+    test_force_kernel.py); its format (OrderedSparse
     or Dense) follows FORCE_KERNEL at allocation, and update_or_stale and rebuild follow the kind
     and format of list they are given."""
 
@@ -332,8 +333,8 @@ def dense_pair_forces(pair, box, cell=None, block_rows=0):
     slow fmod) and the species pair's parameters by selects on each atom's row of the tables
     (not a 2-d gather per slot): 3-4x faster at N = 256 than the same sums written on (N, M, 3)
     arrays with jax-md's displacement and parameter look-ups (measured, one core).
-    With `cell` (a general periodic cell T, columns the cell vectors: validate_rearrangements'
-    sheared box) the positions are fractions s and r_ij = T (s_ij - round(s_ij)), still in planes;
+    With `cell` (a general periodic cell T, columns the cell vectors: aqs_shear.py's sheared
+    box) the positions are fractions s and r_ij = T (s_ij - round(s_ij)), still in planes;
     the forces are real-space ones (what FIRE's velocities are).
     With block_rows > 0 the rows are summed block_rows at a time (lax.map over blocks; the last
     block padded with empty rows): the same sums, but each block's planes fit in cache, where

@@ -27,17 +27,25 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes, safe_load_pickle  # noqa: E402
+from glass_io import apply_overrides, atomic_write_bytes, load_glass, safe_load_pickle  # noqa: E402
 
 EVENTS_DIR = "rearrangements/events"    # validate_rearrangements.py's OUT_DIR/events
 OUT_FILE = ""                           # JSON of the numbers ("" writes none)
 
 
+def cell_volume(res):
+    """V of a result's glass: from its event's sheared cell (simple shear keeps the volume), or,
+    for a direction that did not yield, from the glass file it names."""
+    if "cell_before" in res:
+        return abs(float(np.linalg.det(res["cell_before"])))
+    return float(load_glass(res["path"])["box_size"]) ** 3
+
+
 def coarse_steps(res):
-    """([elastic (D, W, dtau-scale)], event (D, W, dtau-scale) or None) of one result."""
+    """([elastic (D, W, dtau-scale)], event (D, W, dtau-scale) or None, V) of one result."""
     c = res["curve"]
     h = float(res["protocol"]["STRAIN_STEP"])
-    volume = float(np.prod(np.diag(res["cell_before"]))) if "cell_before" in res else None
+    volume = cell_volume(res)
     strain, stress = np.asarray(c["strain"]), np.asarray(c["stress"])
     diss, stable = np.asarray(c["dissipation"]), np.asarray(c["stable"]).astype(bool)
     on_grid = np.abs(strain / h - np.round(strain / h)) < 1e-6
@@ -82,8 +90,7 @@ def main():
     el, ev = {k: [] for k in kinds}, {k: [] for k in kinds}
     for f in files:
         res = safe_load_pickle(f)
-        elastic, event, volume = coarse_steps(res)
-        v = volume or 1.0
+        elastic, event, v = coarse_steps(res)
         for d, w, s in elastic:
             el["absolute"].append(d)
             el["per work"].append(d / (v * abs(w)))
