@@ -30,6 +30,7 @@ keeps none of its own, so an override of the script reaches the engine in every 
     event = aqs_shear.shear_to_first_event(snap, "+xy", vr.shear_protocol())
 """
 import dataclasses
+from functools import partial
 import re
 import time
 
@@ -304,23 +305,21 @@ class ShearedGlass:
         return ggd._fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
 
     def _fire_to(self, fire, tol, steps):
-        """FIRE chunks until max|F| < tol or MAX_FIRE_STEPS in all; the FIRE state (velocities,
-        time step) carries over, so stopping early and going on is the same trajectory."""
+        """FIRE chunks (generate_glass_data.run_chunks) until max|F| < tol or MAX_FIRE_STEPS in
+        all; the FIRE state (velocities, time step) carries over, so stopping early and going on
+        is the same trajectory. An overflowed list is redone larger, and later starts keep it."""
         state, nbrs, p, static, neighbor_fn = fire
-        pt = dict(p, tol=jnp.float64(tol))
         t0 = time.perf_counter()
-        max_steps = self.protocol.max_fire_steps
-        while steps < max_steps:
-            if float(jnp.max(jnp.linalg.norm(state.force, axis=1))) < tol:
-                break
-            n = min(ggd.CHUNK_STEPS, max_steps - steps)
-            new_state, new_nbrs, ran, _ = ggd._fire_chunk(state, nbrs, 0, n, pt, **static)
-            if bool(new_nbrs.did_buffer_overflow):   # lost pairs: redo the chunk, larger buffer
-                self.capacity = ggd._capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
-                nbrs = ggd.allocate_neighbors(neighbor_fn, state.position, self.capacity)
-                continue
-            state, nbrs = new_state, new_nbrs
-            steps += int(ran)
+
+        def converged(st):
+            return float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < tol
+
+        if not converged(state):
+            chunk = partial(ggd._fire_chunk, params=dict(p, tol=jnp.float64(tol)), **static)
+            state, nbrs, ran = ggd.run_chunks(chunk, state, nbrs, neighbor_fn,
+                                              self.protocol.max_fire_steps - steps, done=converged)
+            steps += ran
+            self.capacity = nbrs.idx.shape[1]
         self.seconds["fire"] += time.perf_counter() - t0
         return (state, nbrs, p, static, neighbor_fn), steps
 

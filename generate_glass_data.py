@@ -218,6 +218,22 @@ def list_format(kernel=None):
     return _FORMATS[kernel]
 
 
+def sorted_pair_keys(first, second, n_atoms, both_ways=False):
+    """Sorted keys first * N + second of the pairs (first[k], second[k]) (both_ways: of
+    (second[k], first[k]) as well): sorting one integer key orders pairs by `first`, then
+    `second`, with neither an argsort nor the gathers that apply one. int32 while N^2 fits
+    (N <= 46340). At N = 10^4 (1.1M keys) numpy's AVX-512 sort takes a few ms, where the two
+    stable argsorts of 16-bit keys and the gathers it replaced took most of a Dense rebuild
+    (docs/report.md 13.4)."""
+    kind = np.int32 if n_atoms * n_atoms < 2 ** 31 else np.int64
+    first, second, n = np.asarray(first, kind), np.asarray(second, kind), kind(n_atoms)
+    key = first * n + second
+    if both_ways:
+        key = np.concatenate([key, second * n + first])
+    key.sort()
+    return key
+
+
 def ordered_pairs(position, box, r_list, capacity=None):
     """The pairs jax-md's brute-force OrderedSparse list holds, in its order: rows (receiver j,
     sender i), j < i, |r_ij| < r_list under periodic boundaries, sorted by sender then receiver,
@@ -228,11 +244,10 @@ def ordered_pairs(position, box, r_list, capacity=None):
     pos = np.asarray(position, np.float64)
     n = len(pos)
     pairs = periodic_pairs(pos, float(box), float(r_list))
-    receiver, sender = pairs.min(axis=1), pairs.max(axis=1)
     capacity = len(pairs) if capacity is None else int(capacity)
-    order = np.lexsort((receiver, sender))[:capacity]
+    key = sorted_pair_keys(pairs.max(axis=1), pairs.min(axis=1), n)[:capacity]
     idx = np.full((2, capacity), n, np.int32)
-    idx[0, :len(order)], idx[1, :len(order)] = receiver[order], sender[order]
+    idx[1, :len(key)], idx[0, :len(key)] = np.divmod(key, n)
     return idx, np.int32(len(pairs))
 
 
@@ -240,25 +255,25 @@ def dense_neighbours(position, box, r_list, capacity=None):
     """The rows jax-md's brute-force Dense list holds: row i lists the atoms j != i with
     |r_ij| < r_list under periodic boundaries in increasing order (every pair in both rows),
     padded with N up to `capacity` columns (None: the longest row); and the longest row's length
-    (more than capacity: overflow). The same k-d tree search as ordered_pairs; sorted by column,
-    then stably by row: numpy radix-sorts 16-bit keys (N <= 65536), 2x faster than one sort
-    of 64-bit (row, column) keys at N = 256 (measured)."""
+    (more than capacity: overflow). The same k-d tree search as ordered_pairs; each pair enters
+    as (i, j) and (j, i), ordered by row, then column (sorted_pair_keys); an entry's slot is
+    its place in its row."""
     pos = np.asarray(position, np.float64)
     n = len(pos)
-    pairs = periodic_pairs(pos, float(box), float(r_list)).astype(
-        np.uint16 if n <= 1 << 16 else np.int64)
-    row = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    col = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    order = np.argsort(col, kind="stable")
-    order = order[np.argsort(row[order], kind="stable")]
-    row, col = row[order], col[order]
+    pairs = periodic_pairs(pos, float(box), float(r_list))
+    key = sorted_pair_keys(pairs[:, 0], pairs[:, 1], n, both_ways=True)
+    row, col = np.divmod(key, key.dtype.type(n))
     counts = np.bincount(row, minlength=n)
     longest = int(counts.max(initial=0))
     capacity = longest if capacity is None else int(capacity)
-    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    kept = slot < capacity
+    slot = np.arange(len(key), dtype=key.dtype) - (np.cumsum(counts) - counts).astype(
+        key.dtype)[row]
     idx = np.full((n, capacity), n, np.int32)
-    idx[row[kept], slot[kept]] = col[kept]
+    if capacity >= longest:             # every entry fits: one flat scatter
+        idx.reshape(-1)[row * capacity + slot] = col
+    else:                               # overflow: keep each row's first `capacity`
+        kept = slot < capacity
+        idx[row[kept], slot[kept]] = col[kept]
     return idx, np.int32(longest)
 
 
@@ -460,43 +475,54 @@ def _size(nbrs):
 
 
 def run_phase(chunk_fn, state, system, r_list, skin, n_steps, label, done=None):
-    """Run `chunk_fn(state, nbrs, step0, n) -> (state, nbrs, steps run, stale)` over n_steps, in
-    compiled chunks of at most CHUNK_STEPS.
-
-    Allocates the phase's neighbour list and shows a progress bar. A chunk stops early where its
-    k-d tree list went stale (an atom moved skin/2); the list is rebuilt here, on the host, and the
-    next chunk goes on from that step (the Brownian key and FIRE's velocities live in the state,
-    so this is the trajectory of one long loop). After each chunk the overflow bit of a jax-md
-    list is checked: an overflowed list has lost pairs, so the chunk is redone from its start
-    with a larger buffer (the same trajectory, for the same reason). `done(state)` may stop early
-    (FIRE). Returns (state, steps run).
-    """
+    """Run `chunk_fn(state, nbrs, step0, n) -> (state, nbrs, steps run, stale)` over n_steps
+    (run_chunks) on a neighbour list allocated here, with a progress bar. Returns (state, steps
+    run)."""
     from tqdm import tqdm
     neighbor_fn = neighbor_list_fn(system["box"], r_list, skin)
     nbrs = allocate_neighbors(neighbor_fn, state.position)
+    with tqdm(total=n_steps, desc=label, unit="step", leave=False, mininterval=1.0,
+              disable=not SHOW_PROGRESS) as bar:
+        state, _, step = run_chunks(chunk_fn, state, nbrs, neighbor_fn, n_steps, label, done,
+                                    bar.update)
+    return state, step
+
+
+def run_chunks(chunk_fn, state, nbrs, neighbor_fn, n_steps, label="", done=None, progress=None):
+    """The host loop of every compiled phase (and of aqs_shear's FIRE): chunk_fn over n_steps in
+    chunks of at most CHUNK_STEPS, from `state` on the list `nbrs` of `neighbor_fn`.
+
+    A chunk stops early where its k-d tree list went stale (an atom moved skin/2); the list is
+    rebuilt here, on the host, and the next chunk goes on from that step (the Brownian key and
+    FIRE's velocities live in the state, so this is the trajectory of one long loop). After each
+    chunk the overflow bit of a jax-md list is checked: an overflowed list has lost pairs, so the
+    chunk is redone from its start with a larger buffer (the same trajectory, for the same
+    reason). `done(state)` may stop early (FIRE); `progress(steps)` is told the steps of each
+    chunk; a label names the phase in buffer messages ("": silent). Returns (state, nbrs, steps
+    run)."""
+    from tqdm import tqdm
     step = 0
-    bar = tqdm(total=n_steps, desc=label, unit="step", leave=False, mininterval=1.0,
-               disable=not SHOW_PROGRESS)
     while step < n_steps:
         n = min(CHUNK_STEPS, n_steps - step)
         new_state, new_nbrs, ran, stale = chunk_fn(state, nbrs, step, n)
         if bool(new_nbrs.did_buffer_overflow):
             bigger = _capacity(nbrs, int(nbrs.idx.shape[1] * 1.5))
             nbrs = allocate_neighbors(neighbor_fn, state.position, bigger)
-            tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {_size(nbrs)}")
+            if label:
+                tqdm.write(f"  {label}: neighbour buffer overflowed, reallocated to {_size(nbrs)}")
             continue
         state, nbrs = new_state, new_nbrs
         step += int(ran)
-        bar.update(int(ran))
+        if progress is not None:
+            progress(int(ran))
         if bool(stale):
             capacity = nbrs.idx.shape[1]
             nbrs = neighbor_fn.rebuild(state.position, nbrs)
-            if nbrs.idx.shape[1] != capacity:
+            if nbrs.idx.shape[1] != capacity and label:
                 tqdm.write(f"  {label}: neighbour buffer outgrown, reallocated to {_size(nbrs)}")
         if done is not None and done(state):
             break
-    bar.close()
-    return state, step
+    return state, nbrs, step
 
 
 def steps_until_stale(step, neighbor_fn, state, nbrs, n_steps, go_on=None):
