@@ -256,24 +256,25 @@ def dense_neighbours(position, box, r_list, capacity=None):
     |r_ij| < r_list under periodic boundaries in increasing order (every pair in both rows),
     padded with N up to `capacity` columns (None: the longest row); and the longest row's length
     (more than capacity: overflow). The same k-d tree search as ordered_pairs; each pair enters
-    as (i, j) and (j, i), ordered by row, then column (sorted_pair_keys); an entry's slot is
-    its place in its row."""
+    as (i, j) and (j, i), ordered by row, then column (sorted_pair_keys); row i's entries start
+    where key i * N would be inserted, and an entry's slot is its place in its row."""
     pos = np.asarray(position, np.float64)
     n = len(pos)
-    pairs = periodic_pairs(pos, float(box), float(r_list))
-    key = sorted_pair_keys(pairs[:, 0], pairs[:, 1], n, both_ways=True)
-    row, col = np.divmod(key, key.dtype.type(n))
-    counts = np.bincount(row, minlength=n)
+    key = sorted_pair_keys(*periodic_pairs(pos, float(box), float(r_list)).T, n, both_ways=True)
+    kind = key.dtype.type
+    starts = np.searchsorted(key, np.arange(n + 1, dtype=kind) * kind(n))
+    counts = np.diff(starts)
     longest = int(counts.max(initial=0))
     capacity = longest if capacity is None else int(capacity)
-    slot = np.arange(len(key), dtype=key.dtype) - (np.cumsum(counts) - counts).astype(
-        key.dtype)[row]
+    offset = np.arange(len(key), dtype=kind) - np.repeat(starts[:-1].astype(kind), counts)  # slot
+    row = np.repeat(np.arange(n, dtype=kind), counts)
+    col = key - row * kind(n)
     idx = np.full((n, capacity), n, np.int32)
     if capacity >= longest:             # every entry fits: one flat scatter
-        idx.reshape(-1)[row * capacity + slot] = col
+        idx.reshape(-1)[row * kind(capacity) + offset] = col
     else:                               # overflow: keep each row's first `capacity`
-        kept = slot < capacity
-        idx[row[kept], slot[kept]] = col[kept]
+        kept = offset < capacity
+        idx[row[kept], offset[kept]] = col[kept]
     return idx, np.int32(longest)
 
 
@@ -333,8 +334,15 @@ class NeighbourList:
 
     def rebuild(self, position, nbrs):
         """On the host, between compiled chunks: the list of `position` in the format and buffer
-        of nbrs (a larger buffer if its pairs no longer fit)."""
-        return allocate_neighbors(self, position, nbrs.idx.shape[1])
+        of nbrs, built at that size (one copy to the device), or a larger buffer if its pairs no
+        longer fit."""
+        capacity = nbrs.idx.shape[1]
+        if nbrs.update_fn == _KDTREE:
+            idx, n_found = _HOST_BUILD[nbrs.format](position, self.box, self.r_list + self.skin,
+                                                    capacity)
+            if n_found <= capacity:
+                return dataclasses.replace(nbrs, idx=jnp.asarray(idx), reference_position=position)
+        return allocate_neighbors(self, position, capacity)
 
 
 def dense_pair_forces(pair, box, cell=None, block_rows=0):

@@ -198,12 +198,20 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
             if kind == "jax":     # with half the pairs' room: jax-md reports the overflow
                 nbrs = dataclasses.replace(nbrs, idx=nbrs.idx[:, :half], max_occupancy=half)
             return dataclasses.replace(nbrs, reference_position=nbrs.reference_position + 1.0)
-        if kind == "kdtree" and len(calls) == 2:  # the host rebuild, given half the room
-            capacity = capacity // 2
-        built.append((capacity, real_allocate(neighbor_fn, positions, capacity)))
-        return built[-1][1]
+        return real_allocate(neighbor_fn, positions, capacity)
+
+    real_rebuild = ggd.NeighbourList.rebuild
+
+    def half_room(self, position, nbrs):          # the first host rebuild gets half the room
+        if not built:
+            half = nbrs.idx.shape[1] // 2
+            built.append((half, real_rebuild(self, position, dataclasses.replace(
+                nbrs, idx=nbrs.idx[:, :half], max_occupancy=half))))
+            return built[-1][1]
+        return real_rebuild(self, position, nbrs)
 
     monkeypatch.setattr(ggd, "allocate_neighbors", tiny_first)
+    monkeypatch.setattr(ggd.NeighbourList, "rebuild", half_room)
     out = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "overflow")
     assert len(calls) >= 2
     if kind == "kdtree":          # the outgrown buffer was enlarged, not truncated
