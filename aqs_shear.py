@@ -195,7 +195,7 @@ class _ShearedNeighbours:
         return self.update(frac, nbrs), jnp.bool_(False)
 
 
-def _sheared_system(params, skin, block_rows):
+def _sheared_system(params, skin, kernel, block_rows):
     """Shift, neighbour list and pair energy (forces, on a Dense list) of the (traced) sheared
     cell. jax.grad of the energy with respect to fractional positions is the real-space gradient
     (see _to_real), so FIRE's velocities and forces live in real space and shift maps them back
@@ -205,7 +205,7 @@ def _sheared_system(params, skin, block_rows):
     metric = space.canonicalize_displacement_or_metric(displacement)
     pair = ggd.smoothed_lj(params["r_onset"], params["r_cutoff"])
     return shift, _ShearedNeighbours(cell, params["r_list"], skin), ggd.energy_or_forces(
-        smap.pair_neighbor_list(pair, metric), ggd.dense_pair_forces(pair, None, cell, block_rows))
+        smap.pair_neighbor_list(pair, metric), ggd.pair_forces(pair, None, cell, kernel, block_rows))
 
 
 class FireFailed(RuntimeError):
@@ -295,7 +295,7 @@ class ShearedGlass:
         p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
                  r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
         static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                      block_rows=ggd.force_block_rows(len(frac)),
+                      **ggd.force_statics(len(frac), self.protocol.force_kernel),
                       system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
         neighbor_fn = _ShearedNeighbours(jnp.asarray(cell), s["r_cutoff"], self.skin,
                                          self.protocol.force_kernel)

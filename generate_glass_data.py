@@ -83,9 +83,15 @@ NEIGHBOUR_LIST = "kdtree"       # how the list is rebuilt: "kdtree", scipy's per
                                 # host between compiled chunks, O(N log N); "jax", jax-md's
                                 # brute force, O(N^2) time and memory (7 GB at N = 10^4). The same
                                 # pairs in the same order, so the same glass bit for bit (tested)
-FORCE_KERNEL = "dense"          # how the compiled phases get forces: "dense", explicit pair
+FORCE_KERNEL = "dense_r2"       # how the compiled phases get forces: "dense_r2", explicit pair
                                 # forces on a Dense list (N x neighbours, every pair in both rows):
-                                # a gather and a sum along the rows, no scatter, twice the pairs;
+                                # a gather and a sum along the rows, no scatter, twice the pairs,
+                                # the smoothed LJ's (dE/dr)/r in closed form in r^2 (no square
+                                # root, one division per pair; smoothed_lj_force_over_r);
+                                # "dense", the same sums differentiating jax-md's pair function at
+                                # r (the default from Nov 2026 to 2026-12-05: the glasses of
+                                # runs/pipeline_69c5be4; forces 1.4x slower in float64, 1.15x in
+                                # float32, FIRE 1.5x slower at N = 1000, report 13.6);
                                 # "grad", -jax.grad of the pair energy on a half (OrderedSparse)
                                 # list, whose backward pass is a scatter-add (slow in XLA on CPU;
                                 # the default until Nov 2026: 2.6x slower generation, report 13.4).
@@ -189,8 +195,35 @@ def smoothed_lj(r_onset, r_cutoff):
     binary (sigma scaled by 1.06, say), shifts the forces by ~1e-7 (measured): enough to fail
     the 1e-10 force check."""
     strong = lambda r: r if isinstance(r, jax.Array) else jnp.asarray(r, jnp.float64)  # noqa
-    return energy.multiplicative_isotropic_cutoff(energy.lennard_jones, strong(r_onset),
+    pair = energy.multiplicative_isotropic_cutoff(energy.lennard_jones, strong(r_onset),
                                                   strong(r_cutoff))
+    pair.force_over_r = smoothed_lj_force_over_r(strong(r_onset), strong(r_cutoff))
+    return pair
+
+
+def smoothed_lj_force_over_r(r_onset, r_cutoff):
+    """(dE/dr) / r of smoothed_lj's pair energy E = phi S as a closed form in u = r^2, for the
+    "dense_r2" kernel: F_i = sum_j (dE/dr / r) r_ij needs neither r nor a division by it.
+    With a = sigma^2 / u: phi = 4 eps (a^6 - a^3), dphi/du = -12 eps (2 a^6 - a^3) / u; the HOOMD
+    switch is a cubic in u, S = (rc^2 - u)^2 (rc^2 + 2u - 3 ro^2) / (rc^2 - ro^2)^3 between the
+    onset and the cut-off, dS/du = 6 (rc^2 - u)(ro^2 - u) / (rc^2 - ro^2)^3; and dE/dr / r =
+    2 dE/du = 2 (dphi/du S + phi dS/du), zero beyond the cut-off (jax-md's expressions, checked
+    against the forward-mode derivative of smoothed_lj in tests/test_force_kernel.py)."""
+    ro2, rc2 = r_onset ** 2, r_cutoff ** 2
+    scale = 1 / (rc2 - ro2) ** 3
+
+    def force_over_r(u, sigma, epsilon):
+        inv = 1 / u
+        a3 = (sigma * sigma * inv) ** 3
+        a6 = a3 * a3
+        phi = 4 * epsilon * (a6 - a3)
+        dphi = -12 * epsilon * (2 * a6 - a3) * inv
+        w = rc2 - u
+        switch = jnp.where(u < ro2, 1, w * w * (rc2 + 2 * u - 3 * ro2) * scale)
+        dswitch = jnp.where(u < ro2, 0, 6 * w * (ro2 - u) * scale)
+        return jnp.where(u < rc2, 2 * (dphi * switch + phi * dswitch), 0)
+
+    return force_over_r
 
 
 def soft_sphere_pair(dr, sigma, epsilon, **unused):
@@ -205,7 +238,8 @@ def neighbor_list_fn(box, r_list, skin):
     return NeighbourList(box, r_list, skin)
 
 
-_FORMATS = {"grad": partition.OrderedSparse, "dense": partition.Dense}   # FORCE_KERNEL -> list
+_FORMATS = {"grad": partition.OrderedSparse, "dense": partition.Dense,      # FORCE_KERNEL -> list
+            "dense_r2": partition.Dense}
 
 
 def list_format(kernel=None):
@@ -345,7 +379,7 @@ class NeighbourList:
         return allocate_neighbors(self, position, capacity)
 
 
-def dense_pair_forces(pair, box, cell=None, block_rows=0):
+def dense_pair_forces(pair, box, cell=None, block_rows=0, force_over_r=None):
     """Forces in the cubic box on a Dense list: F_i = sum_j phi'(|r_ij|) r_ij / |r_ij| over row i,
     r_ij = R_j - R_i (minimum image), phi' by forward-mode differentiation of the same pair
     function, sigma and epsilon of the slot's species pair. A gather and a sum along the rows:
@@ -361,7 +395,10 @@ def dense_pair_forces(pair, box, cell=None, block_rows=0):
     the forces are real-space ones (what FIRE's velocities are).
     With block_rows > 0 the rows are summed block_rows at a time (lax.map over blocks; the last
     block padded with empty rows): the same sums, but each block's planes fit in cache, where
-    at N = 10^4 the whole (3, N, M) planes stream through memory (FORCE_BLOCK_ROWS)."""
+    at N = 10^4 the whole (3, N, M) planes stream through memory (FORCE_BLOCK_ROWS).
+    With force_over_r(u, sigma, epsilon) (the "dense_r2" kernel: smoothed_lj_force_over_r) the
+    pair term dE/dr / r comes from r^2 in closed form instead of differentiating `pair` at
+    r = sqrt(r^2) and dividing by r."""
 
     def minimum_image(x, x_i, idx):                     # r_ij as three (rows, M) planes
         d = x[:, idx] - x_i[:, :, None]
@@ -374,13 +411,17 @@ def dense_pair_forces(pair, box, cell=None, block_rows=0):
         """F_i of the rows whose positions are x_i (3, rows), species s_i, list rows idx."""
         mask = idx < x.shape[1]                         # padding is N, as in jax-md
         dr = minimum_image(x, x_i, idx)                 # r_ij, (3, rows, M)
-        r = jnp.sqrt(jnp.where(mask, dr[0] ** 2 + dr[1] ** 2 + dr[2] ** 2, 1))   # padding: 1
+        r_sq = jnp.where(mask, dr[0] ** 2 + dr[1] ** 2 + dr[2] ** 2, 1)          # padding: 1
         s_j = species[idx]
 
         def of_pair(table):                             # table[s_i, s_j] per slot
             row = table[s_i]                            # (rows, n_species)
             return sum(jnp.where(s_j == b, row[:, b, None], 0) for b in range(table.shape[1]))
 
+        if force_over_r is not None:
+            g = force_over_r(r_sq, sigma=of_pair(sigma), epsilon=of_pair(epsilon))
+            return jnp.sum(jnp.where(mask, g, 0) * dr, axis=2).T
+        r = jnp.sqrt(r_sq)
         _, dphi = jax.jvp(lambda d: pair(d, sigma=of_pair(sigma), epsilon=of_pair(epsilon)),
                           (r,), (jnp.ones_like(r),))
         return jnp.sum(jnp.where(mask, dphi / r, 0) * dr, axis=2).T
@@ -408,15 +449,32 @@ def force_block_rows(n_atoms):
     return FORCE_BLOCK_ROWS if n_atoms > FORCE_ONE_BLOCK_MAX_ATOMS else 0
 
 
-def _system(box, r_list, skin, pair, block_rows=0):
+def force_statics(n_atoms, kernel=None):
+    """The static arguments of the compiled phases that choose how a system of n_atoms sums its
+    forces: the kernel (None: FORCE_KERNEL, read now, so an override counts; jit would keep the
+    first value it traced if the phases read the constant themselves) and its block_rows."""
+    kernel, = or_constants(globals(), force_kernel=kernel)
+    list_format(kernel)                                 # an unknown kernel stops here
+    return dict(kernel=kernel, block_rows=force_block_rows(n_atoms))
+
+
+def pair_forces(pair, box, cell, kernel, block_rows):
+    """The forces a Dense list's kernel computes (dense_pair_forces): "dense_r2" takes the pair's
+    closed form in r^2 where it has one (smoothed_lj; the soft spheres of the untangling have
+    none and are differentiated, as with "dense")."""
+    closed = getattr(pair, "force_over_r", None) if kernel == "dense_r2" else None
+    return dense_pair_forces(pair, box, cell, block_rows, closed)
+
+
+def _system(box, r_list, skin, pair, kernel, block_rows):
     """Shift, neighbour list and pair energy for a (traced) box. The energy function, given a
-    Dense list (FORCE_KERNEL "dense"), returns the forces instead (in blocks of block_rows rows,
-    see dense_pair_forces): jax-md's integrators and quantity.canonicalize_force take either,
-    and the list's format is static under jit."""
+    Dense list (FORCE_KERNEL "dense" or "dense_r2"), returns the forces instead (in blocks of
+    block_rows rows, see dense_pair_forces): jax-md's integrators and
+    quantity.canonicalize_force take either, and the list's format is static under jit."""
     displacement, shift = space.periodic(box)
     metric = space.canonicalize_displacement_or_metric(displacement)
     return shift, neighbor_list_fn(box, r_list, skin), energy_or_forces(
-        smap.pair_neighbor_list(pair, metric), dense_pair_forces(pair, box, None, block_rows))
+        smap.pair_neighbor_list(pair, metric), pair_forces(pair, box, None, kernel, block_rows))
 
 
 def energy_or_forces(energy_fn, forces_fn):
@@ -560,15 +618,15 @@ def steps_until_stale(step, neighbor_fn, state, nbrs, n_steps, go_on=None):
 # is zero and casts the FIRE parameters with numpy. They are static arguments, not module
 # constants read inside the traced code: jit would keep the first value it traced and ignore a
 # later override in the same process.
-@partial(jax.jit, static_argnames=("soft", "skin", "block_rows"))
-def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin, block_rows):
+@partial(jax.jit, static_argnames=("soft", "skin", "kernel", "block_rows"))
+def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin, kernel, block_rows):
     """Gradient descent R <- R + step * F on soft spheres (soft=True, untangling) or on the
     smoothed LJ energy. Two programs, not one mixed energy: LJ at the overlaps of random
     positions is infinite, and 0 * inf poisons the gradient."""
     del step0
     pair = soft_sphere_pair if soft else smoothed_lj(params["r_onset"], params["r_cutoff"])
     shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin, pair,
-                                            block_rows)
+                                            kernel, block_rows)
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
     force = quantity.canonicalize_force(energy_fn)      # -jax.grad, or the Dense list's forces
 
@@ -581,8 +639,8 @@ def _descent_chunk(state, nbrs, step0, n_steps, params, soft, skin, block_rows):
     return steps_until_stale(step, neighbor_fn, state, nbrs, n_steps)
 
 
-@partial(jax.jit, static_argnames=("skin", "block_rows"))
-def _brownian_chunk(state, nbrs, step0, n_steps, params, skin, block_rows):
+@partial(jax.jit, static_argnames=("skin", "kernel", "block_rows"))
+def _brownian_chunk(state, nbrs, step0, n_steps, params, skin, kernel, block_rows):
     """Overdamped Langevin (jax-md simulate.brownian): dR = F dt/gamma + sqrt(2 T dt/gamma) xi.
 
     T ramps linearly from params['kT_start'] to params['kT_end'] over params['total'] steps
@@ -590,7 +648,7 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin, block_rows):
     """
     shift, neighbor_fn, energy_fn = _system(params["box"], params["r_list"], skin,
                                             smoothed_lj(params["r_onset"], params["r_cutoff"]),
-                                            block_rows)
+                                            kernel, block_rows)
     _, apply_fn = simulate.brownian(energy_fn, shift, dt=params["dt"], kT=params["kT_start"],
                                     gamma=params["gamma"])
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
@@ -603,38 +661,38 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin, block_rows):
     return steps_until_stale(step, neighbor_fn, state, nbrs, n_steps)
 
 
-def cubic_system(params, skin, block_rows):
+def cubic_system(params, skin, kernel, block_rows):
     """Shift, neighbour list and smoothed-LJ pair energy of the (traced) cubic box: what FIRE
     runs on here (aqs_shear.py passes its sheared cell's instead)."""
     return _system(params["box"], params["r_list"], skin,
-                   smoothed_lj(params["r_onset"], params["r_cutoff"]), block_rows)
+                   smoothed_lj(params["r_onset"], params["r_cutoff"]), kernel, block_rows)
 
 
-def _fire(params, skin, dt_start, dt_max, system_fn, block_rows):
-    shift, neighbor_fn, energy_fn = system_fn(params, skin, block_rows)
+def _fire(params, skin, dt_start, dt_max, system_fn, kernel, block_rows):
+    shift, neighbor_fn, energy_fn = system_fn(params, skin, kernel, block_rows)
     init_fn, apply_fn = minimize.fire_descent(energy_fn, shift, dt_start=dt_start, dt_max=dt_max)
     kwargs = dict(species=params["species"], sigma=params["sigma"], epsilon=params["epsilon"])
     return init_fn, apply_fn, neighbor_fn, kwargs
 
 
 # the system builder is static too: one compiled program per geometry (cubic, sheared)
-_FIRE_STATIC = ("skin", "dt_start", "dt_max", "system_fn", "block_rows")
+_FIRE_STATIC = ("skin", "dt_start", "dt_max", "system_fn", "kernel", "block_rows")
 
 
 @partial(jax.jit, static_argnames=_FIRE_STATIC)
-def _fire_init(positions, nbrs, params, skin, dt_start, dt_max, block_rows,
+def _fire_init(positions, nbrs, params, skin, dt_start, dt_max, kernel, block_rows,
                system_fn=cubic_system):
-    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max, system_fn, block_rows)
+    init_fn, _, _, kwargs = _fire(params, skin, dt_start, dt_max, system_fn, kernel, block_rows)
     return init_fn(positions, mass=params["mass"], neighbor=nbrs, **kwargs)
 
 
 @partial(jax.jit, static_argnames=_FIRE_STATIC)
-def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max, block_rows,
+def _fire_chunk(state, nbrs, step0, n_steps, params, skin, dt_start, dt_max, kernel, block_rows,
                 system_fn=cubic_system):
     """FIRE (Bitzek et al., PRL 97, 170201 (2006)) until max|F| < tol or n_steps."""
     del step0
     _, apply_fn, neighbor_fn, kwargs = _fire(params, skin, dt_start, dt_max, system_fn,
-                                             block_rows)
+                                             kernel, block_rows)
 
     def unconverged(st):
         return jnp.max(jnp.linalg.norm(st.force, axis=1)) >= params["tol"]
@@ -659,7 +717,7 @@ def untangle_and_descend(positions, system, label, soft, steps, step_size):
     state = simulate.BrownianState(jnp.asarray(positions, jnp.float32), jnp.float32(1),
                                    jax.random.PRNGKey(0))
     chunk = partial(_descent_chunk, params=p, soft=soft, skin=SKIN_MINIMIZE,
-                    block_rows=force_block_rows(len(positions)))
+                    **force_statics(len(positions)))
     state, _ = run_phase(chunk, state, system, r_list, SKIN_MINIMIZE, steps, label)
     return np.asarray(state.position, np.float64)
 
@@ -672,7 +730,7 @@ def brownian(positions, system, key, kT_start, kT_end, steps, label, substeps=1)
                 kT_start=kT_start, kT_end=kT_end, total=max(steps, 1))
     state = simulate.BrownianState(jnp.asarray(positions, jnp.float32), jnp.float32(1), key)
     chunk = partial(_brownian_chunk, params=p, skin=SKIN_DYNAMICS,
-                    block_rows=force_block_rows(len(positions)))
+                    **force_statics(len(positions)))
     state, _ = run_phase(chunk, state, system, system["r_cutoff"], SKIN_DYNAMICS, steps, label)
     return np.asarray(state.position, np.float64)
 
@@ -711,7 +769,7 @@ def inherent_structure(positions, system, force_tol=None):
     p = _params(system, jnp.float64, r_list=system["r_cutoff"], tol=0.5 * force_tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
     static = dict(skin=SKIN_MINIMIZE, dt_start=FIRE_DT_START, dt_max=FIRE_DT_MAX,
-                  block_rows=force_block_rows(len(positions)))
+                  **force_statics(len(positions)))
     neighbor_fn = neighbor_list_fn(system["box"], system["r_cutoff"], SKIN_MINIMIZE)
     state = _fire_init(r, allocate_neighbors(neighbor_fn, r), p, **static)
     converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa
@@ -959,7 +1017,7 @@ def protocol_constants(n_atoms=None):
     (overrides included): recorded with each glass of the diverse set, so that a rerun with
     another protocol remakes it."""
     n_atoms, = or_constants(globals(), n_atoms=n_atoms)
-    blocked = FORCE_KERNEL == "dense" and force_block_rows(n_atoms) > 0
+    blocked = list_format() is partition.Dense and force_block_rows(n_atoms) > 0
     return {k: v for k, v in constants_of(globals()).items() if k not in _NOT_PROTOCOL
             and not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])
             and (blocked or k not in _BLOCKED_ONLY)}

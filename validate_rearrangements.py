@@ -66,10 +66,13 @@ DISSIPATION_TOL = 1e-4          # epsilon; a step dissipating more than this is 
 SKIN = 0.3                      # sigma; neighbour-list skin (generate_glass_data's SKIN_MINIMIZE),
                                 # reduced for a small box so r_cut + skin stays below half the
                                 # sheared cell's narrowest width (the list's images stay unique)
-FORCE_KERNEL = "dense"          # FIRE's forces in the sheared cell, as generate_glass_data's
-                                # FORCE_KERNEL: "dense", explicit pair forces on a Dense list (no
-                                # scatter); "grad", -jax.grad of the energy on a half list (the
-                                # kernel until Nov 2026). The same forces to round-off, so, like
+FORCE_KERNEL = "dense_r2"       # FIRE's forces in the sheared cell, as generate_glass_data's
+                                # FORCE_KERNEL: "dense_r2", explicit pair forces on a Dense list (no
+                                # scatter), the pair term in closed form in r^2; "dense", the same
+                                # differentiating the pair function (the kernel of the committed
+                                # shear runs, before 2026-12-05); "grad", -jax.grad of the energy
+                                # on a half list (the kernel until Nov 2026). The same forces to
+                                # round-off, so, like
                                 # NEWTON_*, not part of a result's protocol
 PREDICTOR_MAX_MOVE = 0.05       # sigma; largest linear-response move used to start FIRE (a larger
                                 # one means a nearly singular Hessian: start affinely instead)

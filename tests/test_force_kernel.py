@@ -1,5 +1,5 @@
-"""FORCE_KERNEL = "dense": explicit pair forces summed along the rows of a Dense neighbour list
-(no scatter) are the forces of the default path (-jax.grad of the energy on a half list), the
+"""FORCE_KERNEL = "dense" and "dense_r2" (the default: the pair term in closed form in r^2):
+explicit pair forces summed along the rows of a Dense neighbour list (no scatter) are the forces of the default path (-jax.grad of the energy on a half list), the
 Dense list is jax-md's, an overflowing one is reallocated as the half list is, the whole
 protocol reaches a checked inherent structure with it, and it is recorded in the protocol."""
 import numpy as np
@@ -18,7 +18,8 @@ def _forces(ggd, monkeypatch, kernel, positions, system, pair, r_list, skin=0.3)
     p = ggd._params(system, jnp.float64, r_list=r_list)
     r = jnp.asarray(positions, jnp.float64)
     nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], r_list, skin), r)
-    _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin, pair)
+    _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin, pair,
+                                         **ggd.force_statics(len(positions)))
     force = quantity.canonicalize_force(energy_or_forces)
     out = force(r, neighbor=nbrs, species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     return np.asarray(out), nbrs
@@ -39,13 +40,14 @@ def _liquid(ggd, tiny_glass, system):
                         "liquid")
 
 
+@pytest.mark.parametrize("kernel", ["dense", "dense_r2"])
 @pytest.mark.parametrize("state", ["glass", "liquid"])
-def test_dense_forces_are_the_gradients_forces(ggd, tiny_glass, monkeypatch, state):
+def test_dense_forces_are_the_gradients_forces(ggd, tiny_glass, monkeypatch, state, kernel):
     system = _system(ggd, tiny_glass)
     r = tiny_glass["positions"] if state == "glass" else _liquid(ggd, tiny_glass, system)
     lj = ggd.smoothed_lj(system["r_onset"], system["r_cutoff"])
     f_grad, sparse = _forces(ggd, monkeypatch, "grad", r, system, lj, system["r_cutoff"])
-    f_dense, dense = _forces(ggd, monkeypatch, "dense", r, system, lj, system["r_cutoff"])
+    f_dense, dense = _forces(ggd, monkeypatch, kernel, r, system, lj, system["r_cutoff"])
     assert sparse.idx.shape[0] == 2 and dense.idx.shape[0] == len(r)
     _, f_pairs = ggd.energy_and_forces(r, system)
     scale = _pair_force_scale(ggd, r, system)
@@ -55,13 +57,37 @@ def test_dense_forces_are_the_gradients_forces(ggd, tiny_glass, monkeypatch, sta
         assert np.max(np.abs(f_dense - f_grad)) < 1e-12 * np.max(np.abs(f_grad))
 
 
-def test_dense_soft_sphere_forces_are_the_gradients_forces(ggd, monkeypatch):
-    """The untangling phase's soft spheres, from random (overlapping) positions."""
+def test_closed_form_force_over_r_is_the_derivative_of_the_smoothed_lj(ggd):
+    """"dense_r2"'s (dE/dr)/r as a function of r^2 equals the forward-mode derivative of
+    smoothed_lj divided by r for every species pair, below the onset, across the switch and at
+    the cut-off, and is zero beyond it; the closed form needs no r."""
+    import jax
+    import jax.numpy as jnp
+    system = ggd.make_system(n_atoms=1000)
+    lj = ggd.smoothed_lj(system["r_onset"], system["r_cutoff"])
+    r = jnp.linspace(0.75, 2.7, 4001, dtype=jnp.float64)
+    for sigma, epsilon in zip(np.ravel(system["sigma"]), np.ravel(system["epsilon"])):
+        s, e = jnp.float64(sigma), jnp.float64(epsilon)
+        _, dphi = jax.jvp(lambda d: lj(d, sigma=s, epsilon=e), (r,), (jnp.ones_like(r),))
+        closed = np.asarray(lj.force_over_r(r * r, sigma=s, epsilon=e))
+        expected = np.asarray(dphi / r)
+        scale = np.abs(expected)[np.asarray(r) > 0.95 * sigma].max()
+        assert np.max(np.abs(closed - expected)) < 1e-13 * max(scale, np.max(np.abs(expected)))
+        beyond = np.asarray(r) >= system["r_cutoff"]
+        assert beyond.any() and (closed[beyond] == 0).all()
+        inside = (np.asarray(r) > system["r_onset"]) & ~beyond
+        assert np.abs(closed[inside]).max() > 0                 # the switch region is computed
+
+
+@pytest.mark.parametrize("kernel", ["dense", "dense_r2"])
+def test_dense_soft_sphere_forces_are_the_gradients_forces(ggd, monkeypatch, kernel):
+    """The untangling phase's soft spheres, from random (overlapping) positions ("dense_r2"
+    differentiates them as "dense" does: they have no closed form)."""
     system = ggd.make_system(**{k: TINY[k] for k in ("n_atoms", "density", "seed")})
     r = np.random.default_rng(0).uniform(0, system["box"], (TINY["n_atoms"], 3))
     r_list = float(np.max(system["sigma"]))
     f_grad, _ = _forces(ggd, monkeypatch, "grad", r, system, ggd.soft_sphere_pair, r_list)
-    f_dense, _ = _forces(ggd, monkeypatch, "dense", r, system, ggd.soft_sphere_pair, r_list)
+    f_dense, _ = _forces(ggd, monkeypatch, kernel, r, system, ggd.soft_sphere_pair, r_list)
     assert np.max(np.abs(f_grad)) > 0.1
     assert np.max(np.abs(f_dense - f_grad)) < 1e-12 * np.max(np.abs(f_grad))
 
@@ -100,8 +126,9 @@ def test_overflowed_dense_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, 
     overflow_check(ggd, tiny_glass, monkeypatch, kind)
 
 
+@pytest.mark.parametrize("kernel", ["dense", "dense_r2"])
 @pytest.mark.parametrize("cell", [False, True])
-def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell):
+def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell, kernel):
     """The blocked sum (FORCE_BLOCK_ROWS rows at a time, the last block padded with empty rows)
     gives each atom the forces of the one-block sum, to round-off, in the cubic box and in a
     sheared cell (fractional coordinates, aqs_shear's FIRE); with blocks larger than the system it
@@ -120,13 +147,16 @@ def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell)
     lj = ggd.smoothed_lj(p["r_onset"], p["r_cutoff"])
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
 
-    def forces(block_rows):
-        fn = ggd.dense_pair_forces(lj, None if cell else box, tilted if cell else None,
-                                   block_rows)
+    def forces(block_rows, kernel=kernel):
+        fn = ggd.pair_forces(lj, None if cell else box, tilted if cell else None, kernel,
+                             block_rows)
         return np.asarray(jax.jit(lambda x, nb: fn(x, nb, **kw))(x, nbrs))
 
     one = forces(0)
     assert np.max(np.abs(one)) > 1.0                       # a hot state: forces far from zero
+    if kernel != "dense":                                  # the same forces as the jvp's
+        np.testing.assert_allclose(one, forces(0, "dense"), rtol=0,
+                                   atol=1e-12 * np.max(np.abs(one)))
     for rows in (64, 128, 199):                            # 4, 2, 2 blocks; N = 200
         np.testing.assert_allclose(forces(rows), one, rtol=0, atol=1e-12 * np.max(np.abs(one)))
     assert np.array_equal(forces(200), one) and np.array_equal(forces(4096), one)
@@ -150,14 +180,17 @@ def test_blocked_force_sum_is_recorded_only_where_it_applies(ggd, monkeypatch):
     assert "FORCE_BLOCK_ROWS" not in ggd.protocol_constants(10000)
 
 
-@pytest.mark.parametrize("blocks", ["one block", "blocks of 64 rows"])
-def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkeypatch, blocks):
+@pytest.mark.parametrize("kernel,blocks", [("dense", "one block"), ("dense", "blocks of 64 rows"),
+                                           ("dense_r2", "one block")])
+def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkeypatch, kernel,
+                                                         blocks):
     """The whole protocol with FORCE_KERNEL = "dense" (soft-sphere untangling, LJ descent,
     Brownian heat and quench in float32, FIRE in float64), its forces in one block or, as above
     FORCE_ONE_BLOCK_MAX_ATOMS atoms, in blocks: make_glass's own checks pass (max|F| < FORCE_TOL
     recomputed from the pair list, the Hessian's blocks and modes, no overlap), and the glass is
-    a Kob-Andersen glass like the default path's (round-off may change the basin)."""
-    monkeypatch.setattr(ggd, "FORCE_KERNEL", "dense")
+    a Kob-Andersen glass like the default path's (round-off may change the basin); the same with
+    "dense_r2"'s closed-form pair term."""
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", kernel)
     if blocks != "one block":
         monkeypatch.setattr(ggd, "FORCE_ONE_BLOCK_MAX_ATOMS", 100)
         monkeypatch.setattr(ggd, "FORCE_BLOCK_ROWS", 64)
@@ -172,16 +205,21 @@ def test_dense_kernel_makes_a_checked_inherent_structure(ggd, tiny_glass, monkey
 
 def test_force_kernel_is_recorded_in_the_protocol_unless_grad(ggd, monkeypatch):
     """"grad" (the kernel of the glasses made before the default became "dense") is left out, so
-    those glasses keep their protocol hash; "dense" is in, so a diverse set made with one is not
-    taken for one made with the other."""
+    those glasses keep their protocol hash; "dense" and "dense_r2" are in, so a diverse set made
+    with one is not taken for one made with another."""
     import generate_diverse_data as gdd
-    assert ggd.FORCE_KERNEL == "dense"
+    assert ggd.FORCE_KERNEL == "dense_r2"
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "dense")
     assert ggd.protocol_constants()["FORCE_KERNEL"] == "dense"
     _, dense_hash = gdd.glass_protocol(ggd)
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")
     assert "FORCE_KERNEL" not in ggd.protocol_constants()
     _, grad_hash = gdd.glass_protocol(ggd)
     assert dense_hash != grad_hash
+    monkeypatch.setattr(ggd, "FORCE_KERNEL", "dense_r2")     # other round-off: another glass
+    assert ggd.protocol_constants()["FORCE_KERNEL"] == "dense_r2"
+    assert gdd.glass_protocol(ggd)[1] not in (dense_hash, grad_hash)
+    assert "FORCE_BLOCK_ROWS" in ggd.protocol_constants(10000)    # summed in blocks too
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "scatter")
     with pytest.raises(ValueError, match="FORCE_KERNEL"):
         ggd.list_format()

@@ -44,7 +44,8 @@ def test_pair_list_energy_equals_jax_md_neighbor_list_energy(ggd, tiny_glass, mo
     system = _system(ggd, tiny_glass)
     r = jnp.asarray(tiny_glass["positions"])
     _, neighbor_fn, energy_fn = ggd._system(system["box"], system["r_cutoff"], 0.3,
-                                            ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]))
+                                            ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]),
+                                            **ggd.force_statics(len(r)))
     nbrs = ggd.allocate_neighbors(neighbor_fn, r)
     e_md = float(energy_fn(r, neighbor=nbrs, species=jnp.asarray(system["species"]),
                            sigma=jnp.asarray(system["sigma"]), epsilon=jnp.asarray(system["epsilon"])))
@@ -220,7 +221,7 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
     assert np.allclose(out, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["grad", "dense"])
+@pytest.mark.parametrize("kernel", ["grad", "dense", "dense_r2"])
 def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd, kernel, monkeypatch):
     """With sigma scaled by an inexact factor, the traced-parameter forces inside the compiled
     phases (-jax.grad of the energy, or the Dense list's explicit pair forces) and the pair-list
@@ -239,10 +240,11 @@ def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd, kernel, monkey
     @jax.jit
     def jit_forces(pos, nbrs, params):
         _, _, energy_fn = ggd._system(params["box"], params["r_list"], 0.3,
-                                      ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]))
+                                      ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]),
+                                      **ggd.force_statics(len(pos)))
         kw = dict(neighbor=nbrs, species=params["species"], sigma=params["sigma"],
                   epsilon=params["epsilon"])
-        if kernel == "dense":                     # the Dense list's function gives the forces
+        if kernel != "grad":                      # the Dense list's function gives the forces
             return energy_fn(pos, **kw)
         return -jax.grad(energy_fn)(pos, **kw)
     nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], 0.3),
@@ -431,13 +433,15 @@ def test_no_host_callback_runs_inside_a_compiled_phase(ggd, tiny_glass):
     p = ggd._params(system, jnp.float32, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
                     kT_start=2.0, kT_end=2.0, total=1000, step_size=1e-3, max_move=0.02)
     p64 = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=1e-10, mass=1.0)
-    fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX, block_rows=64)
+    fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX, kernel="dense",
+                block_rows=64)
     r64 = jnp.asarray(tiny_glass["positions"], jnp.float64)
     nbrs64 = dataclasses.replace(nbrs, reference_position=r64)
     programs = {
-        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin, block_rows=64),
+        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin, kernel="dense",
+                            block_rows=64),
                     state, nbrs),
-        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin, block_rows=0), state,
+        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin, kernel="dense", block_rows=0), state,
                      nbrs),
         "fire": (partial(ggd._fire_chunk, params=p64, **fire),
                  ggd._fire_init(r64, nbrs64, p64, **fire), nbrs64)}
@@ -446,5 +450,5 @@ def test_no_host_callback_runs_inside_a_compiled_phase(ggd, tiny_glass):
         assert "callback" not in text, name
     # hot Brownian steps move an atom skin/2 well before 1000 steps: the chunk stops there
     _, nb, ran, stale = ggd._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin,
-                                            block_rows=0)
+                                            kernel="dense", block_rows=0)
     assert bool(stale) and 0 < int(ran) < 1000

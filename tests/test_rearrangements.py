@@ -70,11 +70,12 @@ def test_sheared_distances_equal_affinely_mapped_positions(aqs, tiny_glass):
         assert close.sum() == len(i)
 
 
-@pytest.mark.parametrize("kernel", ["grad", "dense"])
+@pytest.mark.parametrize("kernel", ["grad", "dense", "dense_r2"])
 def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_glass, kernel):
     """The compiled energy and forces FIRE minimises (neighbour list, fractional coordinates)
     equal the numpy pair-list ones in a sheared cell: -jax.grad of the energy on a half list
-    ("grad"), or the explicit pair forces summed along the rows of a Dense list ("dense")."""
+    ("grad"), or the explicit pair forces summed along the rows of a Dense list ("dense"; the
+    pair term in closed form in r^2: "dense_r2")."""
     import jax
     import jax.numpy as jnp
     from jax_md import partition
@@ -83,13 +84,13 @@ def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_g
     p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
     p.update(cell=cell, species=jnp.asarray(s["species"], jnp.int32),
              r_list=jnp.float64(s["r_cutoff"]))
-    _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin, 0)
+    _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin, kernel, 0)
     frac = jnp.asarray(glass.frac0)
     neighbor_fn.force_kernel = kernel          # what ShearedGlass gives the list it allocates
     nbrs = ggd.allocate_neighbors(neighbor_fn, frac)
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
-    if kernel == "dense":
+    if kernel != "grad":
         assert nbrs.format is partition.Dense
         f = jax.jit(lambda r, nb: energy_fn(r, neighbor=nb, **kw))(frac, nbrs)
         nbrs = neighbor_fn.update(frac + 0.2, nbrs)      # a rebuild keeps the format
@@ -307,7 +308,7 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
     finds, checks it is one (the pinned Hessian is positive definite: 3 zero modes, the next
     eigenvalue > 0), and finds the same first event (strain within STRAIN_RESOLUTION, same hit
     atom) as FIRE alone to FORCE_TOL on -jax.grad of the energy (the path before both)."""
-    assert protocol.newton_factor == "multifrontal" and protocol.force_kernel == "dense"
+    assert protocol.newton_factor == "multifrontal" and protocol.force_kernel == "dense_r2"
     assert protocol.newton_force > 0 and event["checked_minima"] > 0
     glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol)
     m0 = glass.relax(glass.frac0, 0.0)

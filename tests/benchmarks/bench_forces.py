@@ -43,7 +43,7 @@ STEPS = 500             # Brownian steps per timed run
 FIRE_STEPS = 500        # FIRE steps per timed run
 WARMUP_STEPS = 20       # steps run before timing, not counted (compiles)
 REPEATS = 3             # timed runs per measurement; the median is reported
-KERNELS = "grad,dense"  # FORCE_KERNEL values compared, comma-separated (the first is the reference)
+KERNELS = "grad,dense,dense_r2"  # FORCE_KERNEL values compared, comma-separated (the first is the reference)
 DTYPES = "float32,float64"  # precisions, comma-separated
 THREADS = 1             # cores: 1 pins the process to core CPU and XLA to one thread
 CPU = 0                 # first core pinned to
@@ -73,7 +73,7 @@ def force_timing(ggd, positions, system, dtype, skin):
     def forces(r, nbrs, p):
         _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin,
                                              ggd.smoothed_lj(p["r_onset"], p["r_cutoff"]),
-                                             ggd.force_block_rows(len(r)))
+                                             **ggd.force_statics(len(r)))
         return quantity.canonicalize_force(energy_or_forces)(
             r, neighbor=nbrs, species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
 
@@ -101,7 +101,7 @@ def brownian_run(ggd, positions, system, dtype, steps):
     state = simulate.BrownianState(jnp.asarray(positions, dtype), jnp.asarray(1, dtype),
                                    jax.random.PRNGKey(SEED))
     chunk = partial(ggd._brownian_chunk, params=p, skin=ggd.SKIN_DYNAMICS,
-                    block_rows=ggd.force_block_rows(len(positions)))
+                    **ggd.force_statics(len(positions)))
     state, _ = ggd.run_phase(chunk, state, system, system["r_cutoff"], ggd.SKIN_DYNAMICS, steps,
                              "bench")
     jax.block_until_ready(state.position)
@@ -115,7 +115,7 @@ def fire_run(ggd, positions, system, dtype, steps, mass):
     p = ggd._params(system, dtype, r_list=system["r_cutoff"], tol=0.0, mass=mass)
     r = jnp.asarray(positions, dtype)
     static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                  block_rows=ggd.force_block_rows(len(positions)))
+                  **ggd.force_statics(len(positions)))
     neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
     state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
     state, _ = ggd.run_phase(partial(ggd._fire_chunk, params=p, **static), state, system,

@@ -96,8 +96,9 @@ CPU = 0                 # first core pinned to
 LAMMPS_PAIR = "lj/mdf"  # LAMMPS's potential for the timing: "lj/mdf" (compiled LJ with the MDF
                         # taper, the issue's) or "lepton" (our exact taper as an expression)
 CHECK_RTOL = 1e-8       # LAMMPS's energy and forces vs the same potential evaluated here (relative)
-FORCE_KERNEL = "dense"  # generate_glass_data's FORCE_KERNEL for our timed phases ("dense", its
-                        # default, or "grad"); the starting state is made with "grad" either way
+FORCE_KERNEL = "dense_r2"  # generate_glass_data's FORCE_KERNEL for our timed phases ("dense_r2",
+                        # its default, "dense" or "grad"); the starting state is made with "grad"
+                        # either way
                         # (the state of the measurements before "dense" became the default)
 OUT_FILE = ""           # JSON of the numbers ("" writes none)
 
@@ -308,7 +309,7 @@ def ours_fire(ggd, positions, system, mass, tol, max_steps):
     p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
     static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                  block_rows=ggd.force_block_rows(len(positions)))
+                  **ggd.force_statics(len(positions)))
     neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
     state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
     converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa

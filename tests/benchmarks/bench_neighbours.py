@@ -54,9 +54,9 @@ def force_fn(ggd, system, kernel, dtype):
     kw = dict(species=jnp.asarray(system["species"], jnp.int32),
               sigma=jnp.asarray(system["sigma"], dtype), epsilon=jnp.asarray(system["epsilon"],
                                                                            dtype))
-    if kernel == "dense":
-        forces = ggd.dense_pair_forces(pair, box, block_rows=ggd.force_block_rows(
-            len(system["species"])))
+    if kernel != "grad":                # a Dense list's kernel
+        forces = ggd.pair_forces(pair, box, None, **ggd.force_statics(len(system["species"]),
+                                                                       kernel))
         return jax.jit(lambda r, nb: forces(r, nb, **kw))
     displacement, _ = space.periodic(box)
     energy = smap.pair_neighbor_list(pair, space.canonicalize_displacement_or_metric(
