@@ -205,7 +205,8 @@ def _sheared_system(params, skin, kernel, block_rows):
     metric = space.canonicalize_displacement_or_metric(displacement)
     pair = ggd.smoothed_lj(params["r_onset"], params["r_cutoff"])
     return shift, _ShearedNeighbours(cell, params["r_list"], skin), ggd.energy_or_forces(
-        smap.pair_neighbor_list(pair, metric), ggd.pair_forces(pair, None, cell, kernel, block_rows))
+        smap.pair_neighbor_list(pair, metric),
+        ggd.pair_forces(pair, None, cell, kernel, block_rows))
 
 
 class FireFailed(RuntimeError):

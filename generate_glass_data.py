@@ -91,7 +91,7 @@ FORCE_KERNEL = "dense_r2"       # how the compiled phases get forces: "dense_r2"
                                 # "dense", the same sums differentiating jax-md's pair function at
                                 # r (the default from Nov 2026 to 2026-12-05: the glasses of
                                 # runs/pipeline_69c5be4; forces 1.4x slower in float64, 1.15x in
-                                # float32, FIRE 1.5x slower at N = 1000, report 13.6);
+                                # float32, FIRE 1.5x slower at N = 1000, report 13.4);
                                 # "grad", -jax.grad of the pair energy on a half (OrderedSparse)
                                 # list, whose backward pass is a scatter-add (slow in XLA on CPU;
                                 # the default until Nov 2026: 2.6x slower generation, report 13.4).

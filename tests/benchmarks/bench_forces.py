@@ -1,9 +1,10 @@
 """The force kernels of generate_glass_data (FORCE_KERNEL): "grad", -jax.grad of the pair energy on
 a half (OrderedSparse) list, whose backward pass is a scatter-add, against "dense", explicit pair
-forces summed along the rows of a Dense list (every pair twice, no scatter). One core; per
-precision, ms per force evaluation (on the FIRE list, skin SKIN_MINIMIZE, and on the Brownian
-list, skin SKIN_DYNAMICS), ms per Brownian step at T = TEMPERATURE and ms per FIRE step, each the
-median of REPEATS, and the ratio dense/grad (below 1: dense is faster). Also one host rebuild of
+forces summed along the rows of a Dense list (every pair twice, no scatter), and "dense_r2" (the
+default), the same sums with the pair term in closed form in r^2. One core; per precision, ms per
+force evaluation (on the FIRE list, skin SKIN_MINIMIZE, and on the Brownian list, skin
+SKIN_DYNAMICS), ms per Brownian step at T = TEMPERATURE and ms per FIRE step, each the median of
+REPEATS, and each kernel's ratio to the first of KERNELS (below 1: faster). Also one host rebuild of
 each list (k-d tree and sort, the same for either precision).
 
     python tests/benchmarks/bench_forces.py [--N_ATOMS=1000] [--STEPS=500] [--FIRE_STEPS=500]
@@ -43,7 +44,8 @@ STEPS = 500             # Brownian steps per timed run
 FIRE_STEPS = 500        # FIRE steps per timed run
 WARMUP_STEPS = 20       # steps run before timing, not counted (compiles)
 REPEATS = 3             # timed runs per measurement; the median is reported
-KERNELS = "grad,dense,dense_r2"  # FORCE_KERNEL values compared, comma-separated (the first is the reference)
+KERNELS = "grad,dense,dense_r2"  # FORCE_KERNEL values compared, comma-separated (the first is
+                        # the reference)
 DTYPES = "float32,float64"  # precisions, comma-separated
 THREADS = 1             # cores: 1 pins the process to core CPU and XLA to one thread
 CPU = 0                 # first core pinned to

@@ -5,7 +5,10 @@
 2. In one process, REPEATS glasses of different seeds: time per phase, median over the glasses
    after the first (compiled code reused, as generate_diverse_data.py does).
 
-    python tests/benchmarks/bench_glass.py [--N_ATOMS=1000] [--REPEATS=3]
+    python tests/benchmarks/bench_glass.py [--N_ATOMS=1000] [--REPEATS=3] [--FORCE_KERNEL=dense]
+
+Phases per glass with two force kernels, one after the other on the same day (the host's speed
+varies from day to day): run it with --FORCE_KERNEL=dense, then with the default.
 """
 import os
 import statistics
@@ -21,12 +24,14 @@ from glass_io import apply_overrides  # noqa: E402
 
 N_ATOMS = 1000      # atoms per glass
 REPEATS = 3         # glasses timed in one process (the first includes compilation)
+FORCE_KERNEL = ""   # generate_glass_data's FORCE_KERNEL for both parts ("": its default)
 
 
 def whole_script(cache_dir, data_dir):
     t0 = time.perf_counter()
     subprocess.run([sys.executable, os.path.join(_ROOT, "generate_glass_data.py"),
-                    f"--N_ATOMS={N_ATOMS}", f"--DATA_DIR={data_dir}", f"--JAX_CACHE_DIR={cache_dir}"],
+                    f"--N_ATOMS={N_ATOMS}", f"--DATA_DIR={data_dir}", f"--JAX_CACHE_DIR={cache_dir}"]
+                   + ([f"--FORCE_KERNEL={FORCE_KERNEL}"] if FORCE_KERNEL else []),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
@@ -40,6 +45,8 @@ def main():
 
     import generate_glass_data as ggd
     ggd.enable_compilation_cache("")
+    ggd.FORCE_KERNEL = FORCE_KERNEL or ggd.FORCE_KERNEL
+    print(f"FORCE_KERNEL {ggd.FORCE_KERNEL}")
     runs = []
     for seed in range(REPEATS):
         t0 = time.perf_counter()
