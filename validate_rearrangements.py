@@ -290,26 +290,34 @@ def bootstrap_by_glass(values, glass_ids, n_boot, rng):
     return float(values.mean()), float(lo), float(hi)
 
 
-def score_events(events, indicators, n_boot=None, seed=None):
-    """events: [(glass name, result dict)] of yielded events; indicators: {glass: {name: array}}.
-    Returns {indicator: scores} with the per-event values kept for the figure."""
+def event_record(glass, res, indicators):
+    """One yielded event scored by every indicator of its glass: {name: [percentile rank of the
+    hit, hit in the top TOP_HIT_FRACTION, ROC AUC of the top movers]}, with the event's glass,
+    direction, strain and hit. rearrangements.json keeps these records, so a run's scores can be
+    pooled with other runs (tests/benchmarks/pool_rearrangements.py) after its events/ and
+    indicators/ folders are gone."""
+    scores = {}
+    for name, x in indicators.items():
+        positive = np.zeros(len(x), bool)
+        positive[res["top_movers"]] = True
+        scores[name] = [percentile_rank(x, res["hit"]), in_top(x, res["hit"], TOP_HIT_FRACTION),
+                        roc_auc(x, positive)]
+    strain = res.get("event_strain")
+    return dict(glass=glass, direction=res.get("direction"), hit=int(res["hit"]),
+                event_strain=None if strain is None else float(strain), scores=scores)
+
+
+def score_records(records, n_boot=None, seed=None):
+    """records: event_record()s. Returns {indicator: scores}: the mean over events of each
+    measure with its by-glass bootstrap 95% interval, the per-event percentiles kept for the
+    figure and the paired differences."""
     n_boot = N_BOOTSTRAP if n_boot is None else n_boot
     seed = SEED if seed is None else seed
-    names = sorted({k for ind in indicators.values() for k in ind})
     table = {}
-    for name in names:
-        rows = [(g, ev) for g, ev in events if name in indicators[g]]
-        if not rows:
-            continue
-        gid = [g for g, _ in rows]
-        pct, top, auc = [], [], []
-        for g, ev in rows:
-            x = indicators[g][name]
-            pct.append(percentile_rank(x, ev["hit"]))
-            top.append(in_top(x, ev["hit"], TOP_HIT_FRACTION))
-            positive = np.zeros(len(x), bool)
-            positive[ev["top_movers"]] = True
-            auc.append(roc_auc(x, positive))
+    for name in sorted({k for r in records for k in r["scores"]}):
+        rows = [r for r in records if name in r["scores"]]
+        gid = [r["glass"] for r in rows]
+        pct, top, auc = zip(*(r["scores"][name] for r in rows))
         rng = np.random.default_rng(seed)
         table[name] = dict(
             n_events=len(rows), n_glasses=len(set(gid)),
@@ -318,6 +326,12 @@ def score_events(events, indicators, n_boot=None, seed=None):
             top_movers_auc=bootstrap_by_glass(auc, gid, n_boot, rng),
             per_event_percentile=[float(p) for p in pct], glass_of_event=gid)
     return table
+
+
+def score_events(events, indicators, n_boot=None, seed=None):
+    """events: [(glass name, result dict)] of yielded events; indicators: {glass: {name: array}}.
+    Returns {indicator: scores} (score_records)."""
+    return score_records([event_record(g, ev, indicators[g]) for g, ev in events], n_boot, seed)
 
 
 def paired_differences(table, n_boot=None, seed=None):
@@ -523,7 +537,8 @@ def summarise(glasses):
     gbt = gbt_indicator() if not GLASSES.strip() else None
     indicators = {g: glass_indicators(g, p, models, gbt) for g, p in glasses}
     events = [(g, r) for (g, d), r in results.items() if r["status"] == "yielded"]
-    table = score_events(events, indicators)
+    records = [event_record(g, r, indicators[g]) for g, r in events]
+    table = score_records(records)
     strains = np.array([r["event_strain"] for _, r in events])
     statuses = {s: sum(r["status"] == s for r in results.values())
                 for s in ("yielded", "no_yield", "fire_failed")}
@@ -543,7 +558,7 @@ def summarise(glasses):
                     if kk not in ("per_event_percentile", "glass_of_event")}
                 for k, v in table.items()},
         paired_differences=paired_differences(table),
-        protocol=protocol(), constants=constants_of(globals()))
+        protocol=protocol(), constants=constants_of(globals()), events=records)
     atomic_write_bytes(os.path.join(OUT_DIR, "rearrangements.json"),
                        json.dumps(summary, indent=2).encode())
     if table:

@@ -7,6 +7,7 @@ Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.45
 import dataclasses
 import itertools
 import json
+import os
 
 import numpy as np
 import scipy.sparse
@@ -229,6 +230,50 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
         assert (tmp_path / "out" / name).exists()
     lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
     assert int(lines[0]) == 200 and "nonaffine:R:3" in lines[1] and "softness_true" in lines[1]
+    # every event's scores are kept, so a run can be pooled after its folders are gone
+    (record,) = summary["events"]
+    assert record["glass"] == "glass_007" and record["direction"] == "+xz"
+    assert set(record["scores"]) == set(summary["scores"])
+    assert record["scores"]["S10"][0] == summary["scores"]["S10"]["hit_percentile"][0]
+
+
+def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_path):
+    """pool_rearrangements.py pools two runs' rearrangements.json: events add up, glasses stay
+    apart by set, each set's scores are its own; a run of another shear protocol is refused."""
+    import subprocess
+    import sys
+    rng = np.random.default_rng(1)
+    runs = []
+    for k, shift in enumerate((0.0, 0.3)):
+        records = []
+        for g in range(3):
+            x = rng.random(200)
+            ind = {"S10": x, "random": rng.random(200)}
+            for hit in rng.choice(200, size=2, replace=False):
+                res = dict(hit=int(hit), top_movers=np.array([int(hit)]), direction="+xy",
+                           event_strain=0.01 + shift)
+                records.append(vr.event_record(f"glass_{g:03d}", res, ind))
+        path = tmp_path / f"run{k}.json"
+        path.write_text(json.dumps(dict(protocol=vr.protocol(), events=records)))
+        runs.append((f"set{k}", path, vr.score_records(records, n_boot=200)))
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
+                          "pool_rearrangements.py")
+    out = tmp_path / "pooled.json"
+    arg = ",".join(f"{name}={path}" for name, path, _ in runs)
+    proc = subprocess.run([sys.executable, script, f"--RUNS={arg}", f"--OUT_FILE={out}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pooled = json.loads(out.read_text())
+    assert pooled["pooled"]["S10"]["n_events"] == 12 and pooled["pooled"]["S10"]["n_glasses"] == 6
+    for name, _, table in runs:
+        assert pooled["sets"][name]["S10"]["hit_percentile"][0] == pytest.approx(
+            table["S10"]["hit_percentile"][0])
+    bad = json.loads(runs[0][1].read_text())
+    bad["protocol"]["STRAIN_STEP"] = 2e-3
+    runs[0][1].write_text(json.dumps(bad))
+    proc = subprocess.run([sys.executable, script, f"--RUNS={arg}"], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and "shear protocol" in proc.stderr and "run0.json" in proc.stderr
 
 
 def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, tmp_path,

@@ -1,17 +1,17 @@
 """The shear validation of several glass sets scored together: the events of each run's
-validate_rearrangements.py (its OUT_DIR/events and the indicator cache OUT_DIR/indicators, nothing
-recomputed) pooled, each set's glasses kept apart in the by-glass bootstrap. Two sets drawn with
-the same parameters (e.g. the glasses of FORCE_KERNEL "grad" and of "dense", which differ by
-round-off and so are other realisations) double the events and show how much one set's ranking
-of the indicators is that set's.
+validate_rearrangements.py (nothing re-sheared) pooled, each set's glasses kept apart in the
+by-glass bootstrap. Sets drawn with the same parameters (e.g. the glasses of FORCE_KERNEL "grad",
+"dense" and "dense_r2", which differ by round-off and so are other realisations) multiply the
+events and show how much one set's ranking of the indicators is that set's.
 
     python tests/benchmarks/pool_rearrangements.py --RUNS=grad=/path/run1,dense=/path/run2
         [--OUT_FILE=pooled.json]
 
-Each RUNS entry is name=directory, a checkout where `python validate_rearrangements.py` ran on
-train.py's split (directory/results.json names the test glasses, directory/rearrangements holds the
-results). Prints, per set and pooled, each indicator's hit percentile and share of hits in the
-top 5% with by-glass 95% intervals, and the pooled paired differences of the models; an indicator
+Each RUNS entry is name=source: a run's rearrangements.json (it keeps every event's scores since
+2026-12-05), or a checkout where `python validate_rearrangements.py` ran on train.py's split
+(source/results.json names the test glasses, source/rearrangements holds the events and the
+indicator cache, scored afresh). Prints, per set and pooled, each indicator's hit percentile and
+share of hits in the top 5% with by-glass 95% intervals, and the pooled paired differences of the models; an indicator
 missing from a set (a model scored in one only) is scored on the sets that have it.
 """
 import json
@@ -23,29 +23,41 @@ sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes, safe_load_pickle  # noqa: E402
 
-RUNS = ""               # comma list of name=directory (each with results.json and rearrangements/)
+RUNS = ""               # comma list of name=source (rearrangements.json, or a checkout with
+                        # results.json and rearrangements/)
 OUT_DIR_NAME = "rearrangements"     # validate_rearrangements.py's OUT_DIR inside each directory
 OUT_FILE = ""           # JSON of the tables ("" writes none)
 
 
-def events_of(name, directory, vr):
-    """[(set:glass, result)] of the yielded events and {set:glass: indicators} of one run."""
-    split = json.load(open(os.path.join(directory, "results.json")))["split"]["test"]
-    vr.OUT_DIR = os.path.join(directory, OUT_DIR_NAME)
-    events, indicators = [], {}
+def records_of(name, source, vr):
+    """The scored events (validate_rearrangements.event_record) of one run, each glass named
+    set:glass. source is a run's rearrangements.json (which keeps its records since they were
+    added) or a checkout where validate_rearrangements.py ran, whose events/ and indicators/
+    folders are scored afresh."""
+    if os.path.isfile(source):
+        summary = json.load(open(source))
+        if "events" not in summary:
+            raise SystemExit(f"error: {source}: no per-event records (written before they were "
+                             "kept); pass the checkout with its events/ and indicators/ instead")
+        if summary.get("protocol") != vr.protocol():
+            raise SystemExit(f"error: {source}: shear protocol {summary.get('protocol')} is not "
+                             f"the current {vr.protocol()}")
+        return [dict(r, glass=f"{name}:{r['glass']}") for r in summary["events"]]
+    split = json.load(open(os.path.join(source, "results.json")))["split"]["test"]
+    vr.OUT_DIR = os.path.join(source, OUT_DIR_NAME)
+    records = []
     for b in split:
         glass = f"glass_data_{int(b):03d}"
-        key = f"{name}:{glass}"
         cache = os.path.join(vr.OUT_DIR, "indicators", f"{glass}.pkl")
-        indicators[key] = safe_load_pickle(cache)["values"]
+        indicators = safe_load_pickle(cache)["values"]
         for d in vr.DIRECTIONS.split(","):
             res = vr.existing_result(vr.result_path(glass, d))
             if res is None:
                 raise SystemExit(f"error: {vr.result_path(glass, d)}: no result of the current "
                                  "protocol; run validate_rearrangements.py there first")
             if res["status"] == "yielded":
-                events.append((key, res))
-    return events, indicators
+                records.append(vr.event_record(f"{name}:{glass}", res, indicators))
+    return records
 
 
 def row(scores):
@@ -59,20 +71,19 @@ def main():
     import validate_rearrangements as vr
     runs = [r.split("=", 1) for r in RUNS.split(",") if r.strip()]
     if not runs or any(len(r) != 2 for r in runs):
-        raise SystemExit("error: RUNS must be name=directory[,name=directory...]")
-    all_events, all_indicators, out = [], {}, dict(sets={})
-    for name, directory in runs:
-        events, indicators = events_of(name, directory, vr)
-        all_events += events
-        all_indicators.update(indicators)
-        table = vr.score_events(events, indicators)
+        raise SystemExit("error: RUNS must be name=source[,name=source...]")
+    all_records, out = [], dict(sets={})
+    for name, source in runs:
+        records = records_of(name, source, vr)
+        all_records += records
+        table = vr.score_records(records)
         out["sets"][name] = {k: {kk: v[kk] for kk in ("hit_percentile", "hit_in_top",
                                                       "n_events", "n_glasses")}
                              for k, v in table.items()}
-    pooled = vr.score_events(all_events, all_indicators)
+    pooled = vr.score_records(all_records)
     out["pooled"] = {k: {kk: v[kk] for kk in ("hit_percentile", "hit_in_top", "n_events",
                                               "n_glasses")} for k, v in pooled.items()}
-    common = {k: v for k, v in pooled.items() if v["n_events"] == len(all_events)}
+    common = {k: v for k, v in pooled.items() if v["n_events"] == len(all_records)}
     out["pooled_paired_differences"] = vr.paired_differences(common)
     order = sorted(pooled, key=lambda k: -pooled[k]["hit_percentile"][0])
     for name, scores in list(out["sets"].items()) + [("pooled", out["pooled"])]:
