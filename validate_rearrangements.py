@@ -69,11 +69,10 @@ SKIN = 0.3                      # sigma; neighbour-list skin (generate_glass_dat
 FORCE_KERNEL = "dense_r2"       # FIRE's forces in the sheared cell, as generate_glass_data's
                                 # FORCE_KERNEL: "dense_r2", explicit pair forces on a Dense list (no
                                 # scatter), the pair term in closed form in r^2; "dense", the same
-                                # differentiating the pair function (the kernel of the committed
-                                # shear runs, before 2026-12-05); "grad", -jax.grad of the energy
-                                # on a half list (the kernel until Nov 2026). The same forces to
-                                # round-off, so, like
-                                # NEWTON_*, not part of a result's protocol
+                                # differentiating the pair function (the kernel of the shear runs
+                                # before 2026-12-05); "grad", -jax.grad of the energy on a half
+                                # list (the kernel until Nov 2026). The same forces to round-off,
+                                # so, like NEWTON_*, not part of a result's protocol
 PREDICTOR_MAX_MOVE = 0.05       # sigma; largest linear-response move used to start FIRE (a larger
                                 # one means a nearly singular Hessian: start affinely instead)
 NEWTON_FORCE = 1e-2             # epsilon/sigma; FIRE hands over to Newton below this max|F| (0 =
