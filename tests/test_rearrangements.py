@@ -239,7 +239,8 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
 
 def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_path):
     """pool_rearrangements.py pools two runs' rearrangements.json: events add up, glasses stay
-    apart by set, each set's scores are its own; a run of another shear protocol is refused."""
+    apart by set, each set's scores are its own; a run of another shear protocol, or whose
+    records were scored with another top share, is refused."""
     import subprocess
     import sys
     rng = np.random.default_rng(1)
@@ -254,7 +255,8 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
                            event_strain=0.01 + shift)
                 records.append(vr.event_record(f"glass_{g:03d}", res, ind))
         path = tmp_path / f"run{k}.json"
-        path.write_text(json.dumps(dict(protocol=vr.protocol(), events=records)))
+        path.write_text(json.dumps(dict(protocol=vr.protocol(), events=records,
+                                        constants=dict(TOP_HIT_FRACTION=vr.TOP_HIT_FRACTION))))
         runs.append((f"set{k}", path, vr.score_records(records, n_boot=200)))
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
                           "pool_rearrangements.py")
@@ -274,6 +276,12 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
     proc = subprocess.run([sys.executable, script, f"--RUNS={arg}"], capture_output=True,
                           text=True)
     assert proc.returncode != 0 and "shear protocol" in proc.stderr and "run0.json" in proc.stderr
+    bad = json.loads(runs[1][1].read_text())           # records scored with another top share
+    bad["constants"]["TOP_HIT_FRACTION"] = 0.1
+    runs[1][1].write_text(json.dumps(bad))
+    proc = subprocess.run([sys.executable, script, f"--RUNS=set1={runs[1][1]}"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "TOP_HIT_FRACTION" in proc.stderr and "run1.json" in proc.stderr
 
 
 def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, tmp_path,

@@ -11,8 +11,9 @@ Each RUNS entry is name=source: a run's rearrangements.json (it keeps every even
 2026-12-05), or a checkout where `python validate_rearrangements.py` ran on train.py's split
 (source/results.json names the test glasses, source/rearrangements holds the events and the
 indicator cache, scored afresh). Prints, per set and pooled, each indicator's hit percentile and
-share of hits in the top 5% with by-glass 95% intervals, and the pooled paired differences of the models; an indicator
-missing from a set (a model scored in one only) is scored on the sets that have it.
+share of hits in the top 5% with by-glass 95% intervals, and the pooled paired differences of the
+models; an indicator missing from a set (a model scored in one only) is scored on the sets that
+have it.
 """
 import json
 import os
@@ -42,6 +43,10 @@ def records_of(name, source, vr):
         if summary.get("protocol") != vr.protocol():
             raise SystemExit(f"error: {source}: shear protocol {summary.get('protocol')} is not "
                              f"the current {vr.protocol()}")
+        kept = summary.get("constants", {}).get("TOP_HIT_FRACTION")
+        if kept != vr.TOP_HIT_FRACTION:         # the records' top-5% column was scored with it
+            raise SystemExit(f"error: {source}: its events were scored with TOP_HIT_FRACTION = "
+                             f"{kept}, not the current {vr.TOP_HIT_FRACTION}")
         return [dict(r, glass=f"{name}:{r['glass']}") for r in summary["events"]]
     split = json.load(open(os.path.join(source, "results.json")))["split"]["test"]
     vr.OUT_DIR = os.path.join(source, OUT_DIR_NAME)
