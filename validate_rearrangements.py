@@ -292,7 +292,7 @@ def bootstrap_by_glass(values, glass_ids, n_boot, rng):
 def event_record(glass, res, indicators):
     """One yielded event scored by every indicator of its glass: {name: [percentile rank of the
     hit, hit in the top TOP_HIT_FRACTION, ROC AUC of the top movers]}, with the event's glass,
-    direction, strain and hit. rearrangements.json keeps these records, so a run's scores can be
+    its atom count (sets of other sizes pooled or compared), direction, strain and hit. rearrangements.json keeps these records, so a run's scores can be
     pooled with other runs (tests/benchmarks/pool_rearrangements.py) after its events/ and
     indicators/ folders are gone."""
     scores = {}
@@ -302,7 +302,8 @@ def event_record(glass, res, indicators):
         scores[name] = [percentile_rank(x, res["hit"]), in_top(x, res["hit"], TOP_HIT_FRACTION),
                         roc_auc(x, positive)]
     strain = res.get("event_strain")
-    return dict(glass=glass, direction=res.get("direction"), hit=int(res["hit"]),
+    return dict(glass=glass, n_atoms=len(next(iter(indicators.values()))),
+                direction=res.get("direction"), hit=int(res["hit"]),
                 event_strain=None if strain is None else float(strain), scores=scores)
 
 

@@ -233,6 +233,7 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
     # every event's scores are kept, so a run can be pooled after its folders are gone
     (record,) = summary["events"]
     assert record["glass"] == "glass_007" and record["direction"] == "+xz"
+    assert record["n_atoms"] == 200     # sets of other sizes can be told apart (shear_by_size)
     assert set(record["scores"]) == set(summary["scores"])
     assert record["scores"]["S10"][0] == summary["scores"]["S10"]["hit_percentile"][0]
 
@@ -282,6 +283,37 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
     proc = subprocess.run([sys.executable, script, f"--RUNS=set1={runs[1][1]}"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "TOP_HIT_FRACTION" in proc.stderr and "run1.json" in proc.stderr
+
+
+def test_shear_by_size_pairs_glass_draws_and_reads_the_atom_count(vr):
+    """shear_by_size.py's comparison: the difference paired by glass is each glass's mean at one
+    size minus the same glass's at the other (a shift of 0.1 everywhere comes back as 0.1 with
+    a zero-width interval), and the reference's atom count is read from its records: recorded,
+    or from the random indicator's percentiles (k / (N - 1)) for records written before."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
+                        "shear_by_size.py")
+    spec = importlib.util.spec_from_file_location("shear_by_size", path)
+    sbs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sbs)
+    rng = np.random.default_rng(2)
+    reference, new = [], []
+    for g in range(4):
+        for d in range(3):
+            p = float(rng.uniform(0.5, 0.85))
+            k = int(rng.integers(0, 999))
+            reference.append(dict(glass=f"glass_data_{g:03d}", scores=dict(
+                S10=[p, False, 0.5], random=[k / 999, False, 0.5])))
+            new.append(dict(glass=f"glass_data_{g:03d}", n_atoms=500, scores=dict(
+                S10=[p + 0.1, True, 0.5])))
+    rows = sbs.compare_sizes(new, reference, n_boot=200, seed=0)
+    assert set(rows) == {"S10"}                 # scored at both sizes only
+    diff = rows["S10"]["hit_percentile"]["paired_difference"]
+    assert diff == pytest.approx([0.1, 0.1, 0.1])
+    assert rows["S10"]["hit_in_top"]["paired_difference"][0] == pytest.approx(1.0)
+    assert rows["S10"]["hit_percentile"]["n_glasses_paired"] == 4
+    assert sbs.atoms_of_records(reference) == 1000 and sbs.atoms_of_records(new) == 500
+    assert sbs.glass_indices(reference) == [0, 1, 2, 3]
 
 
 def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, tmp_path,
