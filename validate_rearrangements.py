@@ -307,6 +307,27 @@ def event_record(glass, res, indicators):
                 event_strain=None if strain is None else float(strain), scores=scores)
 
 
+def kept_records(path):
+    """The event records a run's rearrangements.json keeps (event_record), refused with an error
+    naming the file when they cannot be scored beside this code's: no records (written before
+    they were kept), another shear protocol, or another TOP_HIT_FRACTION (its top-5% column)."""
+    try:
+        with open(path) as fh:
+            summary = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise GlassFileError(f"{path}: not a readable rearrangements.json ({err})")
+    if "events" not in summary:
+        raise GlassFileError(f"{path}: no per-event records (written before they were kept)")
+    if summary.get("protocol") != protocol():
+        raise GlassFileError(f"{path}: shear protocol {summary.get('protocol')} is not the "
+                             f"current {protocol()}")
+    kept = summary.get("constants", {}).get("TOP_HIT_FRACTION")
+    if kept != TOP_HIT_FRACTION:
+        raise GlassFileError(f"{path}: its events were scored with TOP_HIT_FRACTION = {kept}, "
+                             f"not the current {TOP_HIT_FRACTION}")
+    return summary["events"]
+
+
 def score_records(records, n_boot=None, seed=None):
     """records: event_record()s. Returns {indicator: scores}: the mean over events of each
     measure with its by-glass bootstrap 95% interval, the per-event percentiles kept for the

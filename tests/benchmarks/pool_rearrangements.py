@@ -22,7 +22,8 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes, safe_load_pickle  # noqa: E402
+from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402
+                      safe_load_pickle)
 
 RUNS = ""               # comma list of name=source (rearrangements.json, or a checkout with
                         # results.json and rearrangements/)
@@ -36,18 +37,11 @@ def records_of(name, source, vr):
     added) or a checkout where validate_rearrangements.py ran, whose events/ and indicators/
     folders are scored afresh."""
     if os.path.isfile(source):
-        summary = json.load(open(source))
-        if "events" not in summary:
-            raise SystemExit(f"error: {source}: no per-event records (written before they were "
-                             "kept); pass the checkout with its events/ and indicators/ instead")
-        if summary.get("protocol") != vr.protocol():
-            raise SystemExit(f"error: {source}: shear protocol {summary.get('protocol')} is not "
-                             f"the current {vr.protocol()}")
-        kept = summary.get("constants", {}).get("TOP_HIT_FRACTION")
-        if kept != vr.TOP_HIT_FRACTION:         # the records' top-5% column was scored with it
-            raise SystemExit(f"error: {source}: its events were scored with TOP_HIT_FRACTION = "
-                             f"{kept}, not the current {vr.TOP_HIT_FRACTION}")
-        return [dict(r, glass=f"{name}:{r['glass']}") for r in summary["events"]]
+        try:
+            events = vr.kept_records(source)
+        except GlassFileError as err:
+            raise SystemExit(f"error: {err}; for a run without records pass its checkout")
+        return [dict(r, glass=f"{name}:{r['glass']}") for r in events]
     split = json.load(open(os.path.join(source, "results.json")))["split"]["test"]
     vr.OUT_DIR = os.path.join(source, OUT_DIR_NAME)
     records = []

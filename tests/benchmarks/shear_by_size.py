@@ -46,21 +46,14 @@ SEED = 0                        # of the bootstrap
 
 
 def reference_records():
-    """The reference run's event records, after checking it was sheared with today's protocol
-    and scored with today's TOP_HIT_FRACTION (otherwise the sizes would differ by more than N)."""
+    """The reference run's event records (validate_rearrangements.kept_records: refused unless
+    sheared with today's protocol and scored with today's TOP_HIT_FRACTION, so that the two sizes
+    differ by N alone)."""
     import validate_rearrangements as vr
     try:
-        summary = json.load(open(REFERENCE))
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {REFERENCE}: not a readable rearrangements.json ({err})")
-    if "events" not in summary:
-        raise SystemExit(f"error: {REFERENCE}: no per-event records (written before 2026-12-05)")
-    if summary.get("protocol") != vr.protocol():
-        raise SystemExit(f"error: {REFERENCE}: shear protocol {summary.get('protocol')} is not "
-                         f"the current {vr.protocol()}")
-    if summary.get("constants", {}).get("TOP_HIT_FRACTION") != vr.TOP_HIT_FRACTION:
-        raise SystemExit(f"error: {REFERENCE}: scored with another TOP_HIT_FRACTION")
-    return summary["events"]
+        return vr.kept_records(REFERENCE)
+    except GlassFileError as err:
+        raise SystemExit(f"error: {err}")
 
 
 def atoms_of_records(records):
