@@ -225,6 +225,13 @@ def protocol_changes(old, new):
     return "made with " + (", ".join(changes) if changes else "another protocol hash")
 
 
+def check_densest_box(ggd):
+    """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
+    largest-sigma corner of the ranges: the minimum-image convention would break there."""
+    r_cut = ggd.absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1])[1]
+    ggd.check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
+
+
 def refuse_ineffective(forwarded):
     """Stop on a forwarded --NAME=value that the glasses of this script never read."""
     for arg in forwarded:
@@ -450,9 +457,8 @@ def main(argv=None):
     vars(ggd).update(ggd_overrides)
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
-    try:   # refuse a box narrower than 2 r_cut for the densest, largest-sigma corner of the ranges
-        r_cut = ggd.absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1])[1]
-        ggd.check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
+    try:
+        check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
     os.makedirs(DATA_DIR, exist_ok=True)

@@ -292,9 +292,10 @@ def bootstrap_by_glass(values, glass_ids, n_boot, rng):
 def event_record(glass, res, indicators):
     """One yielded event scored by every indicator of its glass: {name: [percentile rank of the
     hit, hit in the top TOP_HIT_FRACTION, ROC AUC of the top movers]}, with the event's glass,
-    its atom count (sets of other sizes pooled or compared), direction, strain and hit. rearrangements.json keeps these records, so a run's scores can be
-    pooled with other runs (tests/benchmarks/pool_rearrangements.py) after its events/ and
-    indicators/ folders are gone."""
+    its atom count (sets of other sizes pooled or compared), direction, strain and hit.
+    rearrangements.json keeps these records, so a run's scores can be pooled with other runs
+    (tests/benchmarks/pool_rearrangements.py) after its events/ and indicators/ folders are
+    gone."""
     scores = {}
     for name, x in indicators.items():
         positive = np.zeros(len(x), bool)
@@ -317,7 +318,8 @@ def kept_records(path):
     except (OSError, ValueError) as err:
         raise GlassFileError(f"{path}: not a readable rearrangements.json ({err})")
     if "events" not in summary:
-        raise GlassFileError(f"{path}: no per-event records (written before they were kept)")
+        raise GlassFileError(f"{path}: no per-event records (written before they were kept; "
+                             "score its run's events/ and indicators/ folders instead)")
     if summary.get("protocol") != protocol():
         raise GlassFileError(f"{path}: shear protocol {summary.get('protocol')} is not the "
                              f"current {protocol()}")

@@ -40,7 +40,7 @@ def records_of(name, source, vr):
         try:
             events = vr.kept_records(source)
         except GlassFileError as err:
-            raise SystemExit(f"error: {err}; for a run without records pass its checkout")
+            raise SystemExit(f"error: {err}")
         return [dict(r, glass=f"{name}:{r['glass']}") for r in events]
     split = json.load(open(os.path.join(source, "results.json")))["split"]["test"]
     vr.OUT_DIR = os.path.join(source, OUT_DIR_NAME)

@@ -91,8 +91,7 @@ def make_glasses_at_size(indices):
     own = dict(N_ATOMS=N_ATOMS, DATA_DIR=os.path.join(OUT_DIR, "glasses"), N_WORKERS=N_WORKERS)
     vars(gdd).update(own)
     try:
-        r_cut = ggd.absolute_cutoffs(np.asarray(ggd.SIGMA) * gdd.SIGMA_SCALE_RANGE[1])[1]
-        ggd.check_minimum_image(N_ATOMS, gdd.DENSITY_RANGE[1], r_cut)
+        gdd.check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
     os.makedirs(gdd.DATA_DIR, exist_ok=True)
