@@ -25,7 +25,8 @@ from functools import partial
 import numpy as np
 
 from glass_io import (apply_overrides, atomic_write_pickle, constants_of, exit_on_help,
-                      or_constants, record_wall_time, validate_snapshot)
+                      jax_cache_dir_before_overrides, or_constants, record_wall_time,
+                      validate_snapshot)
 
 # ================================ constants ====================================================
 # --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---
@@ -137,7 +138,31 @@ jax.config.update("jax_enable_x64", True)
 warnings.filterwarnings("ignore", message="scatter inputs have incompatible types")
 import jax.numpy as jnp                               # noqa: E402
 from jax import lax                                   # noqa: E402
+from jax.experimental.compilation_cache import compilation_cache   # noqa: E402
+
+
+def enable_compilation_cache(cache_dir, min_compile_seconds=0.5):
+    """Keep compiled XLA programs on disk (in `cache_dir`; "" turns the cache off) so a second
+    run (or worker) skips compilation; programs that compile faster than `min_compile_seconds`
+    are not kept. JAX opens its cache folder once, at the first compilation after it is set: a
+    change of folder resets it, or the old one would silently stay in use."""
+    path = os.path.abspath(cache_dir) if cache_dir else None
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        compilation_cache.reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+
+
+# Importing jax-md compiles ~120 tiny XLA programs (rigid_body's module-level shapes, op by op):
+# 4 of its 8-11 s on our 2-core machine. When this run's cache folder exists they are read from
+# it (every program kept, however fast); then the cache is off again until main() (or a library
+# caller) turns on the one it was asked for, with the usual threshold.
+_IMPORT_CACHE = jax_cache_dir_before_overrides(JAX_CACHE_DIR)
+if _IMPORT_CACHE:
+    enable_compilation_cache(_IMPORT_CACHE, min_compile_seconds=0)
 from jax_md import energy, minimize, partition, quantity, simulate, smap, space   # noqa: E402
+if _IMPORT_CACHE:
+    enable_compilation_cache("")
 import scipy.sparse                                   # noqa: E402
 import scipy.sparse.linalg                            # noqa: E402
 from scipy.spatial import cKDTree                     # noqa: E402
@@ -145,13 +170,6 @@ from scipy.spatial import cKDTree                     # noqa: E402
 # the sparse direct solver of lowest_modes' shift-invert; every name re-exported (ggd.X callers)
 from nested_dissection import (MultifrontalCholesky, atom_graph, extend_add,  # noqa: E402, F401
                                nested_dissection_order, nested_dissection_tree, vertex_separator)
-
-
-def enable_compilation_cache(cache_dir):
-    """Keep compiled XLA programs on disk so a second run (or worker) skips compilation."""
-    if cache_dir:
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache_dir))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 # ================================ the system ====================================================

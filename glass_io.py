@@ -114,6 +114,28 @@ def apply_overrides(namespace, argv=None):
     return changed
 
 
+def jax_cache_dir_before_overrides(default):
+    """The JAX_CACHE_DIR that this run will use, read before any script has applied its
+    overrides (for jax-md's import, generate_glass_data.py): when the main program is a script of
+    this folder (or a worker it spawned, which shares its sys.argv), its last --JAX_CACHE_DIR on
+    the command line, else `default`. None for any other program (pytest, a worker of a user's
+    own Dask cluster), for a cache turned off (""), and for a folder that does not exist yet:
+    this never creates one."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not main_file or os.path.dirname(os.path.abspath(main_file)) != here:
+        return None
+    try:
+        argv = normalise_argv(sys.argv[1:])
+    except SystemExit:
+        return None                         # the script's own parsing reports it
+    value = default
+    for arg in argv:
+        if arg.startswith("--JAX_CACHE_DIR="):
+            value = arg.split("=", 1)[1]
+    return os.path.abspath(value) if value and os.path.isdir(value) else None
+
+
 def or_constants(namespace, **given):
     """The given arguments, with each None replaced by the script's constant of the same name in
     upper case, read at call time so that command-line overrides reach function defaults."""

@@ -265,3 +265,57 @@ def test_space_separated_overrides_and_negative_values(tmp_path):
     assert str(tmp_path) in proc.stderr
     proc = augment("--DATA_DIR", str(tmp_path), "--SEED")
     assert proc.returncode == 1 and "--SEED needs a value" in proc.stderr
+
+
+def test_the_cache_folder_read_before_overrides(tmp_path, monkeypatch):
+    """jax-md's import reads its programs from the run's JAX_CACHE_DIR, found on the command line
+    before the overrides are applied: only for a script of this folder as the main program, only
+    a folder that exists (never created), and "" keeps it off."""
+    import sys
+    import types
+    from conftest import ROOT
+    main = types.ModuleType("__main__")
+    main.__file__ = os.path.join(ROOT, "generate_glass_data.py")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    there, missing = tmp_path / "cache", tmp_path / "missing"
+    there.mkdir()
+    for argv, default, expected in (
+            ([], str(there), str(there)),
+            (["--JAX_CACHE_DIR", str(there)], ".jax_cache", str(there)),
+            ([f"--JAX_CACHE_DIR={there}", "--JAX_CACHE_DIR="], ".jax_cache", None),   # the last
+            ([f"--JAX_CACHE_DIR={missing}"], str(there), None),
+            (["--SEED"], str(there), None)):                 # malformed: main() reports it
+        monkeypatch.setattr(sys, "argv", ["generate_glass_data.py", *argv])
+        assert glass_io.jax_cache_dir_before_overrides(default) == expected, argv
+    assert not missing.exists()
+    main.__file__ = os.path.join(ROOT, "tests", "somewhere_else.py")      # pytest, a user's worker
+    monkeypatch.setattr(sys, "argv", ["x", f"--JAX_CACHE_DIR={there}"])
+    assert glass_io.jax_cache_dir_before_overrides(str(there)) is None
+
+
+def test_a_new_cache_folder_takes_effect_and_empty_turns_it_off(ggd, tmp_path):
+    """JAX opens its cache folder once: enable_compilation_cache must reset it on a change, or
+    programs would silently keep going to the first folder (jax-md's import uses one first)."""
+    import jax
+    import jax.numpy as jnp
+    first, second = tmp_path / "first", tmp_path / "second"
+
+    def compile_new(k):                  # a program no earlier test compiled
+        return jax.jit(lambda x: jnp.sin(x) * k + 0.123456789 * k)(jnp.arange(k + 7.0))
+
+    def kept(folder):
+        return len(os.listdir(folder)) if folder.exists() else 0
+    try:
+        ggd.enable_compilation_cache(str(first), min_compile_seconds=0)
+        compile_new(1)
+        assert kept(first) >= 1
+        ggd.enable_compilation_cache(str(second), min_compile_seconds=0)
+        n_first = kept(first)
+        compile_new(2)
+        assert kept(second) >= 1 and kept(first) == n_first
+        ggd.enable_compilation_cache("")
+        n_second = kept(second)
+        compile_new(3)
+        assert (kept(first), kept(second)) == (n_first, n_second)
+    finally:
+        ggd.enable_compilation_cache("")
