@@ -157,7 +157,7 @@ def enable_compilation_cache(cache_dir, min_compile_seconds=0.5):
 # 4 of its 8-11 s on our 2-core machine. When this run's cache folder exists they are read from
 # it (every program kept, however fast); then the cache is off again until main() (or a library
 # caller) turns on the one it was asked for, with the usual threshold.
-_IMPORT_CACHE = jax_cache_dir_before_overrides(JAX_CACHE_DIR)
+_IMPORT_CACHE = jax_cache_dir_before_overrides(globals())    # applies --JAX_CACHE_DIR itself
 if _IMPORT_CACHE:
     enable_compilation_cache(_IMPORT_CACHE, min_compile_seconds=0)
 from jax_md import energy, minimize, partition, quantity, simulate, smap, space   # noqa: E402

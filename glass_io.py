@@ -114,11 +114,11 @@ def apply_overrides(namespace, argv=None):
     return changed
 
 
-def jax_cache_dir_before_overrides(default):
+def jax_cache_dir_before_overrides(namespace):
     """The JAX_CACHE_DIR that this run will use, read before any script has applied its
     overrides (for jax-md's import, generate_glass_data.py): when the main program is a script of
     this folder (or a worker it spawned, which shares its sys.argv), its last --JAX_CACHE_DIR on
-    the command line, else `default`. None for any other program (pytest, a worker of a user's
+    the command line, else namespace["JAX_CACHE_DIR"]. None for any other program (pytest, a worker of a user's
     own Dask cluster), for a cache turned off (""), and for a folder that does not exist yet:
     this never creates one."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -129,7 +129,7 @@ def jax_cache_dir_before_overrides(default):
         argv = normalise_argv(sys.argv[1:])
     except SystemExit:
         return None                         # the script's own parsing reports it
-    value = default
+    value = namespace["JAX_CACHE_DIR"]
     for arg in argv:
         if arg.startswith("--JAX_CACHE_DIR="):
             value = arg.split("=", 1)[1]
