@@ -118,9 +118,9 @@ def jax_cache_dir_before_overrides(namespace):
     """The JAX_CACHE_DIR that this run will use, read before any script has applied its
     overrides (for jax-md's import, generate_glass_data.py): when the main program is a script of
     this folder (or a worker it spawned, which shares its sys.argv), its last --JAX_CACHE_DIR on
-    the command line, else namespace["JAX_CACHE_DIR"]. None for any other program (pytest, a worker of a user's
-    own Dask cluster), for a cache turned off (""), and for a folder that does not exist yet:
-    this never creates one."""
+    the command line, else namespace["JAX_CACHE_DIR"]. None for any other program (pytest, a
+    worker of a user's own Dask cluster), for a cache turned off (""), and for a folder that does
+    not exist yet: this never creates one."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     here = os.path.dirname(os.path.abspath(__file__))
     if not main_file or os.path.dirname(os.path.abspath(main_file)) != here:

@@ -286,7 +286,8 @@ def test_the_cache_folder_read_before_overrides(tmp_path, monkeypatch):
             ([f"--JAX_CACHE_DIR={missing}"], str(there), None),
             (["--SEED"], str(there), None)):                 # malformed: main() reports it
         monkeypatch.setattr(sys, "argv", ["generate_glass_data.py", *argv])
-        assert glass_io.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=default)) == expected, argv
+        found = glass_io.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=default))
+        assert found == expected, argv
     assert not missing.exists()
     main.__file__ = os.path.join(ROOT, "tests", "somewhere_else.py")      # pytest, a user's worker
     monkeypatch.setattr(sys, "argv", ["x", f"--JAX_CACHE_DIR={there}"])
