@@ -26,23 +26,6 @@ def run_predict(predict, args):
         vars(predict).update(saved)
 
 
-@pytest.fixture(scope="module")
-def small_model(train, tiny_glass, tmp_path_factory):
-    """An untrained small model in train.py's model-file format (the weights do not matter
-    for what these tests check: that the same glass gives the same numbers)."""
-    torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL)
-    y = torch.tensor(tiny_glass["softness_score"])
-    x = torch.tensor(tiny_glass["eigenvalues"])
-    scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
-                   y_std=y.std().float())
-    info = dict(n_atoms=200, n_soft_modes=10, data_fingerprint="test", density_range=[1.2, 1.2])
-    path = tmp_path_factory.mktemp("model") / "small.pth"
-    train.save_torch(str(path), train.model_file(model, scaling, 0, info,
-                                                 dict(commit="test", config={})))
-    return str(path)
-
-
 def write_xyz(path, positions, species, cell, extra=""):
     names = np.where(np.asarray(species) == 0, "A", "B")
     lines = [str(len(names)), f'Lattice="{" ".join(f"{v:.12f}" for v in cell.ravel())}" '

@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 
 import numpy as np
 import scipy.sparse
@@ -167,6 +168,83 @@ def test_event_is_found_with_energy_drop_and_moving_atoms(vr, event):
     assert np.all(np.diff(curve["strain"]) >= 0) and curve["stable"][0] == 1
     # the stress falls at the event (a plastic drop), and the curve records both sides
     assert event["stress_drop"] > 0
+
+
+def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol, tiny_glass,
+                                                              event, small_model, tmp_path,
+                                                              monkeypatch):
+    """The engine returns 'no_yield' for a direction still elastic at MAX_STRAIN and
+    'fire_failed' when FIRE runs out of steps; the pipeline counts and names both beside the
+    yielded event, scores the event alone, and exports it with the model's prediction."""
+    below = np.floor(event["event_strain"] / protocol.strain_step - 1e-9) * protocol.strain_step
+    assert below >= protocol.strain_step, "the tiny glass yields within one strain step"
+    elastic = aqs.shear_to_first_event(tiny_glass, "+xz",
+                                       dataclasses.replace(protocol, max_strain=below))
+    assert elastic["status"] == "no_yield" and "no event up to strain" in elastic["message"]
+    assert elastic["curve"]["strain"].max() == pytest.approx(below)
+    assert np.all(elastic["curve"]["stable"] == 1) and "hit" not in elastic
+    failed = aqs.shear_to_first_event(tiny_glass, "-xz", dataclasses.replace(
+        protocol, max_fire_steps=1, newton_force=0.0))
+    assert failed["status"] == "fire_failed" and "FIRE did not converge" in failed["message"]
+    # the pipeline, on result files as run_task writes them (the three made under different
+    # settings, labelled with one protocol so that one run reads them all)
+    from glass_io import atomic_write_pickle
+    path = str(tmp_path / "glass_007.pkl")
+    atomic_write_pickle(path, tiny_glass)
+    for name in ("OUT_DIR", "DIRECTIONS", "MODEL", "N_BOOTSTRAP", "GLASSES", "N_WORKERS",
+                 "SHOW_PROGRESS"):                  # main's overrides, restored after
+        monkeypatch.setattr(vr, name, getattr(vr, name))
+    vr.OUT_DIR = str(tmp_path / "out")
+    for direction, res in (("+xz", event), ("+xy", elastic), ("-xz", failed)):
+        atomic_write_pickle(vr.result_path("glass_007", direction), dict(
+            res, direction=direction, glass="glass_007", path=path, protocol=vr.protocol()))
+    args = [f"--GLASSES={path}", "--N_WORKERS=1", "--SHOW_PROGRESS=False", "--N_BOOTSTRAP=200",
+            f"--OUT_DIR={tmp_path / 'out'}", f"--MODEL={small_model}"]
+    summary = vr.main(args + ["--DIRECTIONS=+xz,+xy,-xz"])        # nothing left to shear
+    assert summary["statuses"] == dict(yielded=1, no_yield=1, fire_failed=1)
+    assert len(summary["not_yielded"]) == 2
+    assert any(x.startswith("glass_007 +xy: no_yield (no event") for x in summary["not_yielded"])
+    assert any(x.startswith("glass_007 -xz: fire_failed (FIRE") for x in summary["not_yielded"])
+    assert summary["scores"]["model"]["n_events"] == 1 and len(summary["events"]) == 1
+    # event.xyz carries the prediction (predict.py's path) beside the true softness
+    lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
+    names = re.findall(r":?([A-Za-z0-9_]+):[SR]:(\d+)", lines[1].split("Properties=")[1])
+    start = np.cumsum([0] + [int(w) for _, w in names])
+    table = np.array([row.split()[1:] for row in lines[2:]], float)
+    col = {n: table[:, start[k] - 1] for k, (n, w) in enumerate(names) if n != "species"}
+    assert "softness_pred" in col and "softness_true" in col
+    np.testing.assert_allclose(col["softness_true"], tiny_glass["softness_score"], rtol=1e-8)
+    indicators = vr.glass_indicators("glass_007", path, vr.scored_models(), None)
+    np.testing.assert_allclose(col["softness_pred"], indicators["model"], rtol=1e-7, atol=1e-12)
+    # a rerun whose directions all failed to yield leaves no older run's event or figure behind
+    summary = vr.main(args + ["--DIRECTIONS=+xy,-xz"])
+    assert summary["statuses"] == dict(yielded=0, no_yield=1, fire_failed=1)
+    assert summary["scores"] == {} and summary["event_strain"]["median"] is None
+    assert not (tmp_path / "out" / "event.xyz").exists()
+    assert not (tmp_path / "out" / "hit_percentile_cdf.png").exists()
+
+
+def test_vibrality_over_all_modes_is_the_harmonic_response(vr, ggd, tiny_glass):
+    """tests/benchmarks/vibrality_modes.py: vibrality over every non-trivial mode is the trace
+    of each atom's 3x3 block of the Hessian's pseudo-inverse (its static response to a force,
+    computed here without the eigenvectors), and over 100 modes it is the script's indicator."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
+                        "vibrality_modes.py")
+    spec = importlib.util.spec_from_file_location("vibrality_modes", path)
+    vm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vm)
+    vals, vecs = vm.full_spectrum(tiny_glass, ggd)
+    v = vm.vibralities(vals, vecs, ["100", "all"], ggd)
+    from glass_io import system_of
+    h, _ = ggd.hessian(np.asarray(tiny_glass["positions"], np.float64), system_of(tiny_glass))
+    response = np.linalg.pinv(h.toarray(), rcond=1e-10, hermitian=True)
+    n = len(tiny_glass["positions"])
+    blocks = response.reshape(n, 3, n, 3)[np.arange(n), :, np.arange(n), :]
+    np.testing.assert_allclose(v["vibrality_all"], np.trace(blocks, axis1=1, axis2=2), rtol=1e-7)
+    np.testing.assert_allclose(v["vibrality_100"], vr.indicators_of(tiny_glass)["vibrality"],
+                               rtol=1e-8)
+    assert np.all(v["vibrality_all"] > v["vibrality_100"])
 
 
 def test_scores_of_known_indicators(vr):
