@@ -71,3 +71,13 @@ def write_metadata(data_dir, names, n_atoms):
     records = [dict(file=name, parameters={}) for name in names]
     atomic_write_pickle(os.path.join(str(data_dir), "metadata.pkl"),
                         dict(records=records, n_configs=len(names), n_atoms=int(n_atoms)))
+
+
+def load_benchmark(name):
+    """tests/benchmarks/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -40,3 +40,22 @@ def test_every_cited_script_exists(doc, path):
     candidates = [path, os.path.join("tests", path), os.path.join("tests/benchmarks", path)]
     assert any(os.path.exists(os.path.join(ROOT, c)) for c in candidates), \
         f"{doc} cites {path}, which is not here"
+
+
+def test_the_readme_yield_tables_are_the_committed_runs():
+    """README's first table and its paired differences are tests/benchmarks/yield_table.py's
+    output on the committed rearrangements.json files, word for word (line breaks aside): a
+    number typed in, or left behind when a run is replaced, fails here."""
+    from conftest import load_benchmark
+    yt = load_benchmark("yield_table")
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        text = yt.main([])
+    finally:
+        os.chdir(cwd)
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        readme = " ".join(fh.read().split())
+    assert text.count("\n|---|") == 2 and "0.888 [0.855, 0.921]" in text   # both tables, read
+    for block in text.split("\n\n"):
+        assert " ".join(block.split()) in readme, f"README.md lacks, as printed:\n{block}"

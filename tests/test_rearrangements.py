@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse
 import pytest
 
+from conftest import load_benchmark
+
 
 @pytest.fixture(scope="module")
 def vr(ggd):
@@ -228,12 +230,7 @@ def test_vibrality_over_all_modes_is_the_harmonic_response(vr, ggd, tiny_glass):
     """tests/benchmarks/vibrality_modes.py: vibrality over every non-trivial mode is the trace
     of each atom's 3x3 block of the Hessian's pseudo-inverse (its static response to a force,
     computed here without the eigenvectors), and over 100 modes it is the script's indicator."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
-                        "vibrality_modes.py")
-    spec = importlib.util.spec_from_file_location("vibrality_modes", path)
-    vm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vm)
+    vm = load_benchmark("vibrality_modes")
     vals, vecs = vm.full_spectrum(tiny_glass, ggd)
     v = vm.vibralities(vals, vecs, ["100", "all"], ggd)
     from glass_io import system_of
@@ -368,12 +365,7 @@ def test_shear_by_size_pairs_glass_draws_and_reads_the_atom_count(vr):
     size minus the same glass's at the other (a shift of 0.1 everywhere comes back as 0.1 with
     a zero-width interval), and the reference's atom count is read from its records: recorded,
     or from the random indicator's percentiles (k / (N - 1)) for records written before."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
-                        "shear_by_size.py")
-    spec = importlib.util.spec_from_file_location("shear_by_size", path)
-    sbs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sbs)
+    sbs = load_benchmark("shear_by_size")
     rng = np.random.default_rng(2)
     reference, new = [], []
     for g in range(4):

@@ -14,12 +14,14 @@ paired by event.
         [--RUNS=n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7]
         [--MODE_COUNTS=10,30,100,300,all] [--OUT_FILE=runs/vibrality_modes/vibrality_modes.json]
 
-A run folder holds glasses/glass_data_<k>.pkl (shear_by_size.py's layout) or names its glasses
-in rearrangements.json's records (the glass files found under GLASS_DIR); dense eigh of a
-3N x 3N Hessian costs ~1 s at N = 500 and ~10 s at N = 1000 on one core.
+A run folder holds events/ (validate_rearrangements.py's OUT_DIR); its glasses are the ones
+named there, read from GLASS_DIR (relative to the run folder: glasses/ in shear_by_size.py's
+layout; for a run on train.py's split, --GLASS_DIR=$PWD/data). Dense eigh of a 3N x 3N Hessian
+costs ~1 s at N = 500 and ~10 s at N = 1000 on one core.
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -34,7 +36,7 @@ from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # no
 RUNS = "n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7"   # name=run folder
 MODE_COUNTS = "10,30,100,300,all"   # lowest non-trivial modes summed; "all" = 3N - 3
 REFERENCE = "100"               # the count the others are paired against (the script's sum)
-GLASS_DIR = "glasses"           # the glasses of a run, inside its folder
+GLASS_DIR = "glasses"           # the run's glass files, relative to its folder (or absolute)
 N_BOOTSTRAP = 10000             # resamples of the glasses
 SEED = 0                        # of the bootstrap
 OUT_FILE = "runs/vibrality_modes/vibrality_modes.json"  # "" writes none
@@ -63,14 +65,16 @@ def run_records(name, folder, counts, vr, ggd):
     """The yielded events of one run scored by each vibrality (vr.event_record), glasses named
     name:glass; every (glass, direction) result file must be of today's protocol."""
     glass_dir = os.path.join(folder, GLASS_DIR)
-    if not os.path.isdir(glass_dir):
-        raise SystemExit(f"error: {glass_dir}: no glasses folder (the run's glass files)")
+    events = os.path.join(folder, "events")
+    if not os.path.isdir(events):
+        raise SystemExit(f"error: {events}: no events folder (validate_rearrangements.py's "
+                         "OUT_DIR/events)")
     vr.OUT_DIR = folder
     records, statuses = [], {}
-    for file in sorted(f for f in os.listdir(glass_dir) if f.endswith(".pkl")):
-        glass = file[:-4]
+    for glass in sorted({re.sub(r"_[pm][xyz]{2}\.pkl$", "", f) for f in os.listdir(events)
+                         if f.endswith(".pkl")}):
         t0 = time.perf_counter()
-        vals, vecs = full_spectrum(load_glass(os.path.join(glass_dir, file)), ggd)
+        vals, vecs = full_spectrum(load_glass(os.path.join(glass_dir, f"{glass}.pkl")), ggd)
         indicators = vibralities(vals, vecs, counts, ggd)
         for d in vr.DIRECTIONS.split(","):
             res = vr.existing_result(vr.result_path(glass, d))
