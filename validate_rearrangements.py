@@ -412,8 +412,11 @@ def result_path(name, direction):
     return os.path.join(OUT_DIR, "events", f"{name}_{sign}{direction.strip()[1:]}.pkl")
 
 
-def existing_result(path):
-    """A finished result of the current protocol, or None (missing, unreadable, other protocol)."""
+def existing_result(path, glass_sha256=None):
+    """A finished result of the current protocol, or None (missing, unreadable, other protocol).
+    With glass_sha256, also None unless the result was sheared from a glass file of that content:
+    a data set regenerated in place (same names, other glasses) must not inherit the old events.
+    Results written before they named their glass (no glass_sha256) are made again."""
     if not os.path.exists(path):
         return None
     try:
@@ -423,6 +426,8 @@ def existing_result(path):
     if not (isinstance(res, dict) and res.get("status") and same_value(res.get("protocol"),
                                                                        protocol())):
         return None
+    if glass_sha256 is not None and res.get("glass_sha256") != glass_sha256:
+        return None
     return res
 
 
@@ -431,7 +436,7 @@ def run_task(task):
     name, path, direction = task
     snap = load_glass(path)
     res = aqs.shear_to_first_event(snap, direction, shear_protocol(), where=path)
-    res.update(glass=name, path=path, protocol=protocol())
+    res.update(glass=name, path=path, glass_sha256=file_sha256(path), protocol=protocol())
     atomic_write_pickle(result_path(name, direction), res)
     return name, direction, res["status"], res.get("event_strain"), res["seconds"]
 
@@ -552,7 +557,9 @@ def plot_hit_percentiles(table, path):
 def summarise(glasses):
     """Read every result, score the indicators, write the table, the figure and one event."""
     directions = [d.strip() for d in DIRECTIONS.split(",")]
-    results = {(g, d): existing_result(result_path(g, d)) for g, _ in glasses for d in directions}
+    sha = {g: file_sha256(p) for g, p in glasses}
+    results = {(g, d): existing_result(result_path(g, d), sha[g])
+               for g, _ in glasses for d in directions}
     missing = [f"{g} {d}" for (g, d), r in results.items() if r is None]
     if missing:
         raise RuntimeError(f"results missing for {missing[:5]}; run again to finish them")
@@ -630,8 +637,14 @@ def main(argv=None):
                                         float(snap["parameters"]["r_cutoff"]), MAX_STRAIN, path)
     except (GlassFileError, ValueError) as err:
         raise SystemExit(f"error: {err}")
+    sha = {g: file_sha256(p) for g, p in glasses}
     tasks = [(g, p, d) for g, p in glasses for d in directions
-             if existing_result(result_path(g, d)) is None]
+             if existing_result(result_path(g, d), sha[g]) is None]
+    redo = sum(os.path.exists(result_path(g, d)) for g, _, d in tasks)
+    if redo:
+        print(f"note: {redo} result file(s) in {OUT_DIR}/events are of another glass file or "
+              "protocol (or older than results that name their glass): sheared again",
+              flush=True)
     print(f"{len(glasses)} glasses x {len(directions)} directions: "
           f"{len(glasses) * len(directions) - len(tasks)} done, {len(tasks)} to run with "
           f"{min(N_WORKERS, max(len(tasks), 1))} worker(s) -> {OUT_DIR}", flush=True)

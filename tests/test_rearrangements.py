@@ -190,7 +190,7 @@ def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol,
     assert failed["status"] == "fire_failed" and "FIRE did not converge" in failed["message"]
     # the pipeline, on result files as run_task writes them (the three made under different
     # settings, labelled with one protocol so that one run reads them all)
-    from glass_io import atomic_write_pickle
+    from glass_io import atomic_write_pickle, file_sha256
     path = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(path, tiny_glass)
     for name in ("OUT_DIR", "DIRECTIONS", "MODEL", "N_BOOTSTRAP", "GLASSES", "N_WORKERS",
@@ -199,7 +199,8 @@ def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol,
     vr.OUT_DIR = str(tmp_path / "out")
     for direction, res in (("+xz", event), ("+xy", elastic), ("-xz", failed)):
         atomic_write_pickle(vr.result_path("glass_007", direction), dict(
-            res, direction=direction, glass="glass_007", path=path, protocol=vr.protocol()))
+            res, direction=direction, glass="glass_007", path=path, protocol=vr.protocol(),
+            glass_sha256=file_sha256(path)))
     args = [f"--GLASSES={path}", "--N_WORKERS=1", "--SHOW_PROGRESS=False", "--N_BOOTSTRAP=200",
             f"--OUT_DIR={tmp_path / 'out'}", f"--MODEL={small_model}"]
     summary = vr.main(args + ["--DIRECTIONS=+xz,+xy,-xz"])        # nothing left to shear
@@ -278,14 +279,14 @@ def test_scores_of_known_indicators(vr):
     assert hi_s10 - lo_s10 > 3 * (hi - lo)
 
 
-def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeypatch):
-    """Indicators are per atom and sum rules hold; one (glass, direction) result is written,
-    reused when the run is repeated, scored, plotted and exported."""
+def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeypatch, capsys):
+    """Indicators are per atom and sum rules hold; one (glass, direction) result is written
+    (a stale one, of another glass file, replaced), scored, plotted and exported."""
     ind = vr.indicators_of(tiny_glass, seed=0)
     assert set(ind) == {"S10", "S30", "S100", "vibrality", "-lambda_1", "random"}
     np.testing.assert_allclose(ind["S10"], tiny_glass["softness_score"], atol=1e-8)
     assert ind["S30"].sum() == pytest.approx(30) and np.all(ind["vibrality"] > 0)
-    from glass_io import atomic_write_pickle
+    from glass_io import atomic_write_pickle, file_sha256
     path = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(path, tiny_glass)
     monkeypatch.setattr(vr, "OUT_DIR", str(tmp_path / "out"))
@@ -294,12 +295,25 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
     monkeypatch.setattr(vr, "N_BOOTSTRAP", 200)
     for name in ("GLASSES", "N_WORKERS", "SHOW_PROGRESS"):      # main's overrides, restored after
         monkeypatch.setattr(vr, name, getattr(vr, name))
-    res = dict(event, glass="glass_007", path=path, protocol=vr.protocol())
-    atomic_write_pickle(vr.result_path("glass_007", "+xz"), res)     # as run_task writes it
+    # a result left by another glass file of the same name (a data set regenerated in place) is
+    # sheared again, and the new result names its glass
+    stale = dict(event, glass="glass_007", path=path, protocol=vr.protocol(),
+                 glass_sha256="0" * 64, event_strain=0.123)
+    result = vr.result_path("glass_007", "+xz")
+    atomic_write_pickle(result, stale)
     summary = vr.main([f"--GLASSES={path}", "--N_WORKERS=1", "--SHOW_PROGRESS=False",
                        f"--OUT_DIR={tmp_path / 'out'}", "--DIRECTIONS=+xz",
                        f"--MODEL={tmp_path / 'no_model.pth'}", "--N_BOOTSTRAP=200"])
+    assert "sheared again" in capsys.readouterr().out
     assert summary["statuses"]["yielded"] == 1 and summary["model"] is None
+    res = vr.existing_result(result, file_sha256(path))
+    assert res is not None and res["event_strain"] == event["event_strain"]    # deterministic
+    assert vr.existing_result(result, "1" * 64) is None
+    legacy = {k: v for k, v in res.items() if k != "glass_sha256"}   # before results named it
+    atomic_write_pickle(result, legacy)
+    assert vr.existing_result(result, file_sha256(path)) is None
+    assert vr.existing_result(result) is not None       # readers of a finished run's folder
+    atomic_write_pickle(result, res)
     assert summary["scores"]["random"]["n_events"] == 1
     for name in ("rearrangements.json", "hit_percentile_cdf.png", "event.xyz"):
         assert (tmp_path / "out" / name).exists()
@@ -393,7 +407,7 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     name what made them: a changed training glass remakes the trees' predictions, never scores
     stale ones."""
     import pickle
-    from glass_io import atomic_write_pickle, safe_load_pickle
+    from glass_io import atomic_write_pickle, file_sha256, safe_load_pickle
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     for k in range(2):
@@ -408,7 +422,7 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
         monkeypatch.setattr(vr, name, getattr(vr, name))
     monkeypatch.setattr(vr, "OUT_DIR", str(out))
     res = dict(event, glass="glass_data_001", path=str(data / "glass_data_001.pkl"),
-               protocol=vr.protocol())
+               protocol=vr.protocol(), glass_sha256=file_sha256(str(data / "glass_data_001.pkl")))
     atomic_write_pickle(vr.result_path("glass_data_001", "+xz"), res)
     args = [f"--RESULTS_FILE={results}", f"--DATA_DIR={data}", "--N_WORKERS=1",
             "--SHOW_PROGRESS=False", f"--OUT_DIR={out}", "--DIRECTIONS=+xz",

@@ -16,7 +16,8 @@ paired by event.
 
 A run folder holds events/ (validate_rearrangements.py's OUT_DIR); its glasses are the ones
 named there, read from GLASS_DIR (relative to the run folder: glasses/ in shear_by_size.py's
-layout; for a run on train.py's split, --GLASS_DIR=$PWD/data). Dense eigh of a 3N x 3N Hessian
+layout; for a run on train.py's split, --GLASS_DIR=$PWD/data); a result that names another glass
+file's content (glass_sha256, recorded since 2026-12-06) or atom count is refused. Dense eigh of a 3N x 3N Hessian
 costs ~1 s at N = 500 and ~10 s at N = 1000 on one core.
 """
 import json
@@ -31,7 +32,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, _ROOT)
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402
-                      load_glass)
+                      file_sha256, load_glass)
 
 RUNS = "n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7"   # name=run folder
 MODE_COUNTS = "10,30,100,300,all"   # lowest non-trivial modes summed; "all" = 3N - 3
@@ -74,13 +75,18 @@ def run_records(name, folder, counts, vr, ggd):
     for glass in sorted({re.sub(r"_[pm][xyz]{2}\.pkl$", "", f) for f in os.listdir(events)
                          if f.endswith(".pkl")}):
         t0 = time.perf_counter()
-        vals, vecs = full_spectrum(load_glass(os.path.join(glass_dir, f"{glass}.pkl")), ggd)
+        path = os.path.join(glass_dir, f"{glass}.pkl")
+        vals, vecs = full_spectrum(load_glass(path), ggd)
         indicators = vibralities(vals, vecs, counts, ggd)
+        sha = file_sha256(path)
         for d in vr.DIRECTIONS.split(","):
             res = vr.existing_result(vr.result_path(glass, d))
             if res is None:
                 raise SystemExit(f"error: {vr.result_path(glass, d)}: no result of the current "
                                  "protocol; run validate_rearrangements.py there first")
+            if res.get("glass_sha256", sha) != sha or res.get("n_atoms") != len(vals) // 3:
+                raise SystemExit(f"error: {vr.result_path(glass, d)} was sheared from another "
+                                 f"glass than {path}")
             statuses[res["status"]] = statuses.get(res["status"], 0) + 1
             if res["status"] == "yielded":
                 records.append(vr.event_record(f"{name}:{glass}", res, indicators))
