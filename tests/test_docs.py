@@ -59,3 +59,13 @@ def test_the_readme_yield_tables_are_the_committed_runs():
     assert text.count("\n|---|") == 2 and "0.888 [0.855, 0.921]" in text   # both tables, read
     for block in text.split("\n\n"):
         assert " ".join(block.split()) in readme, f"README.md lacks, as printed:\n{block}"
+
+
+def test_the_yield_table_names_a_missing_run_file(tmp_path):
+    from conftest import load_benchmark
+    yt = load_benchmark("yield_table")
+    missing = str(tmp_path / "gone.json")
+    with pytest.raises(SystemExit, match="gone.json: not a readable rearrangements.json"):
+        yt.main([f"--RUNS=a={missing}"])
+    with pytest.raises(SystemExit, match="is not name=path"):
+        yt.main([f"--RUNS={missing}"])

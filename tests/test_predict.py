@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SMALL
 from glass_io import atomic_write_pickle, constants_of
 
 
