@@ -39,6 +39,7 @@ PAIRS = (               # (paired_differences key, its row)
     ("model_s100 - model", "model trained on S100 minus the default model"),
     ("model_s100 - vibrality", "model trained on S100 minus vibrality"),
     ("model_s100 - S100", "model trained on S100 minus S100, its label"),
+    ("model - vibrality", "default model minus vibrality"),
     ("model - S10", "default model minus S10, its label"),
     ("model - -lambda_1", "default model minus -lambda_1, its input"),
     ("model - gbt", "default model minus the trees"),
