@@ -1,4 +1,5 @@
-"""Run from the repository root: python runs/rearrangements_n500_model/stamp_events.py runs/rearrangements_n500_model/events
+"""Run from the repository root:
+    python runs/rearrangements_n500_model/stamp_events.py runs/rearrangements_n500_model/events
 
 One-off (2026-12-06): copy the N = 500 runs' legacy event files (written before results named
 their glass's sha256) into a new run folder, stamped with the sha256 of the data/n500 glass file
