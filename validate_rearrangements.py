@@ -104,7 +104,7 @@ D2MIN_RADIUS = 1.5              # sigma_AA; D2min neighbours (first minimum of g
 MODE_COUNTS = (10, 30, 100)     # softness over this many lowest non-trivial Hessian modes;
                                 # vibrality sums over the largest count (1/omega^2 weights the
                                 # lowest modes): over all 3N - 3 modes instead, the hit's
-                                # percentile moves by -0.001 [-0.008, +0.006] (156 events at
+                                # percentile moves by -0.001 [-0.007, +0.006] (156 events at
                                 # N = 500, tests/benchmarks/vibrality_modes.py)
 MODEL = "hybrid_physics_best.pth"   # train.py's model; skipped with a note when absent
 MORE_MODELS = ""                # other train.py models scored beside it, comma list of name=path
