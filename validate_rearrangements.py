@@ -557,6 +557,7 @@ def plot_hit_percentiles(table, path):
 def summarise(glasses):
     """Read every result, score the indicators, write the table, the figure and one event."""
     directions = [d.strip() for d in DIRECTIONS.split(",")]
+    # hashed again, not taken from main: a glass rewritten during the shear has no results
     sha = {g: file_sha256(p) for g, p in glasses}
     results = {(g, d): existing_result(result_path(g, d), sha[g])
                for g, _ in glasses for d in directions}

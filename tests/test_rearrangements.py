@@ -400,8 +400,8 @@ def test_shear_by_size_pairs_glass_draws_and_reads_the_atom_count(vr):
     assert sbs.glass_indices(reference) == [0, 1, 2, 3]
 
 
-def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, tmp_path,
-                                                          monkeypatch):
+def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event, small_model,
+                                                          tmp_path, monkeypatch):
     """With train.py's split in results.json, train.py's gradient-boosted trees are fitted on
     the training glasses and scored as an indicator of the test glasses. The cached indicators
     name what made them: a changed training glass remakes the trees' predictions, never scores
@@ -444,16 +444,7 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     import torch
     import predict
     import train
-    from conftest import SMALL
-    torch.manual_seed(0)
-    net = train.HybridPhysicsTransformer(**SMALL)
-    y, x = torch.tensor(tiny_glass["softness_score"]), torch.tensor(tiny_glass["eigenvalues"])
-    scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
-                   y_std=y.std().float())
-    info = dict(n_atoms=200, n_soft_modes=100, data_fingerprint="test", density_range=[1.2, 1.2])
-    model_path = tmp_path / "s100.pth"
-    train.save_torch(str(model_path), train.model_file(net, scaling, 0, info,
-                                                       dict(commit="test", config={})))
+    model_path = small_model
     monkeypatch.setattr(vr, "MORE_MODELS", "")
     summary = vr.main(args + [f"--MORE_MODELS=s100={model_path}"])
     assert summary["scores"]["model_s100"]["n_events"] == 1
