@@ -34,6 +34,28 @@ def _run(*args, **kw):
     return out.stdout + out.stderr
 
 
+def _main_here(capsys, *args, **kw):
+    """The script's main() called in this process with _args(*args, **kw), for runs that make no
+    glass (a refusal, or a set already made): no second interpreter importing jax (~8 s each).
+    Returns (exit code, stdout, stderr) as the script's process would have them (a SystemExit
+    message goes to stderr with code 1); the constants of both scripts are restored after."""
+    import generate_diverse_data as gdd
+    import generate_glass_data as ggd
+    import glass_io
+    saved = [(module, glass_io.constants_of(vars(module))) for module in (gdd, ggd)]
+    code, message = 0, ""
+    capsys.readouterr()
+    try:
+        gdd.main(_args(*args, **kw)[2:])
+    except SystemExit as err:
+        code, message = (1, str(err)) if isinstance(err.code, str) else (err.code, "")
+    finally:
+        for module, constants in saved:
+            vars(module).update(constants)
+    out, err = capsys.readouterr()
+    return code, out, err + message
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("jax_cache"))
@@ -199,7 +221,9 @@ def test_a_worker_of_an_existing_cluster_killed_mid_glass_loses_only_that_glass(
 
 
 def test_kill_after_first_glass_then_resume(tmp_path, cache):
-    proc = subprocess.Popen(_args(str(tmp_path), cache, 3, 1), cwd=ROOT,
+    """SIGKILL of the run (parent and worker) once glass 0 is written, glass 1 under way (a glass
+    takes seconds; the file is polled every 0.2 s): the rerun keeps glass 0 and makes glass 1."""
+    proc = subprocess.Popen(_args(str(tmp_path), cache, 2, 1), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     first = tmp_path / "glass_data_000.pkl"
@@ -210,13 +234,12 @@ def test_kill_after_first_glass_then_resume(tmp_path, cache):
     proc.wait()
     assert first.exists(), "the first glass never appeared"
     before = (first.read_bytes(), first.stat().st_mtime_ns)
-    out = _run(str(tmp_path), cache, 3, 1)
-    assert "1 done, 2 to make" in out or "2 done, 1 to make" in out
+    out = _run(str(tmp_path), cache, 2, 1)
+    assert "1 done, 1 to make" in out, out
     assert (first.read_bytes(), first.stat().st_mtime_ns) == before
     assert sorted(f for f in os.listdir(tmp_path)) == [
-        "glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl", "metadata.pkl",
-        "timings.json"]
-    for k in range(3):
+        "glass_data_000.pkl", "glass_data_001.pkl", "metadata.pkl", "timings.json"]
+    for k in range(2):
         load_glass(str(tmp_path / f"glass_data_{k:03d}.pkl"), n_atoms=N)
 
 
@@ -232,10 +255,9 @@ def test_corrupt_file_is_reported_and_regenerated(two_glasses, tmp_path, cache):
     assert np.allclose(load_glass(str(bad))["positions"], good["positions"], atol=1e-8)
 
 
-def test_box_too_small_for_the_ranges_is_refused(tmp_path):
-    out = subprocess.run(_args(str(tmp_path), "", 1, 1)[:-1] + ["--N_ATOMS=200"],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode != 0 and "minimum-image" in out.stderr
+def test_box_too_small_for_the_ranges_is_refused(tmp_path, capsys):
+    code, _, err = _main_here(capsys, str(tmp_path), "", 1, 1, extra=["--N_ATOMS=200"])
+    assert code != 0 and "minimum-image" in err
     assert os.listdir(tmp_path) == []
 
 
@@ -259,20 +281,20 @@ def test_each_glass_records_the_protocol_that_shaped_it(two_glasses):
 
 
 def test_rerun_keeps_a_glass_of_the_same_protocol_and_remakes_one_of_another(
-        two_glasses, tmp_path, cache):
+        two_glasses, tmp_path, cache, capsys):
     names = ["glass_data_000.pkl", "glass_data_001.pkl"]
     _copy(two_glasses, tmp_path, names)
     first = (tmp_path / names[0]).read_bytes()
-    out = _run(str(tmp_path), cache, 2, 1)
-    assert "2 done, 0 to make" in out and (tmp_path / names[0]).read_bytes() == first
+    code, out, _ = _main_here(capsys, str(tmp_path), cache, 2, 1)
+    assert code == 0 and "2 done, 0 to make" in out and (tmp_path / names[0]).read_bytes() == first
     old = pickle.loads((tmp_path / names[1]).read_bytes())      # as made by older code
     del old["parameters"]["protocol"], old["parameters"]["protocol_hash"]
     (tmp_path / names[1]).write_bytes(pickle.dumps(old))
-    refused = subprocess.run(_args(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200"]),
-                             capture_output=True, text=True, cwd=ROOT)   # a forgotten flag
-    assert refused.returncode == 1 and "2 glasses in" in refused.stderr
-    assert "made with HEAT_STEPS 300 -> 200" in refused.stderr
-    assert "--REGENERATE=True" in refused.stderr
+    code, _, err = _main_here(capsys, str(tmp_path), cache, 2, 1,
+                              extra=["--HEAT_STEPS=200"])               # a forgotten flag
+    assert code == 1 and "2 glasses in" in err
+    assert "made with HEAT_STEPS 300 -> 200" in err
+    assert "--REGENERATE=True" in err
     assert (tmp_path / names[0]).read_bytes() == first                 # nothing touched
     out = _run(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200", "--REGENERATE=True"])
     assert "glass_data_000.pkl: made with HEAT_STEPS 300 -> 200: regenerating" in out, out
@@ -294,8 +316,9 @@ def test_smaller_set_lists_only_its_glasses_and_augment_reports_the_stray(
     import glass_io
     _copy(two_glasses, tmp_path, ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_001.pkl"],
           ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl"])
-    out = _run(str(tmp_path), cache, 2, 1)
-    assert "2 done, 0 to make" in out and "1 file(s)" in out and "glass_data_002.pkl" in out
+    code, out, _ = _main_here(capsys, str(tmp_path), cache, 2, 1)
+    assert code == 0 and "2 done, 0 to make" in out and "1 file(s)" in out
+    assert "glass_data_002.pkl" in out
     meta = pickle.loads((tmp_path / "metadata.pkl").read_bytes())
     assert [r["file"] for r in meta["records"]] == ["glass_data_000.pkl", "glass_data_001.pkl"]
     saved = glass_io.constants_of(vars(augment_data))
@@ -311,12 +334,11 @@ def test_smaller_set_lists_only_its_glasses_and_augment_reports_the_stray(
     assert (tmp_path / "glass_data_002.pkl").exists()
 
 
-def test_forwarded_constant_that_would_change_nothing_is_refused(tmp_path):
+def test_forwarded_constant_that_would_change_nothing_is_refused(tmp_path, capsys):
     """Each glass draws its density from DENSITY_RANGE: --DENSITY would be silently ignored."""
-    out = subprocess.run(_args(str(tmp_path), "", 1, 1, extra=["--DENSITY=1.0"]),
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode != 0 and "--DENSITY has no effect" in out.stderr
-    assert "DENSITY_RANGE" in out.stderr and os.listdir(tmp_path) == []
+    code, _, err = _main_here(capsys, str(tmp_path), "", 1, 1, extra=["--DENSITY=1.0"])
+    assert code != 0 and "--DENSITY has no effect" in err
+    assert "DENSITY_RANGE" in err and os.listdir(tmp_path) == []
 
 
 def test_an_interrupted_regeneration_leaves_no_metadata_vouching_for_a_mixture(

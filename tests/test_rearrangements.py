@@ -7,8 +7,8 @@ Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.45
 import dataclasses
 import itertools
 import json
-import os
 import re
+import sys
 
 import numpy as np
 import scipy.sparse
@@ -327,12 +327,19 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
     assert record["scores"]["S10"][0] == summary["scores"]["S10"]["hit_percentile"][0]
 
 
-def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_path):
+def _pool(monkeypatch, *args):
+    """pool_rearrangements.py run as `python pool_rearrangements.py *args`, in this process (a
+    fresh copy of the script: its constants at their defaults; a subprocess would import jax
+    again, ~10 s each)."""
+    monkeypatch.setattr(sys, "argv", ["pool_rearrangements.py", *args])
+    load_benchmark("pool_rearrangements").main()
+
+
+def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_path, monkeypatch,
+                                                                      capsys):
     """pool_rearrangements.py pools two runs' rearrangements.json: events add up, glasses stay
     apart by set, each set's scores are its own; a run of another shear protocol, or whose
     records were scored with another top share, is refused."""
-    import subprocess
-    import sys
     rng = np.random.default_rng(1)
     runs = []
     for k, shift in enumerate((0.0, 0.3)):
@@ -348,13 +355,10 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
         path.write_text(json.dumps(dict(protocol=vr.protocol(), events=records,
                                         constants=dict(TOP_HIT_FRACTION=vr.TOP_HIT_FRACTION))))
         runs.append((f"set{k}", path, vr.score_records(records, n_boot=200)))
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
-                          "pool_rearrangements.py")
     out = tmp_path / "pooled.json"
     arg = ",".join(f"{name}={path}" for name, path, _ in runs)
-    proc = subprocess.run([sys.executable, script, f"--RUNS={arg}", f"--OUT_FILE={out}"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _pool(monkeypatch, f"--RUNS={arg}", f"--OUT_FILE={out}")
+    assert "pooled: indicator, hit percentile" in capsys.readouterr().out
     pooled = json.loads(out.read_text())
     assert pooled["pooled"]["S10"]["n_events"] == 12 and pooled["pooled"]["S10"]["n_glasses"] == 6
     for name, _, table in runs:
@@ -363,15 +367,15 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
     bad = json.loads(runs[0][1].read_text())
     bad["protocol"]["STRAIN_STEP"] = 2e-3
     runs[0][1].write_text(json.dumps(bad))
-    proc = subprocess.run([sys.executable, script, f"--RUNS={arg}"], capture_output=True,
-                          text=True)
-    assert proc.returncode != 0 and "shear protocol" in proc.stderr and "run0.json" in proc.stderr
+    with pytest.raises(SystemExit, match="shear protocol") as refused:
+        _pool(monkeypatch, f"--RUNS={arg}")
+    assert "run0.json" in str(refused.value)
     bad = json.loads(runs[1][1].read_text())           # records scored with another top share
     bad["constants"]["TOP_HIT_FRACTION"] = 0.1
     runs[1][1].write_text(json.dumps(bad))
-    proc = subprocess.run([sys.executable, script, f"--RUNS=set1={runs[1][1]}"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "TOP_HIT_FRACTION" in proc.stderr and "run1.json" in proc.stderr
+    with pytest.raises(SystemExit, match="TOP_HIT_FRACTION") as refused:
+        _pool(monkeypatch, f"--RUNS=set1={runs[1][1]}")
+    assert "run1.json" in str(refused.value)
 
 
 def test_shear_by_size_pairs_glass_draws_and_reads_the_atom_count(vr):
