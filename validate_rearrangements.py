@@ -105,7 +105,8 @@ MODE_COUNTS = (10, 30, 100)     # softness over this many lowest non-trivial Hes
                                 # vibrality sums over the largest count (1/omega^2 weights the
                                 # lowest modes): over all 3N - 3 modes instead, the hit's
                                 # percentile moves by -0.001 [-0.007, +0.006] (156 events at
-                                # N = 500, tests/benchmarks/vibrality_modes.py)
+                                # N = 500) and +0.000 [-0.007, +0.008] (48 events at N = 1000;
+                                # tests/benchmarks/vibrality_modes.py)
 MODEL = "hybrid_physics_best.pth"   # train.py's model; skipped with a note when absent
 MORE_MODELS = ""                # other train.py models scored beside it, comma list of name=path
                                 # (e.g. s100=s100/hybrid_physics_best.pth, trained with
