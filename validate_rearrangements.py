@@ -23,6 +23,12 @@ stopped; a direction that does not yield by MAX_STRAIN, or whose FIRE fails, is 
 
     python validate_rearrangements.py [--GLASSES=a.pkl,b.pkl] [--N_WORKERS=2] [--OUT_DIR=...]
         [--MORE_MODELS=s100=s100/hybrid_physics_best.pth]
+
+A model trained after the shear is scored on a finished run's events without shearing again
+(rearrangements.json keeps every event's hit, top movers and glass file sha256):
+
+    python validate_rearrangements.py --RESCORE=rearrangements/rearrangements.json
+        --OUT_DIR=rescored --MORE_MODELS=vib100=vib100/hybrid_physics_best.pth
 """
 import contextlib
 import dataclasses
@@ -119,6 +125,10 @@ GLASSES = ""                    # comma list of .pkl glasses; "" = the test glas
 RESULTS_FILE = "results.json"   # train.py's results: its 'split' names the test glasses
 DATA_DIR = "data"               # the data set of generate_diverse_data.py
 OUT_DIR = "rearrangements"      # events/, indicators/, rearrangements.json, the figure, event.xyz
+RESCORE = ""                    # a run's rearrangements.json whose kept events are scored again
+                                # with this run's indicators (e.g. a model trained since), nothing
+                                # sheared: its glasses must be this run's (DATA_DIR's test glasses
+                                # or GLASSES), checked against its Hessian indicators' scores
 N_WORKERS = os.cpu_count() or 1  # processes, one (glass, direction) per task (spawn: JAX is not
                                  # fork-safe); 1 runs in this process
 SHOW_PROGRESS = True            # tqdm bar over tasks
@@ -296,9 +306,10 @@ def event_record(glass, res, indicators):
     """One yielded event scored by every indicator of its glass: {name: [percentile rank of the
     hit, hit in the top TOP_HIT_FRACTION, ROC AUC of the top movers]}, with the event's glass,
     its atom count (sets of other sizes pooled or compared), direction, strain and hit.
-    rearrangements.json keeps these records, so a run's scores can be pooled with other runs
-    (tests/benchmarks/pool_rearrangements.py) after its events/ and indicators/ folders are
-    gone."""
+    rearrangements.json keeps these records, with the top movers and the glass file's sha256,
+    so a run's scores can be pooled with other runs (tests/benchmarks/pool_rearrangements.py)
+    and a model trained later scored on its events (RESCORE) after its events/ and indicators/
+    folders are gone."""
     scores = {}
     for name, x in indicators.items():
         positive = np.zeros(len(x), bool)
@@ -308,6 +319,8 @@ def event_record(glass, res, indicators):
     strain = res.get("event_strain")
     return dict(glass=glass, n_atoms=len(next(iter(indicators.values()))),
                 direction=res.get("direction"), hit=int(res["hit"]),
+                top_movers=[int(i) for i in res["top_movers"]],
+                glass_sha256=res.get("glass_sha256"),
                 event_strain=None if strain is None else float(strain), scores=scores)
 
 
@@ -345,11 +358,15 @@ def score_records(records, n_boot=None, seed=None):
         gid = [r["glass"] for r in rows]
         pct, top, auc = zip(*(r["scores"][name] for r in rows))
         rng = np.random.default_rng(seed)
+        # an AUC is None for an event kept without its movers and scored again (RESCORE)
+        with_auc = [(a, g) for a, g in zip(auc, gid) if a is not None]
         table[name] = dict(
             n_events=len(rows), n_glasses=len(set(gid)),
             hit_percentile=bootstrap_by_glass(pct, gid, n_boot, rng),
             hit_in_top=bootstrap_by_glass(top, gid, n_boot, rng),
-            top_movers_auc=bootstrap_by_glass(auc, gid, n_boot, rng),
+            top_movers_auc=(bootstrap_by_glass(*zip(*with_auc), n_boot, rng) if with_auc
+                            else None),
+            n_events_auc=len(with_auc),
             per_event_percentile=[float(p) for p in pct], glass_of_event=gid)
     return table
 
@@ -607,13 +624,109 @@ def summarise(glasses):
     return summary, table
 
 
+def glass_determined(name, kept_constants):
+    """Whether an indicator is fixed by the glass file alone under the kept run's constants:
+    softness over n modes and -lambda_1 always, vibrality at the same MODE_COUNTS, random at the
+    same SEED. Scored again on a kept event, such an indicator must rank the hit as it did."""
+    if re.fullmatch(r"S\d+", name) or name == "-lambda_1":
+        return True
+    if name == "vibrality":
+        return list(kept_constants.get("MODE_COUNTS", [])) == list(MODE_COUNTS)
+    return name == "random" and kept_constants.get("SEED") == SEED
+
+
+def rescored_record(record, indicators, kept_constants, where):
+    """A kept event record (event_record) scored again with its glass's `indicators`: the hit's
+    percentile and top share from the kept hit, the AUC from the kept movers, or, for records
+    kept before their movers were, the kept AUC of a glass-determined indicator and None for
+    the others. Indicators not recomputed keep their stored scores (a model whose file is gone
+    stays in the table and in the paired differences). A glass-determined indicator ranking the
+    hit otherwise than the record did means another glass under the same name: refused."""
+    hit, movers = record["hit"], record.get("top_movers")
+    scores = dict(record["scores"])
+    for name, x in indicators.items():
+        if len(x) != record.get("n_atoms", len(x)):
+            raise GlassFileError(f"{where}: {record['glass']} has {record['n_atoms']} atoms in "
+                                 f"the kept events, {len(x)} in this run's glass file")
+        auc = None
+        if movers is not None:
+            positive = np.zeros(len(x), bool)
+            positive[movers] = True
+            auc = roc_auc(x, positive)
+        new = [percentile_rank(x, hit), in_top(x, hit, TOP_HIT_FRACTION), auc]
+        old = scores.get(name)
+        if old is not None and glass_determined(name, kept_constants):
+            if abs(old[0] - new[0]) > 1e-9:
+                raise GlassFileError(
+                    f"{where}: {record['glass']} {record['direction']}: {name} ranks the hit at "
+                    f"{new[0]:.4f} here, {old[0]:.4f} in the kept record: this run's glass file "
+                    "is not the one that was sheared")
+            if auc is None:
+                new[2] = old[2]
+        scores[name] = new
+    return dict(record, scores=scores)
+
+
+def rescore(glasses):
+    """RESCORE: the kept events of a finished run scored again with this run's indicators, into
+    OUT_DIR (another folder: the kept run's figure and event.xyz are not overwritten). The
+    statuses and strains are the kept run's; no event.xyz is written (the displacements are not
+    kept)."""
+    out = os.path.join(OUT_DIR, "rearrangements.json")
+    if os.path.exists(out) and os.path.samefile(out, RESCORE):
+        raise GlassFileError(f"{RESCORE}: RESCORE would overwrite the run it reads; give another "
+                             "OUT_DIR")
+    records = kept_records(RESCORE)
+    with open(RESCORE) as fh:
+        kept = json.load(fh)
+    paths = dict(glasses)
+    missing = sorted({r["glass"] for r in records} - set(paths))
+    if missing:
+        raise GlassFileError(f"{RESCORE}: its events are of glasses {missing[:5]}, not among "
+                             "this run's (RESULTS_FILE's test glasses in DATA_DIR, or GLASSES)")
+    for r in records:
+        if r.get("glass_sha256") and r["glass_sha256"] != file_sha256(paths[r["glass"]]):
+            raise GlassFileError(f"{paths[r['glass']]}: not the glass file {RESCORE} sheared "
+                                 "(another sha256)")
+    models = scored_models()
+    gbt = gbt_indicator() if not GLASSES.strip() else None
+    names = sorted({r["glass"] for r in records})
+    indicators = {g: glass_indicators(g, paths[g], models, gbt) for g in names}
+    records = [rescored_record(r, indicators[r["glass"]], kept.get("constants", {}), RESCORE)
+               for r in records]
+    table = score_records(records)
+    more = dict(kept.get("more_models") or {})
+    more.update({k: dict(file=v, sha256=models[f"model_{k}"][1])
+                 for k, v in more_models().items()})
+    summary = dict(
+        {k: kept.get(k) for k in ("n_glasses", "directions", "statuses", "not_yielded",
+                                  "event_strain", "seconds_per_direction")},
+        rescored_from=RESCORE,
+        model=MODEL if "model" in models else kept.get("model"),
+        model_sha256=models["model"][1] if "model" in models else kept.get("model_sha256"),
+        more_models=more,
+        scores={k: {kk: vv for kk, vv in v.items()
+                    if kk not in ("per_event_percentile", "glass_of_event")}
+                for k, v in table.items()},
+        paired_differences=paired_differences(table),
+        protocol=protocol(), constants=constants_of(globals()), events=records)
+    atomic_write_bytes(out, json.dumps(summary, indent=2).encode())
+    figure = os.path.join(OUT_DIR, "hit_percentile_cdf.png")
+    for path in (figure, os.path.join(OUT_DIR, "event.xyz")):
+        if os.path.exists(path):
+            os.remove(path)
+    if table:
+        plot_hit_percentiles(table, figure)
+    return summary
+
+
 def print_table(summary):
     print(f"{summary['statuses']} over {summary['n_glasses']} glasses; median event strain "
           f"{summary['event_strain']['median']}")
     print(f"{'indicator':<12} {'hit percentile [95%]':<24} {'hit in top 5%':<22} "
           f"{'AUC top 1%':<22}")
     for name, row in sorted(summary["scores"].items(), key=lambda kv: -kv[1]["hit_percentile"][0]):
-        f = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa: E731
+        f = lambda t: "not kept" if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa
         print(f"{name:<12} {f(row['hit_percentile']):<24} {f(row['hit_in_top']):<22} "
               f"{f(row['top_movers_auc']):<22}")
     if summary.get("paired_differences"):
@@ -639,6 +752,16 @@ def main(argv=None):
                                         float(snap["parameters"]["r_cutoff"]), MAX_STRAIN, path)
     except (GlassFileError, ValueError) as err:
         raise SystemExit(f"error: {err}")
+    if RESCORE.strip():
+        try:
+            summary = rescore(glasses)
+        except GlassFileError as err:
+            raise SystemExit(f"error: {err}")
+        print(f"{RESCORE}: {len(summary['events'])} kept events scored again, nothing sheared")
+        print_table(summary)
+        print(f"wrote {os.path.join(OUT_DIR, 'rearrangements.json')}, hit_percentile_cdf.png "
+              f"in {time.perf_counter() - t0:.1f}s")
+        return summary
     sha = {g: file_sha256(p) for g, p in glasses}
     tasks = [(g, p, d) for g, p in glasses for d in directions
              if existing_result(result_path(g, d), sha[g]) is None]

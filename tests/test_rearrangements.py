@@ -465,6 +465,63 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     np.testing.assert_array_equal(second["values"]["S10"], first["values"]["S10"])
 
 
+def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
+        vr, tiny_glass, event, small_model, tmp_path, monkeypatch, capsys):
+    """RESCORE scores a model trained after the shear on a run's kept events, nothing sheared:
+    the Hessian indicators come back as kept, the new model gets its scores (an AUC from the
+    kept movers, none for a record kept before them) and its paired differences. Another glass
+    file under the kept name, or the kept run as OUT_DIR, is refused."""
+    from glass_io import atomic_write_pickle, file_sha256
+    glass = str(tmp_path / "glass_007.pkl")
+    atomic_write_pickle(glass, tiny_glass)
+    for name in ("GLASSES", "N_WORKERS", "SHOW_PROGRESS", "OUT_DIR", "DIRECTIONS", "MODEL",
+                 "N_BOOTSTRAP", "RESCORE", "MORE_MODELS"):
+        monkeypatch.setattr(vr, name, getattr(vr, name))
+    kept_dir, out = tmp_path / "kept", tmp_path / "rescored"
+    monkeypatch.setattr(vr, "OUT_DIR", str(kept_dir))
+    atomic_write_pickle(vr.result_path("glass_007", "+xz"),
+                        dict(event, glass="glass_007", path=glass, protocol=vr.protocol(),
+                             glass_sha256=file_sha256(glass)))
+    args = [f"--GLASSES={glass}", "--N_WORKERS=1", "--SHOW_PROGRESS=False", "--DIRECTIONS=+xz",
+            f"--MODEL={tmp_path / 'no_model.pth'}", "--N_BOOTSTRAP=200"]
+    kept = vr.main(args + [f"--OUT_DIR={kept_dir}"])
+    kept_file = kept_dir / "rearrangements.json"
+    assert "model_s100" not in kept["scores"]
+    (record,) = kept["events"]
+    assert record["top_movers"] == [int(i) for i in event["top_movers"]]
+    again = args + [f"--RESCORE={kept_file}", f"--OUT_DIR={out}",
+                    f"--MORE_MODELS=s100={small_model}"]
+    summary = vr.main(again)
+    assert "nothing sheared" in capsys.readouterr().out
+    assert not (out / "events").exists() and summary["rescored_from"] == str(kept_file)
+    assert summary["statuses"] == kept["statuses"]
+    for name in ("S10", "S100", "vibrality", "-lambda_1", "random"):
+        assert summary["scores"][name] == kept["scores"][name]
+    new = summary["scores"]["model_s100"]
+    assert new["n_events"] == 1 and new["top_movers_auc"] is not None
+    assert "model_s100 - S10" in summary["paired_differences"]
+    # a record kept before its movers were: the new model's AUC is not measured, S10's is kept
+    legacy = json.loads(kept_file.read_text())
+    for r in legacy["events"]:
+        del r["top_movers"], r["glass_sha256"]
+    kept_file.write_text(json.dumps(legacy))
+    summary = vr.main(again)
+    assert summary["scores"]["model_s100"]["top_movers_auc"] is None
+    assert summary["scores"]["S10"]["top_movers_auc"] == kept["scores"]["S10"]["top_movers_auc"]
+    assert "not kept" in capsys.readouterr().out
+    # the kept hit ranked otherwise by S10: another glass under the kept name
+    legacy["events"][0]["scores"]["S10"][0] -= 0.1
+    kept_file.write_text(json.dumps(legacy))
+    with pytest.raises(SystemExit, match="not the one that was sheared"):
+        vr.main(again)
+    kept_file.write_text(json.dumps(kept))          # records naming their glass file's sha256
+    atomic_write_pickle(glass, dict(tiny_glass, energy=tiny_glass["energy"] + 1.0))
+    with pytest.raises(SystemExit, match="another sha256"):
+        vr.main(again)
+    with pytest.raises(SystemExit, match="would overwrite"):
+        vr.main(args + [f"--RESCORE={kept_file}", f"--OUT_DIR={kept_dir}"])
+
+
 def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol, ggd, tiny_glass,
                                                                   event):
     """The fast path (linear-response start, Newton with the Hessian's multifrontal Cholesky
