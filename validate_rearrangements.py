@@ -635,13 +635,15 @@ def glass_determined(name, kept_constants):
     return name == "random" and kept_constants.get("SEED") == SEED
 
 
-def rescored_record(record, indicators, kept_constants, where):
+def rescored_record(record, indicators, glass_fixed, as_kept, where):
     """A kept event record (event_record) scored again with its glass's `indicators`: the hit's
-    percentile and top share from the kept hit, the AUC from the kept movers, or, for records
-    kept before their movers were, the kept AUC of a glass-determined indicator and None for
-    the others. Indicators not recomputed keep their stored scores (a model whose file is gone
-    stays in the table and in the paired differences). A glass-determined indicator ranking the
-    hit otherwise than the record did means another glass under the same name: refused."""
+    percentile and top share from the kept hit, the AUC from the kept movers. For records kept
+    before their movers were, an indicator in `as_kept` (the same values as the kept run's: the
+    glass-determined ones, a model of the same file) keeps its AUC, the others get None.
+    Indicators not recomputed keep their stored scores (a model whose file is gone stays in the
+    table and in the paired differences). An indicator in `glass_fixed` (glass_determined)
+    ranking the hit otherwise than the record did means another glass under the same name:
+    refused."""
     hit, movers = record["hit"], record.get("top_movers")
     scores = dict(record["scores"])
     for name, x in indicators.items():
@@ -655,30 +657,38 @@ def rescored_record(record, indicators, kept_constants, where):
             auc = roc_auc(x, positive)
         new = [percentile_rank(x, hit), in_top(x, hit, TOP_HIT_FRACTION), auc]
         old = scores.get(name)
-        if old is not None and glass_determined(name, kept_constants):
-            if abs(old[0] - new[0]) > 1e-9:
-                raise GlassFileError(
-                    f"{where}: {record['glass']} {record['direction']}: {name} ranks the hit at "
-                    f"{new[0]:.4f} here, {old[0]:.4f} in the kept record: this run's glass file "
-                    "is not the one that was sheared")
-            if auc is None:
-                new[2] = old[2]
+        if old is not None and name in glass_fixed and abs(old[0] - new[0]) > 1e-9:
+            raise GlassFileError(
+                f"{where}: {record['glass']} {record['direction']}: {name} ranks the hit at "
+                f"{new[0]:.4f} here, {old[0]:.4f} in the kept record: this run's glass file "
+                "is not the one that was sheared")
+        if old is not None and name in as_kept and auc is None:
+            new[2] = old[2]
         scores[name] = new
     return dict(record, scores=scores)
+
+
+def kept_model_files(kept):
+    """{indicator name: sha256 of the model file} of the models a kept run scored."""
+    out = {"model": kept.get("model_sha256")} if kept.get("model_sha256") else {}
+    out.update({f"model_{k}": v.get("sha256") for k, v in (kept.get("more_models") or {}).items()})
+    return out
 
 
 def rescore(glasses):
     """RESCORE: the kept events of a finished run scored again with this run's indicators, into
     OUT_DIR (another folder: the kept run's figure and event.xyz are not overwritten). The
     statuses and strains are the kept run's; no event.xyz is written (the displacements are not
-    kept)."""
+    kept). A model file other than the one the kept run scored under the same name is refused:
+    its row would silently stand for another model (train.py's default OUT_DIR rewrites
+    MODEL's file)."""
+    records = kept_records(RESCORE)
+    with open(RESCORE) as fh:
+        kept = json.load(fh)
     out = os.path.join(OUT_DIR, "rearrangements.json")
     if os.path.exists(out) and os.path.samefile(out, RESCORE):
         raise GlassFileError(f"{RESCORE}: RESCORE would overwrite the run it reads; give another "
                              "OUT_DIR")
-    records = kept_records(RESCORE)
-    with open(RESCORE) as fh:
-        kept = json.load(fh)
     paths = dict(glasses)
     missing = sorted({r["glass"] for r in records} - set(paths))
     if missing:
@@ -689,10 +699,23 @@ def rescore(glasses):
             raise GlassFileError(f"{paths[r['glass']]}: not the glass file {RESCORE} sheared "
                                  "(another sha256)")
     models = scored_models()
+    kept_files = kept_model_files(kept)
+    for name, (_, sha) in models.items():
+        if kept_files.get(name) not in (None, sha):
+            flag = "MODEL" if name == "model" else f"MORE_MODELS {name[len('model_'):]}"
+            raise GlassFileError(
+                f"{RESCORE}: its {name!r} row is of another model file than {flag} names now "
+                "(another sha256); score the new model under a new name (--MORE_MODELS="
+                "name=path)" + (", with --MODEL=none to keep the kept row" if name == "model"
+                                else ""))
     gbt = gbt_indicator() if not GLASSES.strip() else None
     names = sorted({r["glass"] for r in records})
     indicators = {g: glass_indicators(g, paths[g], models, gbt) for g in names}
-    records = [rescored_record(r, indicators[r["glass"]], kept.get("constants", {}), RESCORE)
+    constants = kept.get("constants", {})
+    glass_fixed = {k for k in indicators[names[0]] if glass_determined(k, constants)} \
+        if names else set()
+    as_kept = glass_fixed | {k for k, (_, sha) in models.items() if kept_files.get(k) == sha}
+    records = [rescored_record(r, indicators[r["glass"]], glass_fixed, as_kept, RESCORE)
                for r in records]
     table = score_records(records)
     more = dict(kept.get("more_models") or {})
@@ -727,8 +750,10 @@ def print_table(summary):
           f"{'AUC top 1%':<22}")
     for name, row in sorted(summary["scores"].items(), key=lambda kv: -kv[1]["hit_percentile"][0]):
         f = lambda t: "not kept" if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa
-        print(f"{name:<12} {f(row['hit_percentile']):<24} {f(row['hit_in_top']):<22} "
-              f"{f(row['top_movers_auc']):<22}")
+        auc = f(row["top_movers_auc"])
+        if row.get("n_events_auc", row["n_events"]) < row["n_events"] and row["top_movers_auc"]:
+            auc += f" ({row['n_events_auc']} of {row['n_events']} events)"
+        print(f"{name:<12} {f(row['hit_percentile']):<24} {f(row['hit_in_top']):<22} {auc}")
     if summary.get("paired_differences"):
         print("hit percentile, paired by event (model minus indicator) [by-glass 95%]:")
         for name, t in summary["paired_differences"].items():

@@ -468,9 +468,11 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
 def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
         vr, tiny_glass, event, small_model, tmp_path, monkeypatch, capsys):
     """RESCORE scores a model trained after the shear on a run's kept events, nothing sheared:
-    the Hessian indicators come back as kept, the new model gets its scores (an AUC from the
-    kept movers, none for a record kept before them) and its paired differences. Another glass
-    file under the kept name, or the kept run as OUT_DIR, is refused."""
+    the Hessian indicators come back as kept, and a model scored under a new name gets exactly
+    the scores the run itself gave the same model file (percentile, top share, AUC from the kept
+    movers; for a record kept before its movers, no AUC, except for indicators that are the
+    kept ones). Refused: another glass file under the kept name, another model file under a kept
+    model's name, the kept run as OUT_DIR, a RESCORE file that is not there."""
     from glass_io import atomic_write_pickle, file_sha256
     glass = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(glass, tiny_glass)
@@ -483,10 +485,9 @@ def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
                         dict(event, glass="glass_007", path=glass, protocol=vr.protocol(),
                              glass_sha256=file_sha256(glass)))
     args = [f"--GLASSES={glass}", "--N_WORKERS=1", "--SHOW_PROGRESS=False", "--DIRECTIONS=+xz",
-            f"--MODEL={tmp_path / 'no_model.pth'}", "--N_BOOTSTRAP=200"]
-    kept = vr.main(args + [f"--OUT_DIR={kept_dir}"])
+            f"--MODEL={small_model}", "--N_BOOTSTRAP=200"]
+    kept = vr.main(args + [f"--OUT_DIR={kept_dir}"])      # the run scores the model as "model"
     kept_file = kept_dir / "rearrangements.json"
-    assert "model_s100" not in kept["scores"]
     (record,) = kept["events"]
     assert record["top_movers"] == [int(i) for i in event["top_movers"]]
     again = args + [f"--RESCORE={kept_file}", f"--OUT_DIR={out}",
@@ -495,17 +496,28 @@ def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
     assert "nothing sheared" in capsys.readouterr().out
     assert not (out / "events").exists() and summary["rescored_from"] == str(kept_file)
     assert summary["statuses"] == kept["statuses"]
-    for name in ("S10", "S100", "vibrality", "-lambda_1", "random"):
+    for name in ("S10", "S100", "vibrality", "-lambda_1", "random", "model"):
         assert summary["scores"][name] == kept["scores"][name]
-    new = summary["scores"]["model_s100"]
-    assert new["n_events"] == 1 and new["top_movers_auc"] is not None
+    # the same model file under a new name: the scores the run gave it, AUC included
+    assert summary["events"][0]["scores"]["model_s100"] == record["scores"]["model"]
+    assert summary["paired_differences"]["model_s100 - model"][0] == 0.0
     assert "model_s100 - S10" in summary["paired_differences"]
-    # a record kept before its movers were: the new model's AUC is not measured, S10's is kept
+    # a record kept before its movers were: no AUC for a new indicator; S10's and the same
+    # model's are kept
     legacy = json.loads(kept_file.read_text())
     for r in legacy["events"]:
         del r["top_movers"], r["glass_sha256"]
     kept_file.write_text(json.dumps(legacy))
-    summary = vr.main(again)
+    summary = vr.main(args + [f"--RESCORE={kept_file}", f"--OUT_DIR={out}"])
+    assert summary["scores"]["model"]["top_movers_auc"] == kept["scores"]["model"][
+        "top_movers_auc"]
+    legacy_as_s100 = json.loads(kept_file.read_text())
+    legacy_as_s100["model_sha256"] = "0" * 64          # "model" was another file there
+    kept_file.write_text(json.dumps(legacy_as_s100))
+    with pytest.raises(SystemExit, match="another model file than MODEL"):
+        vr.main(again)
+    summary = vr.main(again[:4] + [f"--MODEL={tmp_path / 'none.pth'}"] + again[5:])  # kept row
+    assert summary["scores"]["model"] == kept["scores"]["model"]
     assert summary["scores"]["model_s100"]["top_movers_auc"] is None
     assert summary["scores"]["S10"]["top_movers_auc"] == kept["scores"]["S10"]["top_movers_auc"]
     assert "not kept" in capsys.readouterr().out
@@ -520,6 +532,8 @@ def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
         vr.main(again)
     with pytest.raises(SystemExit, match="would overwrite"):
         vr.main(args + [f"--RESCORE={kept_file}", f"--OUT_DIR={kept_dir}"])
+    with pytest.raises(SystemExit, match="no_such.json"):
+        vr.main(args + [f"--RESCORE={tmp_path / 'no_such.json'}", f"--OUT_DIR={kept_dir}"])
 
 
 def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol, ggd, tiny_glass,

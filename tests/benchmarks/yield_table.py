@@ -80,7 +80,7 @@ def ranking_table(runs):
         top = row["hit_in_top"]
         cells = [LABELS.get(ind, ind), interval(row["hit_percentile"]),
                  f"{100 * top[0]:.0f}% [{100 * top[1]:.0f}, {100 * top[2]:.0f}]",
-                 f"{row['top_movers_auc'][0]:.3f}"]
+                 "—" if row["top_movers_auc"] is None else f"{row['top_movers_auc'][0]:.3f}"]
         cells += [f"{s['scores'][ind]['hit_percentile'][0]:.3f}" if ind in s["scores"] else "—"
                   for _, _, s in others]
         lines.append("| " + " | ".join(cells) + " |")
