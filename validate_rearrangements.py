@@ -572,6 +572,29 @@ def plot_hit_percentiles(table, path):
     plt.close(fig)
 
 
+def write_scored_run(summary, table, records):
+    """Write rearrangements.json (summary with the table's scores, the models' paired
+    differences and the event records) and the figure into OUT_DIR. An older run's figure and
+    event.xyz are removed first, so a run without events (or a rescored one, which has no
+    displacements) does not leave them beside its rearrangements.json. Returns the event.xyz
+    path for the caller."""
+    summary.update(
+        scores={k: {kk: vv for kk, vv in v.items()
+                    if kk not in ("per_event_percentile", "glass_of_event")}
+                for k, v in table.items()},
+        paired_differences=paired_differences(table),
+        protocol=protocol(), constants=constants_of(globals()), events=records)
+    atomic_write_bytes(os.path.join(OUT_DIR, "rearrangements.json"),
+                       json.dumps(summary, indent=2).encode())
+    figure, xyz = (os.path.join(OUT_DIR, f) for f in ("hit_percentile_cdf.png", "event.xyz"))
+    for path in (figure, xyz):
+        if os.path.exists(path):
+            os.remove(path)
+    if table:
+        plot_hit_percentiles(table, figure)
+    return xyz
+
+
 def summarise(glasses):
     """Read every result, score the indicators, write the table, the figure and one event."""
     directions = [d.strip() for d in DIRECTIONS.split(",")]
@@ -604,20 +627,8 @@ def summarise(glasses):
         model=MODEL if "model" in models else None,
         model_sha256=models["model"][1] if "model" in models else None,
         more_models={k: dict(file=v, sha256=models[f"model_{k}"][1])
-                     for k, v in more_models().items()},
-        scores={k: {kk: vv for kk, vv in v.items()
-                    if kk not in ("per_event_percentile", "glass_of_event")}
-                for k, v in table.items()},
-        paired_differences=paired_differences(table),
-        protocol=protocol(), constants=constants_of(globals()), events=records)
-    atomic_write_bytes(os.path.join(OUT_DIR, "rearrangements.json"),
-                       json.dumps(summary, indent=2).encode())
-    figure, xyz = (os.path.join(OUT_DIR, f) for f in ("hit_percentile_cdf.png", "event.xyz"))
-    for path in (figure, xyz):      # a run without events must not leave an older run's files
-        if os.path.exists(path):    # beside its rearrangements.json
-            os.remove(path)
-    if table:
-        plot_hit_percentiles(table, figure)
+                     for k, v in more_models().items()})
+    xyz = write_scored_run(summary, table, records)
     if events:
         g, res = events[0]
         write_event_xyz(xyz, res, load_glass(dict(glasses)[g]), indicators[g])
@@ -694,8 +705,9 @@ def rescore(glasses):
     if missing:
         raise GlassFileError(f"{RESCORE}: its events are of glasses {missing[:5]}, not among "
                              "this run's (RESULTS_FILE's test glasses in DATA_DIR, or GLASSES)")
+    glass_sha = {g: file_sha256(paths[g]) for g in {r["glass"] for r in records}}
     for r in records:
-        if r.get("glass_sha256") and r["glass_sha256"] != file_sha256(paths[r["glass"]]):
+        if r.get("glass_sha256") and r["glass_sha256"] != glass_sha[r["glass"]]:
             raise GlassFileError(f"{paths[r['glass']]}: not the glass file {RESCORE} sheared "
                                  "(another sha256)")
     models = scored_models()
@@ -727,19 +739,8 @@ def rescore(glasses):
         rescored_from=RESCORE,
         model=MODEL if "model" in models else kept.get("model"),
         model_sha256=models["model"][1] if "model" in models else kept.get("model_sha256"),
-        more_models=more,
-        scores={k: {kk: vv for kk, vv in v.items()
-                    if kk not in ("per_event_percentile", "glass_of_event")}
-                for k, v in table.items()},
-        paired_differences=paired_differences(table),
-        protocol=protocol(), constants=constants_of(globals()), events=records)
-    atomic_write_bytes(out, json.dumps(summary, indent=2).encode())
-    figure = os.path.join(OUT_DIR, "hit_percentile_cdf.png")
-    for path in (figure, os.path.join(OUT_DIR, "event.xyz")):
-        if os.path.exists(path):
-            os.remove(path)
-    if table:
-        plot_hit_percentiles(table, figure)
+        more_models=more)
+    write_scored_run(summary, table, records)
     return summary
 
 
