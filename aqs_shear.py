@@ -13,7 +13,7 @@ epsilon_AA, stress epsilon_AA / sigma_AA^3), for one glass and one of six simple
                (generate_glass_data's smoothed LJ and FIRE parameters, the glass's own
                sigma/epsilon/cut-offs; explicit pair forces on a Dense list) until
                max|F| < NEWTON_FORCE, then Newton steps with the Hessian's sparse Cholesky factor
-               (nested_dissection.py) to max|F| < FORCE_TOL
+               (softglass/sparse_solver.py) to max|F| < FORCE_TOL
   3. detect    the first plastic event: the energy dissipated in a step, the work of the stress
                (cubic Hermite quadrature) minus the energy change, exceeds DISSIPATION_TOL
   4. bisect    between the last stable strain and the first post-event strain, restarting from the
@@ -43,10 +43,14 @@ from jax_md import partition, smap, space
 import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
-from scipy.spatial import cKDTree
 
 from glass_io import system_of
-from nested_dissection import MultifrontalCholesky, atom_graph, nested_dissection_tree
+from softglass.dynamics import _fire_chunk, _fire_init, run_chunks
+from softglass.forces import energy_or_forces, force_block_rows, list_format, pair_forces
+from softglass.hessian import hessian_from_pairs, pair_hessian_blocks
+from softglass.neighbours import allocate_neighbors, pair_list
+from softglass.potentials import pair_derivatives, smoothed_lj
+from softglass.sparse_solver import MultifrontalCholesky, atom_graph, nested_dissection_tree
 
 _AXES = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}     # (displaced axis a, gradient axis b)
 NEWTON_FACTORS = ("multifrontal", "dense")            # the Cholesky factors Newton may use
@@ -78,7 +82,7 @@ class ShearProtocol:
         if self.newton_factor not in NEWTON_FACTORS:
             raise ValueError(f"NEWTON_FACTOR={self.newton_factor!r}: expected one of "
                              f"{NEWTON_FACTORS}")
-        ggd.list_format(self.force_kernel)            # raises for an unknown FORCE_KERNEL
+        list_format(self.force_kernel)            # raises for an unknown FORCE_KERNEL
         for name in ("strain_step", "max_strain", "strain_resolution", "force_tol",
                      "max_fire_steps", "skin", "newton_max_steps", "top_movers_fraction"):
             if not getattr(self, name) > 0:
@@ -177,6 +181,7 @@ class _ShearedNeighbours:
     def __init__(self, cell, r_list, skin, force_kernel=None):
         self.cell, self.r_list, self.skin = cell, r_list, skin
         self.force_kernel = force_kernel        # allocate's format; update keeps the list's own
+        self.capacity_margin = ggd.CAPACITY_MARGIN   # allocate_neighbors' head-room
 
     def jax_md(self, fmt):
         displacement, _ = sheared_space(self.cell)
@@ -185,7 +190,7 @@ class _ShearedNeighbours:
                                        capacity_multiplier=1.0, fractional_coordinates=True)
 
     def allocate(self, frac):
-        return self.jax_md(ggd.list_format(self.force_kernel)).allocate(frac)
+        return self.jax_md(list_format(self.force_kernel)).allocate(frac)
 
     def update(self, frac, nbrs):
         return self.jax_md(nbrs.format).update(frac, nbrs)
@@ -203,10 +208,10 @@ def _sheared_system(params, skin, kernel, block_rows):
     cell = params["cell"]
     displacement, shift = sheared_space(cell)
     metric = space.canonicalize_displacement_or_metric(displacement)
-    pair = ggd.smoothed_lj(params["r_onset"], params["r_cutoff"])
-    return shift, _ShearedNeighbours(cell, params["r_list"], skin), ggd.energy_or_forces(
+    pair = smoothed_lj(params["r_onset"], params["r_cutoff"])
+    return shift, _ShearedNeighbours(cell, params["r_list"], skin), energy_or_forces(
         smap.pair_neighbor_list(pair, metric),
-        ggd.pair_forces(pair, None, cell, kernel, block_rows))
+        pair_forces(pair, None, cell, kernel, block_rows))
 
 
 class FireFailed(RuntimeError):
@@ -296,17 +301,19 @@ class ShearedGlass:
         p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
                  r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
         static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                      **ggd.force_statics(len(frac), self.protocol.force_kernel),
+                      kernel=self.protocol.force_kernel,
+                      block_rows=force_block_rows(len(frac), ggd.FORCE_BLOCK_ROWS,
+                                                  ggd.FORCE_ONE_BLOCK_MAX_ATOMS),
                       system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
         neighbor_fn = _ShearedNeighbours(jnp.asarray(cell), s["r_cutoff"], self.skin,
                                          self.protocol.force_kernel)
         r = jnp.asarray(frac, jnp.float64)
-        nbrs = ggd.allocate_neighbors(neighbor_fn, r, self.capacity)
+        nbrs = allocate_neighbors(neighbor_fn, r, self.capacity)
         self.capacity = nbrs.idx.shape[1]
-        return ggd._fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
+        return _fire_init(r, nbrs, p, **static), nbrs, p, static, neighbor_fn
 
     def _fire_to(self, fire, tol, steps):
-        """FIRE chunks (generate_glass_data.run_chunks) until max|F| < tol or MAX_FIRE_STEPS in
+        """FIRE chunks (softglass.dynamics.run_chunks) until max|F| < tol or MAX_FIRE_STEPS in
         all; the FIRE state (velocities, time step) carries over, so stopping early and going on
         is the same trajectory. An overflowed list is redone larger, and later starts keep it."""
         state, nbrs, p, static, neighbor_fn = fire
@@ -316,9 +323,10 @@ class ShearedGlass:
             return float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < tol
 
         if not converged(state):
-            chunk = partial(ggd._fire_chunk, params=dict(p, tol=jnp.float64(tol)), **static)
-            state, nbrs, ran = ggd.run_chunks(chunk, state, nbrs, neighbor_fn,
-                                              self.protocol.max_fire_steps - steps, done=converged)
+            chunk = partial(_fire_chunk, params=dict(p, tol=jnp.float64(tol)), **static)
+            state, nbrs, ran = run_chunks(chunk, state, nbrs, neighbor_fn,
+                                          self.protocol.max_fire_steps - steps, done=converged,
+                                          chunk_steps=ggd.CHUNK_STEPS)
             steps += ran
             self.capacity = nbrs.idx.shape[1]
         self.seconds["fire"] += time.perf_counter() - t0
@@ -332,7 +340,7 @@ class ShearedGlass:
         (a saddle, or singular: near a fold)."""
         t0 = time.perf_counter()
         i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
-        h, _ = ggd.hessian_from_pairs(len(frac), i, j, ggd.pair_hessian_blocks(rij, r, d1, d2))
+        h, _ = hessian_from_pairs(len(frac), i, j, pair_hessian_blocks(rij, r, d1, d2))
         factor = positive_definite_factor(h[3:, 3:], np.mod(frac[1:], 1.0) * self.box, self.box,
                                           self.protocol.newton_factor)
         self.factors += 1
@@ -393,15 +401,15 @@ class ShearedGlass:
     def pairs(self, frac, strain, r_cut=None):
         """All pairs i<j closer than r_cut in the cell at `strain`, r_ij = r_j - r_i (nearest
         image: the fractional difference wrapped to [-1/2, 1/2), then T)."""
-        return sheared_pairs(frac, self.cell(strain), self.system["r_cutoff"] if r_cut is None
-                             else r_cut)
+        return pair_list(frac, self.cell(strain), self.system["r_cutoff"] if r_cut is None
+                         else r_cut)
 
     def _pair_terms(self, frac, strain):
         i, j, rij = self.pairs(frac, strain)
         sp, s = self.system["species"], self.system
         sig, eps = s["sigma"][sp[i], sp[j]], s["epsilon"][sp[i], sp[j]]
         r = np.linalg.norm(rij, axis=1)
-        phi, d1, d2 = ggd._pair_derivatives(r, sig, eps, s["r_onset"], s["r_cutoff"])
+        phi, d1, d2 = pair_derivatives(r, sig, eps, s["r_onset"], s["r_cutoff"])
         return i, j, rij, r, phi, d1, d2
 
     def energy_forces_stress(self, frac, strain):
@@ -427,9 +435,9 @@ class ShearedGlass:
         With `factor` (hessian_factor at this state) H^+ Xi is its direct solve, atom 0 pinned.
         Returns dict(modulus, born, correction, velocity (N, 3))."""
         i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
-        k = ggd.pair_hessian_blocks(rij, r, d1, d2)
+        k = pair_hessian_blocks(rij, r, d1, d2)
         n = len(frac)
-        h, _ = ggd.hessian_from_pairs(n, i, j, k)
+        h, _ = hessian_from_pairs(n, i, j, k)
         rb = rij[:, self.b]
         born = float(np.sum(rb ** 2 * k[:, self.a, self.a]))
         xi_pair = self.sign * rb[:, None] * k[:, :, self.a]
@@ -480,7 +488,7 @@ class _Cholesky:
 def positive_definite_factor(h, positions=None, box=None, method="multifrontal"):
     """Cholesky factor of a symmetric matrix (sparse or dense) with .solve, or None unless it is
     positive definite. With the atoms' `positions` (one row per 3 rows of h) in a periodic `box`
-    and `method` "multifrontal": nested_dissection.py's sparse multifrontal factor, the atoms
+    and `method` "multifrontal": softglass/sparse_solver.py's sparse multifrontal factor, the atoms
     ordered by a geometric nested dissection of the matrix's own pattern (any positions give a
     correct factor; near ones a sparse one). Else dense LAPACK potrf of the 2997 x 2997 matrix
     (N = 1000). Measured with the Hessian's assembly, one core (bench_rearrangements.py, glass
@@ -499,22 +507,6 @@ def positive_definite_factor(h, positions=None, box=None, method="multifrontal")
         return _Cholesky(scipy.linalg.cho_factor(a, overwrite_a=True, check_finite=False))
     except np.linalg.LinAlgError:
         return None
-
-
-def sheared_pairs(frac, cell, r_cut):
-    """Pairs closer than r_cut in a general periodic cell (columns = cell vectors). A k-d tree on
-    the fractional coordinates (unit periodic box) with radius r_cut / sigma_min(T) finds every
-    candidate; the real distances then keep those within r_cut."""
-    frac = np.mod(frac, 1.0)
-    frac[frac >= 1.0] = 0.0                     # mod of -1e-17 rounds to 1.0
-    radius = r_cut / np.linalg.svd(cell, compute_uv=False)[-1]
-    pairs = cKDTree(frac, boxsize=1.0).query_pairs(min(radius, 0.8660254), output_type="ndarray")
-    i, j = pairs[:, 0], pairs[:, 1]
-    ds = frac[j] - frac[i]
-    ds -= np.round(ds)
-    rij = ds @ cell.T
-    keep = np.einsum("ij,ij->i", rij, rij) < r_cut ** 2
-    return i[keep], j[keep], rij[keep]
 
 
 # ================================ first plastic event =============================================

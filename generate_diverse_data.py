@@ -228,8 +228,11 @@ def protocol_changes(old, new):
 def check_densest_box(ggd):
     """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
     largest-sigma corner of the ranges: the minimum-image convention would break there."""
-    r_cut = ggd.absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1])[1]
-    ggd.check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
+    from softglass.potentials import absolute_cutoffs
+    from softglass.system import check_minimum_image
+    r_cut = absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1], ggd.R_ONSET,
+                             ggd.R_CUTOFF)[1]
+    check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
 
 
 def refuse_ineffective(forwarded):

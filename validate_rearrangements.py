@@ -93,7 +93,7 @@ NEWTON_RETRY_FORCE = 1e-4       # epsilon/sigma; when Newton fails at NEWTON_FOR
                                 # event, into the new basin) and Newton tries again
 NEWTON_MAX_STEPS = 30           # Newton/chord steps per relaxation before falling back to FIRE
 NEWTON_FACTOR = "multifrontal"  # Cholesky factor of the pinned Hessian Newton solves with:
-                                # "multifrontal", nested_dissection.py's sparse factor (fronts
+                                # "multifrontal", softglass/sparse_solver.py's sparse factor (fronts
                                 # in a geometric nested-dissection order); "dense", LAPACK potrf
                                 # of the dense 3N-3 matrix (the factor until Nov 2026)
 NEWTON_MAX_MOVE = 0.02          # sigma; a larger Newton step means a nearly singular Hessian (the

@@ -5,6 +5,8 @@ protocol reaches a checked inherent structure with it, and it is recorded in the
 import numpy as np
 import pytest
 
+from softglass import dynamics, forces, neighbours, potentials
+
 from conftest import TINY
 from test_glass_physics import (   # the half list's check, renamed: not collected twice
     _system, test_overflowed_neighbor_list_is_reallocated_and_chunk_redone as overflow_check)
@@ -15,11 +17,11 @@ def _forces(ggd, monkeypatch, kernel, positions, system, pair, r_list, skin=0.3)
     import jax.numpy as jnp
     from jax_md import quantity
     monkeypatch.setattr(ggd, "FORCE_KERNEL", kernel)
-    p = ggd._params(system, jnp.float64, r_list=r_list)
+    p = dynamics.params(system, jnp.float64, r_list=r_list)
     r = jnp.asarray(positions, jnp.float64)
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], r_list, skin), r)
-    _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin, pair,
-                                         **ggd.force_statics(len(positions)))
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(system["box"], r_list, skin), r)
+    _, _, energy_or_forces = forces.pair_system(p["box"], p["r_list"], skin, pair,
+                                         **ggd.engine().statics(len(positions)))
     force = quantity.canonicalize_force(energy_or_forces)
     out = force(r, neighbor=nbrs, species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     return np.asarray(out), nbrs
@@ -28,7 +30,7 @@ def _forces(ggd, monkeypatch, kernel, positions, system, pair, r_list, skin=0.3)
 def _pair_force_scale(ggd, positions, system):
     """max_i sum_j |phi'(r_ij)|: the size of the terms each atom's force sums (at a minimum the
     sum itself is ~1e-11, so round-off is measured against this)."""
-    i, j, _, _, _, d1, _ = ggd._pairs_with_parameters(positions, system)
+    i, j, _, _, _, d1, _ = forces.pairs_with_parameters(positions, system)
     return float(np.max(np.bincount(np.concatenate([i, j]), np.abs(np.concatenate([d1, d1])),
                                     minlength=len(positions))))
 
@@ -45,7 +47,7 @@ def _liquid(ggd, tiny_glass, system):
 def test_dense_forces_are_the_gradients_forces(ggd, tiny_glass, monkeypatch, state, kernel):
     system = _system(ggd, tiny_glass)
     r = tiny_glass["positions"] if state == "glass" else _liquid(ggd, tiny_glass, system)
-    lj = ggd.smoothed_lj(system["r_onset"], system["r_cutoff"])
+    lj = potentials.smoothed_lj(system["r_onset"], system["r_cutoff"])
     f_grad, sparse = _forces(ggd, monkeypatch, "grad", r, system, lj, system["r_cutoff"])
     f_dense, dense = _forces(ggd, monkeypatch, kernel, r, system, lj, system["r_cutoff"])
     assert sparse.idx.shape[0] == 2 and dense.idx.shape[0] == len(r)
@@ -64,7 +66,7 @@ def test_closed_form_force_over_r_is_the_derivative_of_the_smoothed_lj(ggd):
     import jax
     import jax.numpy as jnp
     system = ggd.make_system(n_atoms=1000)
-    lj = ggd.smoothed_lj(system["r_onset"], system["r_cutoff"])
+    lj = potentials.smoothed_lj(system["r_onset"], system["r_cutoff"])
     r = jnp.linspace(0.75, 2.7, 4001, dtype=jnp.float64)
     for sigma, epsilon in zip(np.ravel(system["sigma"]), np.ravel(system["epsilon"])):
         s, e = jnp.float64(sigma), jnp.float64(epsilon)
@@ -86,8 +88,8 @@ def test_dense_soft_sphere_forces_are_the_gradients_forces(ggd, monkeypatch, ker
     system = ggd.make_system(**{k: TINY[k] for k in ("n_atoms", "density", "seed")})
     r = np.random.default_rng(0).uniform(0, system["box"], (TINY["n_atoms"], 3))
     r_list = float(np.max(system["sigma"]))
-    f_grad, _ = _forces(ggd, monkeypatch, "grad", r, system, ggd.soft_sphere_pair, r_list)
-    f_dense, _ = _forces(ggd, monkeypatch, kernel, r, system, ggd.soft_sphere_pair, r_list)
+    f_grad, _ = _forces(ggd, monkeypatch, "grad", r, system, potentials.soft_sphere_pair, r_list)
+    f_dense, _ = _forces(ggd, monkeypatch, kernel, r, system, potentials.soft_sphere_pair, r_list)
     assert np.max(np.abs(f_grad)) > 0.1
     assert np.max(np.abs(f_dense - f_grad)) < 1e-12 * np.max(np.abs(f_grad))
 
@@ -104,15 +106,15 @@ def test_kdtree_dense_list_holds_jax_mds_brute_force_rows(ggd, monkeypatch):
     lists = {}
     for kind in ("jax", "kdtree"):
         monkeypatch.setattr(ggd, "NEIGHBOUR_LIST", kind)
-        lists[kind] = ggd.neighbor_list_fn(box, system["r_cutoff"], 0.3).allocate(
+        lists[kind] = ggd.engine().neighbour_list_fn(box, system["r_cutoff"], 0.3).allocate(
             jnp.asarray(pos))
     ref = np.asarray(lists["jax"].idx)
     assert np.array_equal(np.asarray(lists["kdtree"].idx), ref)
-    padded, longest = ggd.dense_neighbours(pos, box, system["r_cutoff"] + 0.3,
+    padded, longest = neighbours.dense_neighbours(pos, box, system["r_cutoff"] + 0.3,
                                            capacity=ref.shape[1] + 5)
     assert longest == ref.shape[1] and np.array_equal(padded[:, :longest], ref)
     assert (padded[:, longest:] == 250).all()
-    short, longest = ggd.dense_neighbours(pos, box, system["r_cutoff"] + 0.3, capacity=10)
+    short, longest = neighbours.dense_neighbours(pos, box, system["r_cutoff"] + 0.3, capacity=10)
     assert longest == ref.shape[1] and np.array_equal(short, ref[:, :10])   # overflow: counted
 
 
@@ -137,29 +139,29 @@ def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell,
     import jax.numpy as jnp
     system = _system(ggd, tiny_glass)
     box = system["box"]
-    p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"])
+    p = dynamics.params(system, jnp.float64, r_list=system["r_cutoff"])
     r = jnp.asarray(_liquid(ggd, tiny_glass, system), jnp.float64)
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(box, system["r_cutoff"], 0.3), r)
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(box, system["r_cutoff"], 0.3), r)
     shear = np.eye(3)
     shear[0, 2] = 0.05
     tilted = jnp.asarray(box * shear)
     x = jnp.mod(r / box, 1.0) if cell else r         # the list is only a superset of pairs there
-    lj = ggd.smoothed_lj(p["r_onset"], p["r_cutoff"])
+    lj = potentials.smoothed_lj(p["r_onset"], p["r_cutoff"])
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
 
-    def forces(block_rows, kernel=kernel):
-        fn = ggd.pair_forces(lj, None if cell else box, tilted if cell else None, kernel,
+    def summed(block_rows, kernel=kernel):
+        fn = forces.pair_forces(lj, None if cell else box, tilted if cell else None, kernel,
                              block_rows)
         return np.asarray(jax.jit(lambda x, nb: fn(x, nb, **kw))(x, nbrs))
 
-    one = forces(0)
+    one = summed(0)
     assert np.max(np.abs(one)) > 1.0                       # a hot state: forces far from zero
     if kernel != "dense":                                  # the same forces as the jvp's
-        np.testing.assert_allclose(one, forces(0, "dense"), rtol=0,
+        np.testing.assert_allclose(one, summed(0, "dense"), rtol=0,
                                    atol=1e-12 * np.max(np.abs(one)))
     for rows in (64, 128, 199):                            # 4, 2, 2 blocks; N = 200
-        np.testing.assert_allclose(forces(rows), one, rtol=0, atol=1e-12 * np.max(np.abs(one)))
-    assert np.array_equal(forces(200), one) and np.array_equal(forces(4096), one)
+        np.testing.assert_allclose(summed(rows), one, rtol=0, atol=1e-12 * np.max(np.abs(one)))
+    assert np.array_equal(summed(200), one) and np.array_equal(summed(4096), one)
 
 
 def test_blocked_force_sum_is_recorded_only_where_it_applies(ggd, monkeypatch):
@@ -167,7 +169,7 @@ def test_blocked_force_sum_is_recorded_only_where_it_applies(ggd, monkeypatch):
     FORCE_ONE_BLOCK_MAX_ATOMS atoms only: recorded for it (a 10^4-atom set made with blocks is not
     taken for one made without), left out below, so every 1000-atom set keeps its hash."""
     import generate_diverse_data as gdd
-    assert ggd.force_block_rows(1000) == 0 and ggd.force_block_rows(10000) == ggd.FORCE_BLOCK_ROWS
+    assert forces.force_block_rows(1000, ggd.FORCE_BLOCK_ROWS, ggd.FORCE_ONE_BLOCK_MAX_ATOMS) == 0 and forces.force_block_rows(10000, ggd.FORCE_BLOCK_ROWS, ggd.FORCE_ONE_BLOCK_MAX_ATOMS) == ggd.FORCE_BLOCK_ROWS
     small = ggd.protocol_constants(1000)
     assert "FORCE_BLOCK_ROWS" not in small and "FORCE_ONE_BLOCK_MAX_ATOMS" not in small
     large = ggd.protocol_constants(10000)
@@ -222,7 +224,7 @@ def test_force_kernel_is_recorded_in_the_protocol_unless_grad(ggd, monkeypatch):
     assert "FORCE_BLOCK_ROWS" in ggd.protocol_constants(10000)    # summed in blocks too
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "scatter")
     with pytest.raises(ValueError, match="FORCE_KERNEL"):
-        ggd.list_format()
+        forces.list_format(ggd.FORCE_KERNEL)
 
 
 def test_bench_neighbours_times_both_lists_and_finds_them_equal(tmp_path):

@@ -2,6 +2,9 @@
 import numpy as np
 import pytest
 
+from softglass import dynamics, forces, neighbours, potentials, sparse_solver
+from softglass import hessian as hs
+
 from conftest import TINY
 
 
@@ -43,10 +46,10 @@ def test_pair_list_energy_equals_jax_md_neighbor_list_energy(ggd, tiny_glass, mo
     monkeypatch.setattr(ggd, "FORCE_KERNEL", "grad")
     system = _system(ggd, tiny_glass)
     r = jnp.asarray(tiny_glass["positions"])
-    _, neighbor_fn, energy_fn = ggd._system(system["box"], system["r_cutoff"], 0.3,
-                                            ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]),
-                                            **ggd.force_statics(len(r)))
-    nbrs = ggd.allocate_neighbors(neighbor_fn, r)
+    _, neighbor_fn, energy_fn = forces.pair_system(system["box"], system["r_cutoff"], 0.3,
+                                            potentials.smoothed_lj(system["r_onset"], system["r_cutoff"]),
+                                            **ggd.engine().statics(len(r)))
+    nbrs = neighbours.allocate_neighbors(neighbor_fn, r)
     e_md = float(energy_fn(r, neighbor=nbrs, species=jnp.asarray(system["species"]),
                            sigma=jnp.asarray(system["sigma"]), epsilon=jnp.asarray(system["epsilon"])))
     assert e_md == pytest.approx(tiny_glass["energy"], rel=1e-12)
@@ -63,7 +66,7 @@ def test_hessian_equals_autodiff_hessian(ggd, tiny_glass):
     from jax_md import smap, space
     system = _system(ggd, tiny_glass)
     displacement, _ = space.periodic(system["box"])
-    energy_fn = smap.pair(ggd.smoothed_lj(system["r_onset"], system["r_cutoff"]),
+    energy_fn = smap.pair(potentials.smoothed_lj(system["r_onset"], system["r_cutoff"]),
                           space.canonicalize_displacement_or_metric(displacement),
                           species=jnp.asarray(system["species"]), sigma=jnp.asarray(system["sigma"]),
                           epsilon=jnp.asarray(system["epsilon"]))
@@ -100,10 +103,10 @@ def test_local_blocks_are_hessian_diagonal_blocks(ggd, tiny_glass):
 def test_local_eigenvalues_are_rotation_invariant(ggd, tiny_glass):
     """Rotating every pair vector (the glass with its cell) leaves each D_i's spectrum unchanged."""
     system = _system(ggd, tiny_glass)
-    i, j, rij, r, _, d1, d2 = ggd._pairs_with_parameters(tiny_glass["positions"], system)
+    i, j, rij, r, _, d1, d2 = forces.pairs_with_parameters(tiny_glass["positions"], system)
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
-    ref = ggd.pair_hessian_blocks(rij, r, d1, d2)
-    rot = ggd.pair_hessian_blocks(rij @ q.T, r, d1, d2)
+    ref = hs.pair_hessian_blocks(rij, r, d1, d2)
+    rot = hs.pair_hessian_blocks(rij @ q.T, r, d1, d2)
     assert np.allclose(rot, q @ ref @ q.T, atol=1e-9)
     local_ref, local_rot = np.zeros((200, 3, 3)), np.zeros((200, 3, 3))
     for blocks, local in ((ref, local_ref), (rot, local_rot)):
@@ -149,7 +152,7 @@ def test_softness_of_any_configuration_skips_translations_not_unstable_modes(ggd
     translations = np.kron(np.ones((n, 1)), np.eye(3)) / np.sqrt(n)
     q, _ = np.linalg.qr(np.hstack([translations, rng.normal(size=(3 * n, 3 * n - 3))]))
     vals = np.concatenate([[0.0, 0.0, 0.0], -1.0 - np.arange(2.0), 1.0 + np.arange(3 * n - 5)])
-    content = ggd.translation_content(q)
+    content = hs.translation_content(q)
     assert np.allclose(content[:3], 1) and np.allclose(content[3:], 0)
     expected = np.sum(q[:, 3:3 + ggd.N_SOFT_MODES].reshape(n, 3, -1) ** 2, axis=(1, 2))
     s = ggd.softness_of_any_configuration(vals, q)
@@ -198,7 +201,7 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
     system = _system(ggd, tiny_glass)
     r = tiny_glass["positions"]
     ref = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "ref")
-    real_allocate = ggd.allocate_neighbors
+    real_allocate = neighbours.allocate_neighbors
     calls, built = [], []
 
     def tiny_first(neighbor_fn, positions, capacity=None):
@@ -211,7 +214,7 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
             return dataclasses.replace(nbrs, reference_position=nbrs.reference_position + 1.0)
         return real_allocate(neighbor_fn, positions, capacity)
 
-    real_rebuild = ggd.NeighbourList.rebuild
+    real_rebuild = neighbours.NeighbourList.rebuild
 
     def half_room(self, position, nbrs):          # the first host rebuild gets half the room
         if not built:
@@ -221,8 +224,9 @@ def test_overflowed_neighbor_list_is_reallocated_and_chunk_redone(ggd, tiny_glas
             return built[-1][1]
         return real_rebuild(self, position, nbrs)
 
-    monkeypatch.setattr(ggd, "allocate_neighbors", tiny_first)
-    monkeypatch.setattr(ggd.NeighbourList, "rebuild", half_room)
+    monkeypatch.setattr(dynamics, "allocate_neighbors", tiny_first)     # run_phase, run_chunks
+    monkeypatch.setattr(neighbours, "allocate_neighbors", tiny_first)   # NeighbourList.rebuild
+    monkeypatch.setattr(neighbours.NeighbourList, "rebuild", half_room)
     out = ggd.brownian(r, system, jax.random.PRNGKey(5), 0.3, 0.3, 50, "overflow")
     assert len(calls) >= 2
     if kind == "kdtree":          # the outgrown buffer was enlarged, not truncated
@@ -243,21 +247,22 @@ def test_scaled_sigma_forces_agree_between_jit_and_pair_list(ggd, kernel, monkey
     system = ggd.make_system(n_atoms=250, density=1.227, species_ratio=0.75,
                              sigma=np.asarray(ggd.SIGMA) * 1.0627,
                              epsilon=np.asarray(ggd.EPSILON) * 1.08, seed=1)
-    r = ggd.untangle_and_descend(np.random.default_rng(0).uniform(0, system["box"], (250, 3)),
-                                 system, "untangle", True, 200, 0.1)
-    p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"])
+    r = dynamics.untangle_and_descend(np.random.default_rng(0).uniform(0, system["box"], (250, 3)),
+                                      system, "untangle", True, 200, 0.1, max_move=ggd.MAX_MOVE,
+                                      skin=ggd.SKIN_MINIMIZE, engine=ggd.engine())
+    p = dynamics.params(system, jnp.float64, r_list=system["r_cutoff"])
 
     @jax.jit
     def jit_forces(pos, nbrs, params):
-        _, _, energy_fn = ggd._system(params["box"], params["r_list"], 0.3,
-                                      ggd.smoothed_lj(params["r_onset"], params["r_cutoff"]),
-                                      **ggd.force_statics(len(pos)))
+        _, _, energy_fn = forces.pair_system(params["box"], params["r_list"], 0.3,
+                                      potentials.smoothed_lj(params["r_onset"], params["r_cutoff"]),
+                                      **ggd.engine().statics(len(pos)))
         kw = dict(neighbor=nbrs, species=params["species"], sigma=params["sigma"],
                   epsilon=params["epsilon"])
         if kernel != "grad":                      # the Dense list's function gives the forces
             return energy_fn(pos, **kw)
         return -jax.grad(energy_fn)(pos, **kw)
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], 0.3),
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"], 0.3),
                                   jnp.asarray(r))
     f_jit = np.asarray(jit_forces(jnp.asarray(r), nbrs, p))
     _, f_pairs = ggd.energy_and_forces(r, system)
@@ -300,13 +305,13 @@ def test_kdtree_list_holds_jax_mds_brute_force_pairs_in_its_order(ggd, monkeypat
     for kind in ("jax", "kdtree"):
         ggd.NEIGHBOUR_LIST = kind
         try:
-            nbrs = ggd.neighbor_list_fn(box, system["r_cutoff"], 0.3).allocate(jnp.asarray(pos))
+            nbrs = ggd.engine().neighbour_list_fn(box, system["r_cutoff"], 0.3).allocate(jnp.asarray(pos))
         finally:
             ggd.NEIGHBOUR_LIST = "kdtree"
         if kind == "jax":
             ref = np.asarray(nbrs.idx)
     assert np.array_equal(np.asarray(nbrs.idx), ref)
-    padded, n = ggd.ordered_pairs(pos, box, system["r_cutoff"] + 0.3, capacity=ref.shape[1] + 7)
+    padded, n = neighbours.ordered_pairs(pos, box, system["r_cutoff"] + 0.3, capacity=ref.shape[1] + 7)
     assert n == ref.shape[1] and np.array_equal(padded[:, :n], ref) and (padded[:, n:] == 250).all()
 
 
@@ -348,13 +353,13 @@ def test_nested_dissection_keeps_each_atoms_dofs_together_and_cuts_the_halves_ap
     else:
         pos = np.stack(np.meshgrid(*[np.arange(8) * box / 8] * 3), -1).reshape(-1, 3)
     h, _ = ggd.hessian(pos, system)
-    graph = ggd.atom_graph(h)
-    i, j, rij = ggd.pair_list(pos, box, system["r_cutoff"])
+    graph = sparse_solver.atom_graph(h)
+    i, j, rij = neighbours.pair_list(pos, box, system["r_cutoff"])
     assert np.any(np.abs(pos[i] - pos[j]) > box / 2)         # some pairs wrap around the box
     pairs = set(zip(*graph.nonzero()))
     assert all((a, b) in pairs and (b, a) in pairs for a, b in zip(i, j))
-    tree = ggd.nested_dissection_tree(pos, box, graph, leaf_atoms=16)
-    perm = ggd.nested_dissection_order(tree)
+    tree = sparse_solver.nested_dissection_tree(pos, box, graph, leaf_atoms=16)
+    perm = sparse_solver.nested_dissection_order(tree)
     assert np.array_equal(np.sort(perm), np.arange(3 * 512))
     blocks = perm.reshape(-1, 3)
     assert np.array_equal(blocks, 3 * (blocks[:, :1] // 3) + np.arange(3))
@@ -372,9 +377,9 @@ def test_multifrontal_cholesky_solves_the_shifted_hessian(ggd, tiny_glass):
     from scipy.sparse import csr_matrix
     pos, box = tiny_glass["positions"], tiny_glass["box_size"]
     h, _ = ggd.hessian(pos, _system(ggd, tiny_glass))
-    tree = ggd.nested_dissection_tree(pos, box, ggd.atom_graph(h), leaf_atoms=16)
+    tree = sparse_solver.nested_dissection_tree(pos, box, sparse_solver.atom_graph(h), leaf_atoms=16)
     a = (h - ggd.EIGSH_SHIFT * np.eye(h.shape[0])).astype(np.float64)
-    factor = ggd.MultifrontalCholesky(csr_matrix(a), tree)
+    factor = sparse_solver.MultifrontalCholesky(csr_matrix(a), tree)
     rhs = np.random.default_rng(0).standard_normal((h.shape[0], 4))
     x = np.linalg.solve(a, rhs)
     assert np.allclose(factor.solve(rhs), x, rtol=0, atol=1e-10 * np.abs(x).max())
@@ -383,7 +388,7 @@ def test_multifrontal_cholesky_solves_the_shifted_hessian(ggd, tiny_glass):
     assert 0 < factor.nnz <= n * (n + 1) // 2
     lam_max = np.linalg.eigvalsh(h.toarray())[-1]
     with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
-        ggd.MultifrontalCholesky(csr_matrix(h - 0.5 * lam_max * np.eye(n)), tree)
+        sparse_solver.MultifrontalCholesky(csr_matrix(h - 0.5 * lam_max * np.eye(n)), tree)
 
 
 def test_factorised_shift_invert_equals_dense_eigh_and_superlu(ggd, tiny_glass, monkeypatch):
@@ -436,29 +441,29 @@ def test_no_host_callback_runs_inside_a_compiled_phase(ggd, tiny_glass):
     assert ggd.NEIGHBOUR_LIST == "kdtree"
     system = _system(ggd, tiny_glass)
     skin = ggd.SKIN_DYNAMICS
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], skin),
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"], skin),
                                   jnp.asarray(tiny_glass["positions"], jnp.float32))
     state = simulate.BrownianState(jnp.asarray(tiny_glass["positions"], jnp.float32),
                                    jnp.float32(1), jax.random.PRNGKey(0))
-    p = ggd._params(system, jnp.float32, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
+    p = dynamics.params(system, jnp.float32, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
                     kT_start=2.0, kT_end=2.0, total=1000, step_size=1e-3, max_move=0.02)
-    p64 = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=1e-10, mass=1.0)
+    p64 = dynamics.params(system, jnp.float64, r_list=system["r_cutoff"], tol=1e-10, mass=1.0)
     fire = dict(skin=skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX, kernel="dense",
                 block_rows=64)
     r64 = jnp.asarray(tiny_glass["positions"], jnp.float64)
     nbrs64 = dataclasses.replace(nbrs, reference_position=r64)
     programs = {
-        "descent": (partial(ggd._descent_chunk, params=p, soft=False, skin=skin, kernel="dense",
+        "descent": (partial(dynamics._descent_chunk, params=p, soft=False, skin=skin, kernel="dense",
                             block_rows=64),
                     state, nbrs),
-        "brownian": (partial(ggd._brownian_chunk, params=p, skin=skin, kernel="dense", block_rows=0), state,
+        "brownian": (partial(dynamics._brownian_chunk, params=p, skin=skin, kernel="dense", block_rows=0), state,
                      nbrs),
-        "fire": (partial(ggd._fire_chunk, params=p64, **fire),
-                 ggd._fire_init(r64, nbrs64, p64, **fire), nbrs64)}
+        "fire": (partial(dynamics._fire_chunk, params=p64, **fire),
+                 dynamics._fire_init(r64, nbrs64, p64, **fire), nbrs64)}
     for name, (chunk, st, nb) in programs.items():
         text = jax.jit(chunk).lower(st, nb, 0, 1000).as_text()
         assert "callback" not in text, name
     # hot Brownian steps move an atom skin/2 well before 1000 steps: the chunk stops there
-    _, nb, ran, stale = ggd._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin,
+    _, nb, ran, stale = dynamics._brownian_chunk(state, nbrs, 0, 1000, params=p, skin=skin,
                                             kernel="dense", block_rows=0)
     assert bool(stale) and 0 < int(ran) < 1000

@@ -14,6 +14,9 @@ import numpy as np
 import scipy.sparse
 import pytest
 
+from softglass import neighbours
+from softglass import hessian as hs
+
 from conftest import load_benchmark
 
 
@@ -91,7 +94,7 @@ def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_g
     _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin, kernel, 0)
     frac = jnp.asarray(glass.frac0)
     neighbor_fn.force_kernel = kernel          # what ShearedGlass gives the list it allocates
-    nbrs = ggd.allocate_neighbors(neighbor_fn, frac)
+    nbrs = neighbours.allocate_neighbors(neighbor_fn, frac)
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
     if kernel != "grad":
@@ -551,8 +554,8 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
     fast = glass.relax(glass.predicted_start(m0, strain), strain, m0["factor"])
     assert fast["minimum_checked"] and fast["max_force"] < protocol.force_tol
     i, j, rij, r, _, d1, d2 = glass._pair_terms(fast["frac"], strain)
-    h, _ = ggd.hessian_from_pairs(len(fast["frac"]), i, j,
-                                  ggd.pair_hessian_blocks(rij, r, d1, d2))
+    h, _ = hs.hessian_from_pairs(len(fast["frac"]), i, j,
+                                  hs.pair_hessian_blocks(rij, r, d1, d2))
     vals = np.linalg.eigvalsh(h.toarray())
     assert np.all(np.abs(vals[:3]) < 1e-6) and vals[3] > 1e-4
     # the factor test itself: a shift between the 4th and 5th eigenvalues is not definite

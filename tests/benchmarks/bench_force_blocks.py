@@ -76,11 +76,11 @@ def force_ms(ggd, system, positions, dtype, block_rows):
     """(median ms per call, forces) of the dense kernel in `dtype` on the FIRE list."""
     import jax
     import jax.numpy as jnp
-    p = ggd._params(system, dtype, r_list=system["r_cutoff"])
+    p = dynamics.params(system, dtype, r_list=system["r_cutoff"])
     r = jnp.asarray(positions, dtype)
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"],
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"],
                                                        ggd.SKIN_MINIMIZE), r)
-    fn = ggd.dense_pair_forces(ggd.smoothed_lj(p["r_onset"], p["r_cutoff"]), p["box"], None,
+    fn = forces.dense_pair_forces(potentials.smoothed_lj(p["r_onset"], p["r_cutoff"]), p["box"], None,
                                block_rows)
     call = jax.jit(lambda r, nb: fn(r, nb, species=p["species"], sigma=p["sigma"],
                                     epsilon=p["epsilon"]))
@@ -124,6 +124,8 @@ def main():
     import jax
     import jax.numpy as jnp
     import generate_glass_data as ggd
+    global dynamics, forces, neighbours, potentials                  # imported after the threads are pinned
+    from softglass import dynamics, forces, neighbours, potentials
     from glass_io import load_glass, system_of
     ggd.enable_compilation_cache("")
     snap = load_glass(GLASS)

@@ -67,15 +67,15 @@ def force_timing(ggd, positions, system, dtype, skin):
     import jax
     import jax.numpy as jnp
     from jax_md import quantity
-    p = ggd._params(system, dtype, r_list=system["r_cutoff"])
+    p = dynamics.params(system, dtype, r_list=system["r_cutoff"])
     r = jnp.asarray(positions, dtype)
-    nbrs = ggd.allocate_neighbors(ggd.neighbor_list_fn(system["box"], system["r_cutoff"], skin), r)
+    nbrs = neighbours.allocate_neighbors(ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"], skin), r)
 
     @jax.jit
     def forces(r, nbrs, p):
-        _, _, energy_or_forces = ggd._system(p["box"], p["r_list"], skin,
-                                             ggd.smoothed_lj(p["r_onset"], p["r_cutoff"]),
-                                             **ggd.force_statics(len(r)))
+        _, _, energy_or_forces = forces.pair_system(p["box"], p["r_list"], skin,
+                                             potentials.smoothed_lj(p["r_onset"], p["r_cutoff"]),
+                                             **ggd.engine().statics(len(r)))
         return quantity.canonicalize_force(energy_or_forces)(
             r, neighbor=nbrs, species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
 
@@ -98,14 +98,14 @@ def brownian_run(ggd, positions, system, dtype, steps):
     import jax.numpy as jnp
     from jax_md import simulate
     T = ggd.TEMPERATURE
-    p = ggd._params(system, dtype, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
+    p = dynamics.params(system, dtype, r_list=system["r_cutoff"], dt=ggd.DT, gamma=ggd.GAMMA,
                     kT_start=T, kT_end=T, total=max(steps, 1))
     state = simulate.BrownianState(jnp.asarray(positions, dtype), jnp.asarray(1, dtype),
                                    jax.random.PRNGKey(SEED))
-    chunk = partial(ggd._brownian_chunk, params=p, skin=ggd.SKIN_DYNAMICS,
-                    **ggd.force_statics(len(positions)))
-    state, _ = ggd.run_phase(chunk, state, system, system["r_cutoff"], ggd.SKIN_DYNAMICS, steps,
-                             "bench")
+    chunk = partial(dynamics._brownian_chunk, params=p, skin=ggd.SKIN_DYNAMICS,
+                    **ggd.engine().statics(len(positions)))
+    state, _ = dynamics.run_phase(chunk, state, system, system["r_cutoff"], ggd.SKIN_DYNAMICS,
+                                  steps, "bench", engine=ggd.engine())
     jax.block_until_ready(state.position)
 
 
@@ -114,14 +114,15 @@ def fire_run(ggd, positions, system, dtype, steps, mass):
     (the pipeline's is float64)."""
     import jax
     import jax.numpy as jnp
-    p = ggd._params(system, dtype, r_list=system["r_cutoff"], tol=0.0, mass=mass)
+    p = dynamics.params(system, dtype, r_list=system["r_cutoff"], tol=0.0, mass=mass)
     r = jnp.asarray(positions, dtype)
     static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                  **ggd.force_statics(len(positions)))
-    neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
-    state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
-    state, _ = ggd.run_phase(partial(ggd._fire_chunk, params=p, **static), state, system,
-                             system["r_cutoff"], ggd.SKIN_MINIMIZE, steps, "bench")
+                  **ggd.engine().statics(len(positions)))
+    neighbor_fn = ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
+    state = dynamics._fire_init(r, neighbours.allocate_neighbors(neighbor_fn, r), p, **static)
+    state, _ = dynamics.run_phase(partial(dynamics._fire_chunk, params=p, **static), state,
+                                  system, system["r_cutoff"], ggd.SKIN_MINIMIZE, steps, "bench",
+                                  engine=ggd.engine())
     jax.block_until_ready(state.position)
 
 
@@ -132,6 +133,8 @@ def main():
     import jax
     import jax.numpy as jnp
     import generate_glass_data as ggd
+    global dynamics, neighbours, potentials                  # imported after the threads are pinned
+    from softglass import dynamics, neighbours, potentials
     ggd.SHOW_PROGRESS = False
     ggd.enable_compilation_cache("")
     print(f"N = {N_ATOMS}, cores {cores}, JAX {jax.__version__} ({jax.default_backend()})",
@@ -144,14 +147,14 @@ def main():
     r0, _, _ = ggd.quenched_configuration(system, ggd.TEMPERATURE, PREP_QUENCH_STEPS, SEED,
                                           log=lambda *a: None)
     r0 = np.mod(r0, system["box"])
-    mass = ggd.fire_mass(r0, system)
+    mass = dynamics.fire_mass(r0, system, ggd.fire_settings())
     print(f"starting state: {PREP_HEAT_STEPS} heat + {PREP_QUENCH_STEPS} quench steps, "
           f"{time.perf_counter() - t0:.1f} s; FIRE mass {mass:.3g}", flush=True)
 
     box, r_host = system["box"], system["r_cutoff"]
     host = {}
-    for name, build, skin in (("ordered_pairs", ggd.ordered_pairs, ggd.SKIN_MINIMIZE),
-                              ("dense_neighbours", ggd.dense_neighbours, ggd.SKIN_MINIMIZE)):
+    for name, build, skin in (("ordered_pairs", neighbours.ordered_pairs, ggd.SKIN_MINIMIZE),
+                              ("dense_neighbours", neighbours.dense_neighbours, ggd.SKIN_MINIMIZE)):
         host[name] = median_ms(lambda: build(r0, box, r_host + skin), 1)
         print(f"  host rebuild {name} (skin {skin}): {host[name]['ms']:.2f} ms", flush=True)
 

@@ -23,7 +23,7 @@ skins, the FIRE steps, FORCE_TOL):
   quench  ours: generate_glass_data.brownian, TEMPERATURE -> 0 linearly over STEPS. LAMMPS's fix
           brownian takes a constant T, so its quench is a staircase of QUENCH_STAIRS runs at
           falling T (one run set-up each, ~2 steps' work: a few % of the time at the defaults).
-  FIRE    ours: generate_glass_data._fire_init / _fire_chunk through run_phase, in float64, as
+  FIRE    ours: softglass.dynamics._fire_init / _fire_chunk through run_phase, in float64, as
           inherent_structure runs them (mass from fire_mass); LAMMPS: min_style fire with the
           velocity-Verlet integrator and jax-md's FIRE parameters (dt_start, dt_max = tmax dt,
           n_min = delaystep 5, f_inc 1.1, f_dec 0.5, alpha 0.1, f_alpha 0.99, no half step back,
@@ -306,16 +306,16 @@ def ours_fire(ggd, positions, system, mass, tol, max_steps):
     import jax
     import jax.numpy as jnp
     t0 = time.perf_counter()
-    p = ggd._params(system, jnp.float64, r_list=system["r_cutoff"], tol=tol, mass=mass)
+    p = dynamics.params(system, jnp.float64, r_list=system["r_cutoff"], tol=tol, mass=mass)
     r = jnp.asarray(positions, jnp.float64)
     static = dict(skin=ggd.SKIN_MINIMIZE, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
-                  **ggd.force_statics(len(positions)))
-    neighbor_fn = ggd.neighbor_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
-    state = ggd._fire_init(r, ggd.allocate_neighbors(neighbor_fn, r), p, **static)
+                  **ggd.engine().statics(len(positions)))
+    neighbor_fn = ggd.engine().neighbour_list_fn(system["box"], system["r_cutoff"], ggd.SKIN_MINIMIZE)
+    state = dynamics._fire_init(r, neighbours.allocate_neighbors(neighbor_fn, r), p, **static)
     converged = lambda st: float(jnp.max(jnp.linalg.norm(st.force, axis=1))) < p["tol"]  # noqa
-    state, steps = ggd.run_phase(partial(ggd._fire_chunk, params=p, **static), state, system,
-                                 system["r_cutoff"], ggd.SKIN_MINIMIZE, max_steps, "FIRE",
-                                 done=converged)
+    state, steps = dynamics.run_phase(partial(dynamics._fire_chunk, params=p, **static), state,
+                                      system, system["r_cutoff"], ggd.SKIN_MINIMIZE, max_steps,
+                                      "FIRE", done=converged, engine=ggd.engine())
     jax.block_until_ready(state.position)
     seconds = time.perf_counter() - t0
     return seconds, steps, dict(max_force=float(jnp.max(jnp.linalg.norm(state.force, axis=1))))
@@ -335,7 +335,7 @@ def timed(label, fn, *args):
 # ================================ the potential, checked ========================================
 def mdf_energy_and_forces(ggd, positions, system):
     """LAMMPS's lj/mdf (LJ times the MDF taper) evaluated here on our pair list (float64)."""
-    i, j, rij = ggd.pair_list(positions, system["box"], system["r_cutoff"])
+    i, j, rij = neighbours.pair_list(positions, system["box"], system["r_cutoff"])
     s = np.asarray(system["species"])
     sig = system["sigma"][s[i], s[j]]
     eps = system["epsilon"][s[i], s[j]]
@@ -395,6 +395,8 @@ def main():
     lammps, lammps_version = load_lammps()
     import jax
     import generate_glass_data as ggd
+    global dynamics, forces, neighbours                  # imported after the threads are pinned
+    from softglass import dynamics, forces, neighbours
     ggd.SHOW_PROGRESS = False
     ggd.enable_compilation_cache("")
 
@@ -410,9 +412,9 @@ def main():
         print(f"  note: this glass is stiff: the pipeline would use {substeps} Brownian "
               "substeps per DT; timed here at DT (per step)")
     r0 = np.mod(r0, system["box"])
-    mass = ggd.fire_mass(r0, system)
+    mass = dynamics.fire_mass(r0, system, ggd.fire_settings())
     ggd.FORCE_KERNEL = FORCE_KERNEL     # after the starting state: both kernels time the same one
-    ggd.list_format()                   # a bad value stops here, before any timing
+    forces.list_format(ggd.FORCE_KERNEL)                   # a bad value stops here, before any timing
     tol = 0.5 * ggd.FORCE_TOL            # what inherent_structure aims FIRE at
     print(f"starting state: {PREP_HEAT_STEPS} heat + {PREP_QUENCH_STEPS} quench steps, "
           f"{time.perf_counter() - t0:.1f} s; FIRE mass {mass:.3g}", flush=True)

@@ -50,14 +50,15 @@ def force_fn(ggd, system, kernel, dtype):
     import jax
     import jax.numpy as jnp
     from jax_md import smap, space
-    box, pair = system["box"], ggd.smoothed_lj(system["r_onset"], system["r_cutoff"])
+    box, pair = system["box"], potentials.smoothed_lj(system["r_onset"], system["r_cutoff"])
     kw = dict(species=jnp.asarray(system["species"], jnp.int32),
               sigma=jnp.asarray(system["sigma"], dtype), epsilon=jnp.asarray(system["epsilon"],
                                                                            dtype))
     if kernel != "grad":                # a Dense list's kernel
-        forces = ggd.pair_forces(pair, box, None, **ggd.force_statics(len(system["species"]),
-                                                                       kernel))
-        return jax.jit(lambda r, nb: forces(r, nb, **kw))
+        n = len(system["species"])
+        force_fn = forces.pair_forces(pair, box, None, kernel, forces.force_block_rows(
+            n, ggd.FORCE_BLOCK_ROWS, ggd.FORCE_ONE_BLOCK_MAX_ATOMS))
+        return jax.jit(lambda r, nb: force_fn(r, nb, **kw))
     displacement, _ = space.periodic(box)
     energy = smap.pair_neighbor_list(pair, space.canonicalize_displacement_or_metric(
         displacement))
@@ -71,6 +72,8 @@ def main():
     import jax.numpy as jnp
     import numpy as np
     import generate_glass_data as ggd
+    global forces, neighbours, potentials                  # imported after the threads are pinned
+    from softglass import forces, neighbours, potentials
     print(f"cores {cores}")
     print(f"{'N':>6} {'dtype':>8} {'kernel':>6} {'jax-md ms':>10} {'k-d tree ms':>12} "
           f"{'(query ms)':>11} {'force ms':>9} {'slots':>9}")
@@ -81,14 +84,14 @@ def main():
         for dtype in (jnp.dtype(d) for d in DTYPES.split(",")):
             pos = jnp.asarray(np.random.default_rng(0).uniform(0, box, (n, 3)), dtype)
             moved = jnp.mod(pos + 0.5 * SKIN, box)       # every atom past skin/2: a rebuild
-            query = median_ms(lambda: ggd.periodic_pairs(np.asarray(moved, np.float64), box,
+            query = median_ms(lambda: neighbours.periodic_pairs(np.asarray(moved, np.float64), box,
                                                          r_cut + SKIN))
             for kernel in KERNELS.split(","):
                 ggd.FORCE_KERNEL = kernel
                 row = dict(n_atoms=n, dtype=dtype.name, kernel=kernel, kdtree_query_ms=query)
                 ggd.NEIGHBOUR_LIST = "kdtree"
-                neighbour_fn = ggd.neighbor_list_fn(box, r_cut, SKIN)
-                nbrs = ggd.allocate_neighbors(neighbour_fn, pos)
+                neighbour_fn = ggd.engine().neighbour_list_fn(box, r_cut, SKIN)
+                nbrs = neighbours.allocate_neighbors(neighbour_fn, pos)
                 row["kdtree_rebuild_ms"] = median_ms(
                     lambda: neighbour_fn.rebuild(moved, nbrs).idx)
                 row["force_ms"] = median_ms(force_fn(ggd, system, kernel, dtype), pos, nbrs)
@@ -96,7 +99,8 @@ def main():
                 row["jax_md_rebuild_ms"] = None
                 if n <= BRUTE_FORCE_MAX_ATOMS:
                     ggd.NEIGHBOUR_LIST = "jax"
-                    brute = ggd.allocate_neighbors(neighbour_fn, pos)
+                    brute = neighbours.allocate_neighbors(
+                        ggd.engine().neighbour_list_fn(box, r_cut, SKIN), pos)
                     update = jax.jit(neighbour_fn.jax_md(brute.format).update)
                     assert not bool(update(moved, brute).did_buffer_overflow)
                     row["jax_md_rebuild_ms"] = median_ms(update, moved, brute)

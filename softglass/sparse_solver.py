@@ -2,7 +2,7 @@
 definite matrix, such as the shifted Hessian H - sigma I (sigma < 0) of an inherent structure, in a
 nested-dissection order of the atoms found geometrically in the periodic box.
 
-What it is for: the shift-invert solves of `generate_glass_data.lowest_modes` (the lowest modes
+What it is for: the shift-invert solves of `softglass.hessian.lowest_modes` (the lowest modes
 of the Hessian, hence the softness labels; train.py, validate_rearrangements.py and the
 benchmarks reach it through lowest_modes). Without the positions, lowest_modes falls back to
 eigsh's own SuperLU factor.
@@ -12,8 +12,8 @@ eigsh's own SuperLU factor.
   nested_dissection_order the 3N-dof permutation of that tree
   MultifrontalCholesky    P A P^T = L L^T front by front; .solve(b) = A^-1 b
 
-generate_glass_data re-exports these names and passes its ND_LEAF_ATOMS (overridable on its
-command line) as leaf_atoms at each call; this module reads no constants and imports no script.
+Callers pass the scripts' ND_LEAF_ATOMS as leaf_atoms; this module reads no constants and imports
+no script.
 """
 import numpy as np
 import scipy.sparse
