@@ -771,14 +771,14 @@ def fire_mass(positions, system):
     come within FIRE_MAX_DT_OMEGA of velocity Verlet's stability limit. The condition FIRE stops
     on (max|F| < FORCE_TOL) does not depend on the mass, but the path does, so in a rugged landscape
     the basin can: of the 36 default glasses given only m > 1 (plain Brownian steps), 8 end in
-    another minimum than at m = 1 (tests/benchmarks/compare_glass_sets.py, README Step 1)."""
+    another minimum than at m = 1 (experiments/are_glass_sets_alike.py, README Step 1)."""
     lam_max = largest_hessian_eigenvalue(positions, system)
     return max(1.0, (FIRE_DT_MAX * np.sqrt(max(lam_max, 0.0)) / FIRE_MAX_DT_OMEGA) ** 2)
 
 
 def inherent_structure(positions, system, force_tol=None):
     """Step 5: FIRE in float64 to max|F| < FORCE_TOL (or force_tol: a looser value stops FIRE
-    early, see tests/benchmarks/unconverged.py). Not converging is an error.
+    early, see experiments/do_unconverged_glasses_change_r.py). Not converging is an error.
     Returns positions, energy, max|F|, FIRE steps and the FIRE mass."""
     force_tol, = or_constants(globals(), force_tol=force_tol)
     # FIRE aims at half the tolerance, so that the independent recomputation below, which sums

@@ -23,7 +23,7 @@ def cited(pattern):
 
 
 RUN_PATHS = cited(r"\bruns/[A-Za-z0-9_./{}*<>-]*")
-SCRIPTS = cited(r"\b(?:tests/benchmarks/)?[a-z_]+\.py\b")
+SCRIPTS = cited(r"\b(?:benchmarks/|experiments/)?[a-z_]+\.py\b")
 
 
 def test_the_documents_cite_runs_and_scripts():
@@ -56,17 +56,17 @@ def test_every_cited_run_output_exists(doc, path):
 
 @pytest.mark.parametrize("doc,path", SCRIPTS, ids=[f"{d}:{p}" for d, p in SCRIPTS])
 def test_every_cited_script_exists(doc, path):
-    candidates = [path, os.path.join("tests", path), os.path.join("tests/benchmarks", path)]
+    candidates = [path] + [os.path.join(folder, path) for folder in ("tests", "benchmarks", "experiments")]
     assert any(os.path.exists(os.path.join(ROOT, c)) for c in candidates), \
         f"{doc} cites {path}, which is not here"
 
 
 def test_the_readme_yield_tables_are_the_committed_runs():
-    """README's first table and its paired differences are tests/benchmarks/yield_table.py's
+    """README's first table and its paired differences are experiments/which_indicator_finds_the_yield.py's
     output on the committed rearrangements.json files, word for word (line breaks aside): a
     number typed in, or left behind when a run is replaced, fails here."""
     from conftest import load_benchmark
-    yt = load_benchmark("yield_table")
+    yt = load_benchmark("which_indicator_finds_the_yield")
     cwd = os.getcwd()
     try:
         os.chdir(ROOT)
@@ -82,7 +82,7 @@ def test_the_readme_yield_tables_are_the_committed_runs():
 
 def test_the_yield_table_names_a_missing_run_file(tmp_path):
     from conftest import load_benchmark
-    yt = load_benchmark("yield_table")
+    yt = load_benchmark("which_indicator_finds_the_yield")
     missing = str(tmp_path / "gone.json")
     with pytest.raises(SystemExit, match="gone.json: not a readable rearrangements.json"):
         yt.main([f"--RUNS=a={missing}"])

@@ -4,7 +4,7 @@ by-glass bootstrap. Sets drawn with the same parameters (e.g. the glasses of FOR
 "dense" and "dense_r2", which differ by round-off and so are other realisations) multiply the
 events and show how much one set's ranking of the indicators is that set's.
 
-    python tests/benchmarks/pool_rearrangements.py --RUNS=grad=/path/run1,dense=/path/run2
+    python experiments/pooled_yield.py --RUNS=grad=/path/run1,dense=/path/run2
         [--OUT_FILE=pooled.json]
 
 Each RUNS entry is name=source: a run's rearrangements.json (it keeps every event's scores since
@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402

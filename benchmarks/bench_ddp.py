@@ -3,7 +3,7 @@ epoch (median over EPOCHS, the first, compiling, epoch left out) on the same dat
 settings, and the loss trajectories they follow. Needs an augmented data set (make pipeline, or
 augment_data.py on any set of glasses).
 
-    python tests/benchmarks/bench_ddp.py [--DATA_DIR=data] [--PROCESSES=2] [--EPOCHS=4]
+    python benchmarks/bench_ddp.py [--DATA_DIR=data] [--PROCESSES=2] [--EPOCHS=4]
 """
 import json
 import os
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

@@ -6,7 +6,7 @@ FIRE steps per relaxation and seconds; then seconds per event and where they go.
 GLASS, else the first data/glass_data_NNN.pkl, else one made now with generate_glass_data's
 defaults (~40-50 s) into a temporary folder.
 
-    python tests/benchmarks/bench_rearrangements.py [--GLASS=path.pkl] [--DIRECTIONS=+xy,-xy]
+    python benchmarks/bench_rearrangements.py [--GLASS=path.pkl] [--DIRECTIONS=+xy,-xy]
         [--NEWTON_FORCE=0 (plain FIRE, the path before the Newton polish)]
 
 Measured (one core each: OPENBLAS_NUM_THREADS=1 taskset -c 0|1, the two runs side by side on
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_pickle, load_glass  # noqa: E402

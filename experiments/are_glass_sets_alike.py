@@ -1,6 +1,6 @@
 """Are two sets of base glasses the same glasses? (issue 6: is the generation reproducible?)
 
-    python tests/benchmarks/compare_glass_sets.py --DATA_DIR=data --OTHER_DIR=/path/to/clone/data
+    python experiments/are_glass_sets_alike.py --DATA_DIR=data --OTHER_DIR=/path/to/clone/data
 
 For every glass listed in both directories' metadata.pkl (augment_data.base_files: the glasses of
 each data set, not whatever glass files lie in the folder): the largest displacement between
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from augment_data import base_files  # noqa: E402  (the glasses of a data set, one definition)
@@ -43,7 +43,7 @@ def compare(a, b):
 def main():
     apply_overrides(globals(), sys.argv[1:])
     if not OTHER_DIR:
-        sys.exit("compare_glass_sets.py: give the other set with --OTHER_DIR=...")
+        sys.exit("are_glass_sets_alike.py: give the other set with --OTHER_DIR=...")
     ours, theirs = ({os.path.basename(p): p for _, p in base_files(d)}
                     for d in (DATA_DIR, OTHER_DIR))
     names = sorted(set(ours) & set(theirs))

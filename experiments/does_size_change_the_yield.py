@@ -13,9 +13,9 @@ glass draw (each glass's mean over its directions at N_ATOMS minus the same glas
 reference size; bootstrap over glasses). S over n modes is compared at the same n, so S100 at
 N = 500 spans twice the reference's share of the spectrum (S30 at 500 ~ S60 at 1000).
 
-    python tests/benchmarks/shear_by_size.py [--N_ATOMS=500] [--OUT_DIR=runs/rearrangements_n500]
+    python experiments/does_size_change_the_yield.py [--N_ATOMS=500] [--OUT_DIR=runs/rearrangements_n500]
         [--REFERENCE=runs/rearrangements_r2_18/rearrangements.json] [--N_WORKERS=2]
-    python tests/benchmarks/shear_by_size.py --REFERENCE= --INDICES=0,1,2,3,4,5,6,7 --OUT_DIR=...
+    python experiments/does_size_change_the_yield.py --REFERENCE= --INDICES=0,1,2,3,4,5,6,7 --OUT_DIR=...
 
 Resumable: glasses already made (right index, size and protocol) and directions already sheared
 are kept. Writes OUT_DIR/glasses/, OUT_DIR's validate_rearrangements.py outputs and
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import GlassFileError, apply_overrides, atomic_write_bytes  # noqa: E402

@@ -1,7 +1,7 @@
 """The table of report 13.5, "Models trained at 10^4": mean R of several models on the glasses
-none of them trained on, from the JSON files softness_across_sizes.py wrote for each model.
+none of them trained on, from the JSON files does_r_hold_across_sizes.py wrote for each model.
 
-    python tests/benchmarks/compare_training_sizes.py [--RUNS=name=path.json,...]
+    python experiments/does_training_on_larger_glasses_help.py [--RUNS=name=path.json,...]
 
 R is averaged over the 1000-atom glasses of each file except EXCLUDE_1000 (a training glass of
 the small models) and over the 10^4-atom glasses TEST_10K (held out by the models trained at
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

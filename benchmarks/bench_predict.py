@@ -10,7 +10,7 @@ series adds TRUE_LABELS=True (the Hessian's lowest modes and R).
 The model's weights do not change the time: MODEL (train.py's output) is used when it exists,
 else an untrained model of the default architecture is written to a temporary file (said so).
 
-    python tests/benchmarks/bench_predict.py [--REPEATS=3] [--MODEL=hybrid_physics_best.pth]
+    python benchmarks/bench_predict.py [--REPEATS=3] [--MODEL=hybrid_physics_best.pth]
 """
 import json
 import os
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

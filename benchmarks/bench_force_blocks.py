@@ -1,6 +1,6 @@
 """Why the dense force kernel slows down at N = 10^4, and what the blocked sum buys (issue 14).
 
-    python tests/benchmarks/bench_force_blocks.py [--GLASS=data/glass_data_10k.pkl]
+    python benchmarks/bench_force_blocks.py [--GLASS=data/glass_data_10k.pkl]
         [--BLOCKS=0,64,128,256,1000] [--ORDERS=stored,random,cells,morton] [--OUT_FILE=...]
 
 One glass's inherent structure (GLASS, any size; `python generate_glass_data.py --N_ATOMS=10000`
@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,12 +10,12 @@ each event's hit percentile and top-5% membership, by-glass bootstrap intervals 
 events pooled (each run's glasses kept apart), and each count's difference to the 100-mode sum
 paired by event.
 
-    python tests/benchmarks/vibrality_modes.py
+    python experiments/how_many_modes_for_vibrality.py
         [--RUNS=n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7]
         [--MODE_COUNTS=10,30,100,300,all] [--OUT_FILE=runs/vibrality_modes/vibrality_modes.json]
 
 A run folder holds events/ (validate_rearrangements.py's OUT_DIR); its glasses are the ones
-named there, read from GLASS_DIR (relative to the run folder: glasses/ in shear_by_size.py's
+named there, read from GLASS_DIR (relative to the run folder: glasses/ in does_size_change_the_yield.py's
 layout; for a run on train.py's split, --GLASS_DIR=$PWD/data); a result that names another glass
 file's content (glass_sha256, recorded since 2026-12-06) or atom count is refused. Dense eigh of
 a 3N x 3N Hessian costs ~1 s at N = 500 and ~10 s at N = 1000 on one core.
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402

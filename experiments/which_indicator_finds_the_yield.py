@@ -6,7 +6,7 @@ the headline, printed with its intervals, the others beside it. The first table 
 indicators by the hit's mean percentile; the second gives the models' differences to the other
 indicators paired by event (by-glass bootstrap 95%), in bold where the interval excludes 0.
 
-    python tests/benchmarks/yield_table.py
+    python experiments/which_indicator_finds_the_yield.py
         [--RUNS=dense_r2=runs/rearrangements_r2_18/rearrangements.json,...]
 
 tests/test_docs.py checks that README.md holds this output as printed (line breaks aside).
@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

@@ -7,7 +7,7 @@ SKIN_DYNAMICS), ms per Brownian step at T = TEMPERATURE and ms per FIRE step, ea
 REPEATS, and each kernel's ratio to the first of KERNELS (below 1: faster). Also one host rebuild of
 each list (k-d tree and sort, the same for either precision).
 
-    python tests/benchmarks/bench_forces.py [--N_ATOMS=1000] [--STEPS=500] [--FIRE_STEPS=500]
+    python benchmarks/bench_forces.py [--N_ATOMS=1000] [--STEPS=500] [--FIRE_STEPS=500]
         [--REPEATS=3] [--DTYPES=float32,float64] [--OUT_FILE=forces_1k.json]
 
 The starting state is bench_lammps.py's: generate_glass_data's make_system and
@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

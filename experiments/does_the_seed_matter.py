@@ -1,6 +1,6 @@
 """train.py over several split/initialisation seeds, and their mean and spread (issue 6).
 
-    python tests/benchmarks/seeds.py [--SEEDS=0,1,2] [--RUNS_DIR=runs] [-- train.py overrides]
+    python experiments/does_the_seed_matter.py [--SEEDS=0,1,2] [--RUNS_DIR=runs] [-- train.py overrides]
 
 Runs `train.py --SEED=s --OUT_DIR=RUNS_DIR/seed_s` for every seed (one after the other; each run
 resumes from its own checkpoint when interrupted, and a seed whose results.json exists is not run
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes  # noqa: E402

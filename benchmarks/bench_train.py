@@ -1,6 +1,6 @@
 """Training speed of the default model on 1000-atom glasses: reference (PyG) vs fused path.
 
-    python tests/benchmarks/bench_train.py [--repeats-fused=10] [--repeats-reference=2] [--profile]
+    python benchmarks/bench_train.py [--repeats-fused=10] [--repeats-reference=2] [--profile]
 
 One training step = a batch of BATCH_SIZE graphs: forward, L1 loss, backward, gradient clipping and
 an AdamW step (the optimizer runs every ACCUM_STEPS batches in training: counted every batch here,
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import train  # noqa: E402

@@ -11,7 +11,7 @@ CACHE="warm" (default): an untimed run of the same glasses (the Dask path) first
 compilation cache that both timed runs share, so neither compiles; "cold": each timed run starts
 with an empty cache of its own (and compiles). The pool runs first, then Dask.
 
-    python tests/benchmarks/bench_dask.py [--N_CONFIGS=4] [--N_ATOMS=1000] [--N_WORKERS=2]
+    python benchmarks/bench_dask.py [--N_CONFIGS=4] [--N_ATOMS=1000] [--N_WORKERS=2]
         [--CACHE=warm] [any constant of generate_diverse_data.py or generate_glass_data.py,
         e.g. --HEAT_STEPS=300 "--QUENCH_STEPS_RANGE=(300, 600)"]
 """
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, constants_of, load_glass, normalise_argv  # noqa: E402

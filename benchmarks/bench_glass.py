@@ -5,7 +5,7 @@
 2. In one process, REPEATS glasses of different seeds: time per phase, median over the glasses
    after the first (compiled code reused, as generate_diverse_data.py does).
 
-    python tests/benchmarks/bench_glass.py [--N_ATOMS=1000] [--REPEATS=3] [--FORCE_KERNEL=dense]
+    python benchmarks/bench_glass.py [--N_ATOMS=1000] [--REPEATS=3] [--FORCE_KERNEL=dense]
 
 Phases per glass with two force kernels, one after the other on the same day (the host's speed
 varies from day to day): run it with --FORCE_KERNEL=dense, then with the default.
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

@@ -1,7 +1,7 @@
 """Benchmark of generate_diverse_data.py: N_CONFIGS glasses with N_WORKERS workers in a fresh
 directory (and a fresh compilation cache), wall time and time per glass, extrapolated to 120.
 
-    python tests/benchmarks/bench_diverse.py [--N_CONFIGS=8] [--N_WORKERS=2] [--N_ATOMS=1000]
+    python benchmarks/bench_diverse.py [--N_CONFIGS=8] [--N_WORKERS=2] [--N_ATOMS=1000]
 """
 import os
 import pickle
@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402

@@ -7,7 +7,7 @@ OrderedSparse for "grad"); medians of REPEATS, on CPU (one core: bench_lammps.pi
 The two lists hold the same pairs in the same order (tests/test_glass_physics.py), so only the
 rebuild differs.
 
-    python tests/benchmarks/bench_neighbours.py [--SIZES=1000,4000,10000] [--REPEATS=5]
+    python benchmarks/bench_neighbours.py [--SIZES=1000,4000,10000] [--REPEATS=5]
         [--KERNELS=dense,grad] [--OUT_FILE=runs/scaling/bench_neighbours.json]
 """
 import json
@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,7 +110,7 @@ def main():
                       f"{query:11.2f} {row['force_ms']:9.2f} {row['slots']:9d}", flush=True)
     if OUT_FILE:
         atomic_write_bytes(OUT_FILE, json.dumps(dict(
-            command="python tests/benchmarks/bench_neighbours.py " + " ".join(sys.argv[1:]),
+            command="python benchmarks/bench_neighbours.py " + " ".join(sys.argv[1:]),
             constants=constants_of(globals()), cores=cores, rows=rows), indent=1).encode())
 
 

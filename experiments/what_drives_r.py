@@ -1,6 +1,6 @@
 """What drives the test correlation R? Re-label the base glasses and measure (issue 6).
 
-    python tests/benchmarks/what_drives_r.py [--N_GLASSES=120] [--EPOCHS=15] [--TRAIN_MODEL=true]
+    python experiments/what_drives_r.py [--N_GLASSES=120] [--EPOCHS=15] [--TRAIN_MODEL=true]
 
 For every base glass of the data set (the files data/metadata.pkl lists) the Hessian is rebuilt
 from the stored inherent structure and potential (checked: its diagonal blocks reproduce the
@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)

@@ -1,6 +1,6 @@
 """Do unconverged structures change R? FIRE stopped early or skipped (issue 6).
 
-    python tests/benchmarks/unconverged.py [--N_GLASSES=24] [--EARLY_FORCE_TOLS=0.1,0.001]
+    python experiments/do_unconverged_glasses_change_r.py [--N_GLASSES=24] [--EARLY_FORCE_TOLS=0.1,0.001]
                                            [--EPOCHS=60] [--N_WORKERS=2]
 
 Our glasses are inherent structures converged to max|F| < FORCE_TOL = 1e-10. A pipeline that
@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_ROOT = os.path.dirname(os.path.dirname(_HERE))
+_ROOT = os.path.dirname(_HERE)
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, _HERE)
 

@@ -1,6 +1,6 @@
 """How cleanly does the event criterion separate plastic from elastic strain steps? (issue 13)
 
-    python tests/benchmarks/event_criterion.py [--EVENTS_DIR=rearrangements/events]
+    python experiments/how_clean_is_the_event_criterion.py [--EVENTS_DIR=rearrangements/events]
         [--OUT_FILE=event_criterion.json]
 
 Reads the result files validate_rearrangements.py wrote (one per glass and direction) and, on
@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides, atomic_write_bytes, load_glass, safe_load_pickle  # noqa: E402
