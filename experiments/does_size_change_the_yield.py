@@ -13,8 +13,8 @@ glass draw (each glass's mean over its directions at N_ATOMS minus the same glas
 reference size; bootstrap over glasses). S over n modes is compared at the same n, so S100 at
 N = 500 spans twice the reference's share of the spectrum (S30 at 500 ~ S60 at 1000).
 
-    python experiments/does_size_change_the_yield.py [--N_ATOMS=500] [--OUT_DIR=runs/rearrangements_n500]
-        [--REFERENCE=runs/rearrangements_r2_18/rearrangements.json] [--N_WORKERS=2]
+    python experiments/does_size_change_the_yield.py [--N_ATOMS=500] [--OUT_DIR=runs/yield_n500_18]
+        [--REFERENCE=runs/yield_dense_r2_18/rearrangements.json] [--N_WORKERS=2]
     python experiments/does_size_change_the_yield.py --REFERENCE= --INDICES=0,1,2,3,4,5,6,7 --OUT_DIR=...
 
 Resumable: glasses already made (right index, size and protocol) and directions already sheared
@@ -35,9 +35,9 @@ sys.path.insert(0, _ROOT)
 from glass_io import GlassFileError, apply_overrides, atomic_write_bytes  # noqa: E402
 
 N_ATOMS = 500                   # atoms per glass of the new set (the independent measurement's)
-REFERENCE = "runs/rearrangements_r2_18/rearrangements.json"  # a run whose records name glasses
+REFERENCE = "runs/yield_dense_r2_18/rearrangements.json"  # a run whose records name glasses
                                 # glass_data_<k> of generate_diverse_data.py's default draw
-OUT_DIR = "runs/rearrangements_n500"    # glasses/, the shear's outputs, by_size.json
+OUT_DIR = "runs/yield_n500_18"    # glasses/, the shear's outputs, by_size.json
 INDICES = ""                    # comma list of glass indices k; "" = the reference's glasses.
                                 # With REFERENCE="" the glasses are sheared and scored, not compared
 N_WORKERS = os.cpu_count() or 1     # processes for the glasses and the shear

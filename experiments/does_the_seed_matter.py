@@ -1,6 +1,6 @@
 """train.py over several split/initialisation seeds, and their mean and spread (issue 6).
 
-    python experiments/does_the_seed_matter.py [--SEEDS=0,1,2] [--RUNS_DIR=runs] [-- train.py overrides]
+    python experiments/does_the_seed_matter.py [--SEEDS=0,1,2] [--RUNS_DIR=runs/train_seeds] [-- train.py overrides]
 
 Runs `train.py --SEED=s --OUT_DIR=RUNS_DIR/seed_s` for every seed (one after the other; each run
 resumes from its own checkpoint when interrupted, and a seed whose results.json exists is not run
@@ -21,7 +21,7 @@ sys.path.insert(0, _ROOT)
 from glass_io import apply_overrides, atomic_write_bytes  # noqa: E402
 
 SEEDS = "0,1,2"                  # comma-separated split/initialisation seeds
-RUNS_DIR = os.path.join(_ROOT, "runs")
+RUNS_DIR = os.path.join(_ROOT, "runs", "train_seeds")
 OUT_JSON = os.path.join(_ROOT, "results.json")     # gets the summary under "seeds" if present
 METRICS = ("test_R", "test_R2", "test_MAE")
 

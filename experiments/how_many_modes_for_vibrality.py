@@ -11,7 +11,7 @@ events pooled (each run's glasses kept apart), and each count's difference to th
 paired by event.
 
     python experiments/how_many_modes_for_vibrality.py
-        [--RUNS=n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7]
+        [--RUNS=n500=runs/yield_n500_18,g0to7=runs/yield_n500_draws0to7]
         [--MODE_COUNTS=10,30,100,300,all] [--OUT_FILE=runs/vibrality_modes/vibrality_modes.json]
 
 A run folder holds events/ (validate_rearrangements.py's OUT_DIR); its glasses are the ones
@@ -34,7 +34,7 @@ sys.path.insert(0, _ROOT)
 from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402
                       file_sha256, load_glass)
 
-RUNS = "n500=runs/rearrangements_n500,g0to7=runs/rearrangements_n500_0to7"   # name=run folder
+RUNS = "n500=runs/yield_n500_18,g0to7=runs/yield_n500_draws0to7"   # name=run folder
 MODE_COUNTS = "10,30,100,300,all"   # lowest non-trivial modes summed; "all" = 3N - 3
 REFERENCE = "100"               # the count the others are paired against (the script's sum)
 GLASS_DIR = "glasses"           # the run's glass files, relative to its folder (or absolute)

@@ -1,5 +1,5 @@
 """Run from the repository root:
-    python experiments/stamp_legacy_events.py runs/rearrangements_n500_model/events
+    python experiments/stamp_legacy_events.py runs/yield_n500_models/events
 
 One-off (2026-12-06): copy the N = 500 runs' legacy event files (written before results named
 their glass's sha256) into a new run folder, stamped with the sha256 of the data/n500 glass file
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from glass_io import load_glass, safe_load_pickle, atomic_write_pickle, file_sha256
-src_dirs = ["runs/rearrangements_n500/events"]
+src_dirs = ["runs/yield_n500_18/events"]
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 n = 0

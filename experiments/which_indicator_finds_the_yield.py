@@ -7,7 +7,7 @@ indicators by the hit's mean percentile; the second gives the models' difference
 indicators paired by event (by-glass bootstrap 95%), in bold where the interval excludes 0.
 
     python experiments/which_indicator_finds_the_yield.py
-        [--RUNS=dense_r2=runs/rearrangements_r2_18/rearrangements.json,...]
+        [--RUNS=dense_r2=runs/yield_dense_r2_18/rearrangements.json,...]
 
 tests/test_docs.py checks that README.md holds this output as printed (line breaks aside).
 """
@@ -20,9 +20,9 @@ sys.path.insert(0, _ROOT)
 
 from glass_io import apply_overrides  # noqa: E402
 
-RUNS = ("dense_r2=runs/rearrangements_r2_18/rearrangements.json,"     # name=rearrangements.json;
-        "former=runs/rearrangements_test18/rearrangements.json,"      # the first is the headline
-        "dense=runs/rearrangements_dense18/rearrangements.json")
+RUNS = ("dense_r2=runs/yield_dense_r2_18/rearrangements.json,"     # name=rearrangements.json;
+        "former=runs/yield_grad_18/rearrangements.json,"      # the first is the headline
+        "dense=runs/yield_dense_18/rearrangements.json")
 
 LABELS = {              # indicator -> its row in the table
     "vibrality": "vibrality over 100 modes (Hessian)",

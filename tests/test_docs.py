@@ -17,7 +17,7 @@ def cited(pattern):
         with open(os.path.join(ROOT, doc)) as fh:
             for path in re.findall(pattern, fh.read()):
                 path = path.rstrip(".,;:)`'")
-                if not re.search(r"[{}*<>]", path):   # a pattern (runs/seed_{s}), not a path
+                if not re.search(r"[{}*<>]", path):   # a pattern (runs/train_seeds/seed_{s}), not a path
                     out.add((doc, path))
     return sorted(out)
 

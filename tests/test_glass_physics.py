@@ -57,7 +57,7 @@ def test_hessian_equals_autodiff_hessian(ggd, tiny_glass):
     Hessian-vector products (forward over reverse, jax.jvp of jax.grad) with 6 unit vectors (6
     whole columns) and 4 Gaussian ones: a nonzero difference D gives D v != 0 for a Gaussian v
     with probability 1. The full jax.hessian (600 products) took 36 s of the suite
-    (runs/ci/durations_feac3fb.txt)."""
+    (runs/ci_test_times/durations_feac3fb.txt)."""
     import jax
     import jax.numpy as jnp
     from jax_md import smap, space
