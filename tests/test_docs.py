@@ -61,10 +61,11 @@ def test_every_cited_script_exists(doc, path):
         f"{doc} cites {path}, which is not here"
 
 
-def test_the_readme_yield_tables_are_the_committed_runs():
-    """README's first table and its paired differences are experiments/which_indicator_finds_the_yield.py's
-    output on the committed rearrangements.json files, word for word (line breaks aside): a
-    number typed in, or left behind when a run is replaced, fails here."""
+def test_the_yield_tables_are_the_committed_runs():
+    """The yield table and its paired differences (docs/report.md section 14.3, README's first
+    table until Dec 2026) are experiments/which_indicator_finds_the_yield.py's output on the
+    committed rearrangements.json files, word for word (line breaks aside): a number typed in, or
+    left behind when a run is replaced, fails here."""
     from conftest import load_benchmark
     yt = load_benchmark("which_indicator_finds_the_yield")
     cwd = os.getcwd()
@@ -73,11 +74,11 @@ def test_the_readme_yield_tables_are_the_committed_runs():
         text = yt.main([])
     finally:
         os.chdir(cwd)
-    with open(os.path.join(ROOT, "README.md")) as fh:
-        readme = " ".join(fh.read().split())
+    with open(os.path.join(ROOT, "docs", "report.md")) as fh:
+        report = " ".join(fh.read().split())
     assert text.count("\n|---|") == 2 and "0.888 [0.855, 0.921]" in text   # both tables, read
     for block in text.split("\n\n"):
-        assert " ".join(block.split()) in readme, f"README.md lacks, as printed:\n{block}"
+        assert " ".join(block.split()) in report, f"docs/report.md lacks, as printed:\n{block}"
 
 
 def test_the_yield_table_names_a_missing_run_file(tmp_path):
@@ -88,3 +89,13 @@ def test_the_yield_table_names_a_missing_run_file(tmp_path):
         yt.main([f"--RUNS=a={missing}"])
     with pytest.raises(SystemExit, match="is not name=path"):
         yt.main([f"--RUNS={missing}"])
+
+
+def test_the_readme_is_short_and_its_first_screen_has_the_headline():
+    """README.md is the first screen and a map (at most 1,500 words); the rest is docs/report.md.
+    Its first 60 lines hold the seed's R and how to predict on one's own glass."""
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        text = fh.read()
+    assert len(text.split()) <= 1500, f"README.md has {len(text.split())} words"
+    first = "\n".join(text.splitlines()[:60])
+    assert "0.7482" in first and "predict.py" in first
