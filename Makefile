@@ -26,21 +26,21 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) tests/benchmarks/bench_glass.py
-	$(PY) tests/benchmarks/bench_diverse.py
-	$(PY) tests/benchmarks/bench_train.py
-	$(PY) tests/benchmarks/bench_predict.py
+	$(PY) benchmarks/bench_glass.py
+	$(PY) benchmarks/bench_diverse.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_predict.py
 
-# On a GPU machine, after installing the CUDA builds (README "GPU users"): the CUDA path's tests
+# On a GPU machine, after installing the CUDA builds (docs/report.md, "GPU users"): the CUDA path's tests
 # (float16 AMP, GradScaler, checkpointing, cross-device resume) and its training speed.
 gpu-check: install
-	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA device (README: GPU users)')"
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA device (docs/report.md: GPU users)')"
 	$(PY) -m pytest -q -rs tests/test_cuda.py
-	$(PY) tests/benchmarks/bench_gpu.py
+	$(PY) benchmarks/bench_gpu.py
 
-# What drives R (needs the 120 glasses of the pipeline; ~45 minutes): README "Results".
+# What drives R (needs the 120 glasses of the pipeline; ~45 minutes): docs/report.md, sections 4 and 5.
 investigate: install
-	$(PY) tests/benchmarks/what_drives_r.py
-	$(PY) tests/benchmarks/unconverged.py
+	$(PY) experiments/what_drives_r.py
+	$(PY) experiments/do_unconverged_glasses_change_r.py
 
 .PHONY: install pipeline validate test bench investigate gpu-check

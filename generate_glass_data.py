@@ -240,7 +240,7 @@ def brownian(positions, system, key, kT_start, kT_end, steps, label, substeps=1)
 
 def inherent_structure(positions, system, force_tol=None):
     """Step 5: FIRE in float64 to max|F| < FORCE_TOL (or force_tol: a looser value stops FIRE
-    early, experiments/unconverged.py). Not converging is an error.
+    early, experiments/do_unconverged_glasses_change_r.py). Not converging is an error.
     Returns positions, energy, max|F|, FIRE steps and the FIRE mass."""
     return dynamics.inherent_structure(positions, system, fire=fire_settings(force_tol),
                                        engine=engine())

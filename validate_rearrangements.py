@@ -112,7 +112,7 @@ MODE_COUNTS = (10, 30, 100)     # softness over this many lowest non-trivial Hes
                                 # lowest modes): over all 3N - 3 modes instead, the hit's
                                 # percentile moves by -0.001 [-0.007, +0.006] (156 events at
                                 # N = 500) and +0.000 [-0.007, +0.008] (48 events at N = 1000;
-                                # tests/benchmarks/vibrality_modes.py)
+                                # experiments/how_many_modes_for_vibrality.py)
 MODEL = "hybrid_physics_best.pth"   # train.py's model; skipped with a note when absent
 MORE_MODELS = ""                # other train.py models scored beside it, comma list of name=path
                                 # (e.g. s100=s100/hybrid_physics_best.pth, trained with
@@ -307,7 +307,7 @@ def event_record(glass, res, indicators):
     hit, hit in the top TOP_HIT_FRACTION, ROC AUC of the top movers]}, with the event's glass,
     its atom count (sets of other sizes pooled or compared), direction, strain and hit.
     rearrangements.json keeps these records, with the top movers and the glass file's sha256,
-    so a run's scores can be pooled with other runs (tests/benchmarks/pool_rearrangements.py)
+    so a run's scores can be pooled with other runs (experiments/pooled_yield.py)
     and a model trained later scored on its events (RESCORE) after its events/ and indicators/
     folders are gone."""
     scores = {}

@@ -285,7 +285,7 @@ def fire_mass(positions, system, fire):
     come within fire.max_dt_omega of velocity Verlet's stability limit. The condition FIRE stops
     on (max|F| < force_tol) does not depend on the mass, but the path does, so in a rugged
     landscape the basin can: of 36 default glasses given only m > 1 (plain Brownian steps), 8 end
-    in another minimum than at m = 1 (docs/report.md)."""
+    in another minimum than at m = 1 (experiments/are_glass_sets_alike.py, docs/report.md)."""
     lam_max = largest_hessian_eigenvalue(positions, system)
     return max(1.0, (fire.dt_max * np.sqrt(max(lam_max, 0.0)) / fire.max_dt_omega) ** 2)
 

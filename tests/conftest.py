@@ -74,9 +74,12 @@ def write_metadata(data_dir, names, n_atoms):
 
 
 def load_benchmark(name):
-    """tests/benchmarks/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    """benchmarks/<name>.py or experiments/<name>.py as a module (they are scripts, not a
+    package)."""
     import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks", f"{name}.py")
+    path = next((p for p in (os.path.join(ROOT, folder, f"{name}.py")
+                             for folder in ("benchmarks", "experiments")) if os.path.exists(p)),
+                os.path.join(ROOT, "experiments", f"{name}.py"))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

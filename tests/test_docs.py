@@ -17,13 +17,13 @@ def cited(pattern):
         with open(os.path.join(ROOT, doc)) as fh:
             for path in re.findall(pattern, fh.read()):
                 path = path.rstrip(".,;:)`'")
-                if not re.search(r"[{}*<>]", path):   # a pattern (runs/seed_{s}), not a path
+                if not re.search(r"[{}*<>]", path):   # a pattern (runs/train_seeds/seed_{s}), not a path
                     out.add((doc, path))
     return sorted(out)
 
 
 RUN_PATHS = cited(r"\bruns/[A-Za-z0-9_./{}*<>-]*")
-SCRIPTS = cited(r"\b(?:tests/benchmarks/)?[a-z_]+\.py\b")
+SCRIPTS = cited(r"\b(?:benchmarks/|experiments/)?[a-z_]+\.py\b")
 
 
 def test_the_documents_cite_runs_and_scripts():
@@ -56,35 +56,46 @@ def test_every_cited_run_output_exists(doc, path):
 
 @pytest.mark.parametrize("doc,path", SCRIPTS, ids=[f"{d}:{p}" for d, p in SCRIPTS])
 def test_every_cited_script_exists(doc, path):
-    candidates = [path, os.path.join("tests", path), os.path.join("tests/benchmarks", path)]
+    candidates = [path] + [os.path.join(folder, path) for folder in ("tests", "benchmarks", "experiments")]
     assert any(os.path.exists(os.path.join(ROOT, c)) for c in candidates), \
         f"{doc} cites {path}, which is not here"
 
 
-def test_the_readme_yield_tables_are_the_committed_runs():
-    """README's first table and its paired differences are tests/benchmarks/yield_table.py's
-    output on the committed rearrangements.json files, word for word (line breaks aside): a
-    number typed in, or left behind when a run is replaced, fails here."""
+def test_the_yield_tables_are_the_committed_runs():
+    """The yield table and its paired differences (docs/report.md section 14.3, README's first
+    table until Dec 2026) are experiments/which_indicator_finds_the_yield.py's output on the
+    committed rearrangements.json files, word for word (line breaks aside): a number typed in, or
+    left behind when a run is replaced, fails here."""
     from conftest import load_benchmark
-    yt = load_benchmark("yield_table")
+    yt = load_benchmark("which_indicator_finds_the_yield")
     cwd = os.getcwd()
     try:
         os.chdir(ROOT)
         text = yt.main([])
     finally:
         os.chdir(cwd)
-    with open(os.path.join(ROOT, "README.md")) as fh:
-        readme = " ".join(fh.read().split())
+    with open(os.path.join(ROOT, "docs", "report.md")) as fh:
+        report = " ".join(fh.read().split())
     assert text.count("\n|---|") == 2 and "0.888 [0.855, 0.921]" in text   # both tables, read
     for block in text.split("\n\n"):
-        assert " ".join(block.split()) in readme, f"README.md lacks, as printed:\n{block}"
+        assert " ".join(block.split()) in report, f"docs/report.md lacks, as printed:\n{block}"
 
 
 def test_the_yield_table_names_a_missing_run_file(tmp_path):
     from conftest import load_benchmark
-    yt = load_benchmark("yield_table")
+    yt = load_benchmark("which_indicator_finds_the_yield")
     missing = str(tmp_path / "gone.json")
     with pytest.raises(SystemExit, match="gone.json: not a readable rearrangements.json"):
         yt.main([f"--RUNS=a={missing}"])
     with pytest.raises(SystemExit, match="is not name=path"):
         yt.main([f"--RUNS={missing}"])
+
+
+def test_the_readme_is_short_and_its_first_screen_has_the_headline():
+    """README.md is the first screen and a map (at most 1,500 words); the rest is docs/report.md.
+    Its first 60 lines hold the seed's R and how to predict on one's own glass."""
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        text = fh.read()
+    assert len(text.split()) <= 1500, f"README.md has {len(text.split())} words"
+    first = "\n".join(text.splitlines()[:60])
+    assert "0.7482" in first and "predict.py" in first

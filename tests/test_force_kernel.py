@@ -228,14 +228,14 @@ def test_force_kernel_is_recorded_in_the_protocol_unless_grad(ggd, monkeypatch):
 
 
 def test_bench_neighbours_times_both_lists_and_finds_them_equal(tmp_path):
-    """tests/benchmarks/bench_neighbours.py (report 13.1) runs on the current neighbour-list API:
+    """benchmarks/bench_neighbours.py (report 13.1) runs on the current neighbour-list API:
     at N = 200 its host k-d tree rebuild gives jax-md's brute-force list for both formats."""
     import json
     import os
     import subprocess
     import sys
     out = tmp_path / "bench.json"
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
                           "bench_neighbours.py")
     proc = subprocess.run([sys.executable, script, "--SIZES=200", "--REPEATS=1",
                            "--DTYPES=float64", f"--OUT_FILE={out}"], capture_output=True, text=True)

@@ -60,7 +60,7 @@ def test_hessian_equals_autodiff_hessian(ggd, tiny_glass):
     Hessian-vector products (forward over reverse, jax.jvp of jax.grad) with 6 unit vectors (6
     whole columns) and 4 Gaussian ones: a nonzero difference D gives D v != 0 for a Gaussian v
     with probability 1. The full jax.hessian (600 products) took 36 s of the suite
-    (runs/ci/durations_feac3fb.txt)."""
+    (runs/ci_test_times/durations_feac3fb.txt)."""
     import jax
     import jax.numpy as jnp
     from jax_md import smap, space
@@ -161,13 +161,13 @@ def test_softness_of_any_configuration_skips_translations_not_unstable_modes(ggd
 
 def test_protocol_replays_to_the_stored_inherent_structure(ggd, tiny_glass, tmp_path,
                                                            monkeypatch):
-    """tests/benchmarks/unconverged.py replays a stored glass from its parameters and sub-seed:
+    """experiments/do_unconverged_glasses_change_r.py replays a stored glass from its parameters and sub-seed:
     FIRE skipped, stopped early, converged. Converged must be the stored glass again."""
     import os
     import sys
     from glass_io import atomic_write_pickle
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "benchmarks"))
-    import unconverged
+    from conftest import load_benchmark
+    unconverged = load_benchmark("do_unconverged_glasses_change_r")
     monkeypatch.setattr(ggd, "SHOW_PROGRESS", ggd.SHOW_PROGRESS)      # replay turns it off
     path, cache = str(tmp_path / "glass.pkl"), str(tmp_path / "glass.npz")
     atomic_write_pickle(path, tiny_glass)

@@ -140,7 +140,7 @@ def test_wall_times_accumulate_per_script_and_survive_a_bad_file(tmp_path):
 
 
 def test_compare_glass_sets_tells_same_from_different_glasses(tiny_glass, tmp_path):
-    """tests/benchmarks/compare_glass_sets.py: the same glass is 'same', a displaced one differs
+    """experiments/are_glass_sets_alike.py: the same glass is 'same', a displaced one differs
     and its FIRE mass is reported (the check behind README's 108-of-120 reproducibility claim)."""
     import copy
     import json
@@ -163,8 +163,8 @@ def test_compare_glass_sets_tells_same_from_different_glasses(tiny_glass, tmp_pa
     write_metadata(other, [f"glass_data_{k:03d}.pkl" for k in range(2)] + ["glass_data_003.pkl"],
                    200)
     out = tmp_path / "cmp.json"
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks",
-                          "compare_glass_sets.py")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
+                          "are_glass_sets_alike.py")
     proc = subprocess.run([sys.executable, script, f"--DATA_DIR={ours}", f"--OTHER_DIR={other}",
                            f"--OUT_FILE={out}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -33,9 +33,10 @@ def _applies_overrides(tree):
 
 
 def _scripts():
-    """Top-level scripts and benchmarks whose constants can be overridden."""
+    """Top-level scripts, benchmarks and experiments whose constants can be overridden."""
     paths = sorted(glob.glob(os.path.join(ROOT, "*.py"))
-                   + glob.glob(os.path.join(ROOT, "tests", "benchmarks", "*.py")))
+                   + glob.glob(os.path.join(ROOT, "benchmarks", "*.py"))
+                   + glob.glob(os.path.join(ROOT, "experiments", "*.py")))
     return [os.path.relpath(p, ROOT) for p in paths
             if _applies_overrides(ast.parse(open(p, encoding="utf-8").read()))]
 
@@ -117,7 +118,7 @@ def test_no_constant_is_frozen_at_import(script):
 def test_the_static_check_sees_the_scripts_and_the_patterns():
     scripts = _scripts()
     for name in ("generate_glass_data.py", "generate_diverse_data.py", "augment_data.py",
-                 "train.py", os.path.join("tests", "benchmarks", "what_drives_r.py")):
+                 "train.py", os.path.join("experiments", "what_drives_r.py")):
         assert name in scripts
     bad = ("from augment_data import BASE_PATTERN\nN_SOFT = 10\nROOT = '/x'\n"
            "DATA_DIR = ROOT + '/data'\n_derived = N_SOFT * 3\n"

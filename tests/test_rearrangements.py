@@ -231,10 +231,10 @@ def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol,
 
 
 def test_vibrality_over_all_modes_is_the_harmonic_response(vr, ggd, tiny_glass):
-    """tests/benchmarks/vibrality_modes.py: vibrality over every non-trivial mode is the trace
+    """experiments/how_many_modes_for_vibrality.py: vibrality over every non-trivial mode is the trace
     of each atom's 3x3 block of the Hessian's pseudo-inverse (its static response to a force,
     computed here without the eigenvectors), and over 100 modes it is the script's indicator."""
-    vm = load_benchmark("vibrality_modes")
+    vm = load_benchmark("how_many_modes_for_vibrality")
     vals, vecs = vm.full_spectrum(tiny_glass, ggd)
     v = vm.vibralities(vals, vecs, ["100", "all"], ggd)
     from glass_io import system_of
@@ -331,16 +331,16 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
 
 
 def _pool(monkeypatch, *args):
-    """pool_rearrangements.py run as `python pool_rearrangements.py *args`, in this process (a
+    """pooled_yield.py run as `python pooled_yield.py *args`, in this process (a
     fresh copy of the script: its constants at their defaults; a subprocess would import jax
     again, ~10 s each)."""
-    monkeypatch.setattr(sys, "argv", ["pool_rearrangements.py", *args])
-    load_benchmark("pool_rearrangements").main()
+    monkeypatch.setattr(sys, "argv", ["pooled_yield.py", *args])
+    load_benchmark("pooled_yield").main()
 
 
 def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_path, monkeypatch,
                                                                       capsys):
-    """pool_rearrangements.py pools two runs' rearrangements.json: events add up, glasses stay
+    """pooled_yield.py pools two runs' rearrangements.json: events add up, glasses stay
     apart by set, each set's scores are its own; a run of another shear protocol, or whose
     records were scored with another top share, is refused."""
     rng = np.random.default_rng(1)
@@ -382,11 +382,11 @@ def test_pooling_reads_the_kept_records_and_refuses_another_protocol(vr, tmp_pat
 
 
 def test_shear_by_size_pairs_glass_draws_and_reads_the_atom_count(vr):
-    """shear_by_size.py's comparison: the difference paired by glass is each glass's mean at one
+    """does_size_change_the_yield.py's comparison: the difference paired by glass is each glass's mean at one
     size minus the same glass's at the other (a shift of 0.1 everywhere comes back as 0.1 with
     a zero-width interval), and the reference's atom count is read from its records: recorded,
     or from the random indicator's percentiles (k / (N - 1)) for records written before."""
-    sbs = load_benchmark("shear_by_size")
+    sbs = load_benchmark("does_size_change_the_yield")
     rng = np.random.default_rng(2)
     reference, new = [], []
     for g in range(4):

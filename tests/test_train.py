@@ -296,14 +296,14 @@ def test_baselines_on_a_known_signal(train, graph):
 
 
 def test_seeds_script_summarises_every_seed(dataset, tmp_path):
-    """tests/benchmarks/seeds.py runs train.py per seed and reports mean and spread."""
+    """experiments/does_the_seed_matter.py runs train.py per seed and reports mean and spread."""
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     runs = tmp_path / "runs"
     args = _args(dataset, tmp_path / "unused", 1)
     args = [a for a in args if not a.startswith("--OUT_DIR")]
-    proc = subprocess.run([sys.executable, os.path.join(root, "tests", "benchmarks", "seeds.py"),
+    proc = subprocess.run([sys.executable, os.path.join(root, "experiments", "does_the_seed_matter.py"),
                            "--SEEDS=0,1", f"--RUNS_DIR={runs}",
                            f"--OUT_JSON={tmp_path / 'none.json'}", "--", *args],
                           capture_output=True, text=True)
