@@ -108,7 +108,7 @@ def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass
     with pytest.raises(SystemExit, match="missing.xyz: file not found"):
         run_predict(predict, [f"--INPUT={tmp_path / 'missing.xyz'}"])
     (tmp_path / "nocell.xyz").write_text("1\nProperties=species:S:1:pos:R:3\nA 0 0 0\n")
-    with pytest.raises(SystemExit, match="nocell.xyz: no Lattice"):
+    with pytest.raises(SystemExit, match="nocell.xyz: no periodic cell"):
         run_predict(predict, [f"--INPUT={tmp_path / 'nocell.xyz'}"])
     with pytest.raises(SystemExit, match="--INPUT"):
         run_predict(predict, [])
