@@ -547,8 +547,6 @@ def main(argv=None):
     paths = output_paths(INPUT)
     try:                                        # every check on the files before any physics
         glass = read_glass(INPUT, set(overridden))
-        model_path, model_source = resolve_model()
-        check_model_file(model_path)
         if set(overridden) & set(_POTENTIAL):       # asked for on the command line: it wins
             glass.update(potential=potential_from_constants(), potential_from=(
                 "the command line (" + ", ".join(sorted(set(overridden) & set(_POTENTIAL)))
@@ -560,6 +558,8 @@ def main(argv=None):
                  "glass's own on the command line if it was made with another")
         check_overlaps(glass, INPUT)
         check_outputs(paths, INPUT)
+        model_path, model_source = resolve_model()
+        check_model_file(model_path)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     if glass["mapping"]["source"] != "the snapshot (0 is A, 1 is B)":
