@@ -60,8 +60,9 @@ SPECIES_A = "Ni"                # the file's species that is A (the larger, 80%)
                                 # number; a file written by predict.py records its own mapping
 SPECIES_B = "P"                 # the file's species that is B (Kob-Andersen's A80B20 models
                                 # Ni80P20); any other species in the file is an error
-OUTPUT_ELEMENTS = ("Ni", "P")   # element symbols written for A and B when SPECIES_A/SPECIES_B are
-                                # not element symbols (a LAMMPS type, an A/B label)
+ELEMENT_A = "Ni"                # element symbol written for A when SPECIES_A is none (a LAMMPS
+                                # type, an A/B label): A80B20 models Ni80P20
+ELEMENT_B = "P"                 # the same for B when SPECIES_B is no element symbol
 MODEL = ""                      # the model file ("": TRAINED_MODEL if it exists, else SHIPPED_MODEL)
 TRAINED_MODEL = "hybrid_physics_best.pth"   # train.py's OUT_DIR/BEST_FILE (OUT_DIR "." : the
                                 # folder train.py ran in; here, this folder or the working one)
@@ -75,8 +76,9 @@ TRUE_LABELS = False             # also compute the true softness from the Hessia
 DEVICE = "cpu"                  # "cpu", "cuda" or "auto" for the model (the physics runs on the
                                 # CPU; the model in float32 either way)
 
-# --- potential of an input without one (Kob & Andersen, PRE 51, 4626 (1995)); files written by
-# train.py and predict.py carry theirs (sigma=, epsilon=, ...) ---
+# --- potential of an input without one ---
+# Kob & Andersen, PRE 51, 4626 (1995); files written by train.py and predict.py carry theirs
+# (sigma=, epsilon=, r_onset=, r_cutoff= in the header), a .pkl its parameters.
 SIGMA = ((1.0, 0.8), (0.8, 0.88))     # sigma_ab, sigma_AA units   [[AA, AB], [BA, BB]]
 EPSILON = ((1.0, 1.5), (1.5, 0.5))    # epsilon_ab, epsilon_AA units
 R_ONSET = 2.0                   # start of the C1 smoothing, in units of max(sigma)
@@ -92,9 +94,10 @@ LABEL_MOVE_TOL = 0.1            # sigma; if FIRE moves the median atom further t
 DENSITY_MARGIN = 0.05           # sigma^-3; warn when the glass's density lies further than this
                                 # outside the densities the model was trained on
 OVERLAP_FRACTION = 0.5          # of the pair's sigma_ab; a closer pair in the input is refused
-                                # before FIRE (a duplicated atom, other units): from there FIRE
-                                # blows up or ends in a failed eigensolver. Liquid snapshots at
-                                # T ~ 2 come to ~0.75 sigma_ab, inherent structures to ~0.85
+                                # before FIRE (a duplicated atom, other units), which otherwise
+                                # ends in MAX_FIRE_STEPS or an ARPACK failure far from the cause.
+                                # There the pair energy is ~1.6e4 epsilon_ab; test_glass.xyz's
+                                # closest pair is at 1.005 sigma_ab
 MINORITY_A_WARN = 0.5           # warn when fewer than this fraction of atoms are A (Kob-Andersen's
                                 # A is 80%: SPECIES_A and SPECIES_B swapped?)
 
@@ -269,7 +272,7 @@ def read_glass(path, given=frozenset()):
                     true=np.asarray(snap["softness_score"], float),
                     label_modes=p.get("n_soft_modes"), line=None, format="pkl", frame=None,
                     mapping=dict(A=0, B=1, source="the snapshot (0 is A, 1 is B)"),
-                    elements=OUTPUT_ELEMENTS)
+                    elements=(ELEMENT_A, ELEMENT_B))
     s = read_structure(path, INPUT_FORMAT, FRAME)
     atoms = s["atoms"]
     cell = np.array(atoms.cell)
@@ -281,9 +284,9 @@ def read_glass(path, given=frozenset()):
     header = {k.lower(): v for k, v in atoms.info.items()}
     name_a, name_b, source = species_mapping(s["labels"], header, given)
     species = species_codes(s["labels"], s["types"], name_a, name_b, path)
-    elements = (_element(name_a) or OUTPUT_ELEMENTS[0], _element(name_b) or OUTPUT_ELEMENTS[1])
+    elements = (_element(name_a) or ELEMENT_A, _element(name_b) or ELEMENT_B)
     if elements[0] == elements[1] or source == "the file's own A/B labels":   # B is boron
-        elements = OUTPUT_ELEMENTS
+        elements = (ELEMENT_A, ELEMENT_B)
     check_two_species(species, (name_a, name_b), path)
     positions, box = cubic_frame(atoms.positions, cell, path)
     true = next((np.asarray(atoms.arrays[k], float).ravel() for k in ("softness_true", "softness")
