@@ -63,7 +63,8 @@ SPECIES_B = "P"                 # the file's species that is B (Kob-Andersen's A
 ELEMENT_A = "Ni"                # element symbol written for A when SPECIES_A is none (a LAMMPS
                                 # type, an A/B label): A80B20 models Ni80P20
 ELEMENT_B = "P"                 # the same for B when SPECIES_B is no element symbol
-MODEL = ""                      # the model file ("": TRAINED_MODEL if it exists, else SHIPPED_MODEL)
+MODEL = ""                      # the model file ("": TRAINED_MODEL if it exists, else
+                                # SHIPPED_MODEL; the one used is printed and recorded)
 TRAINED_MODEL = "hybrid_physics_best.pth"   # train.py's OUT_DIR/BEST_FILE (OUT_DIR "." : the
                                 # folder train.py ran in; here, this folder or the working one)
 SHIPPED_MODEL = "models/default_s10.pth"    # the model shipped with the repository (relative

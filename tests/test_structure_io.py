@@ -46,7 +46,8 @@ def write_lammps_dump(path, positions, types, box, frames=1):
     text = ""
     for frame in range(frames):
         text += (f"ITEM: TIMESTEP\n{frame}\nITEM: NUMBER OF ATOMS\n{len(positions)}\n"
-                 f"ITEM: BOX BOUNDS pp pp pp\n0 {box}\n0 {box}\n0 {box}\nITEM: ATOMS id type x y z\n")
+                 f"ITEM: BOX BOUNDS pp pp pp\n0 {box}\n0 {box}\n0 {box}\n"
+                 "ITEM: ATOMS id type x y z\n")
         text += "".join(f"{i + 1} {t} {p[0]:.17g} {p[1]:.17g} {p[2]:.17g}\n"
                         for i, (t, p) in enumerate(zip(types, positions + 0.01 * frame)))
     path.write_text(text)
