@@ -161,14 +161,16 @@ def _element(name):
 def species_mapping(labels, header, given):
     """(name of A, name of B, where the mapping comes from): SPECIES_A/SPECIES_B from the command
     line; else the species_A/species_B a file of predict.py records; else, for a file whose
-    species are A and B (this project's files before they carried element symbols), A and B;
-    else the constants."""
+    species are A and B, or 0 and 1 (what predict.py read before files carried element
+    symbols), those; else the constants."""
     if given & {"SPECIES_A", "SPECIES_B"}:
         return SPECIES_A, SPECIES_B, "SPECIES_A, SPECIES_B on the command line"
     if "species_a" in header and "species_b" in header:
         return str(header["species_a"]), str(header["species_b"]), "the file's header"
     if "A" in set(labels) and set(labels) <= {"A", "B"}:      # "A" is no element: an A/B file
         return "A", "B", "the file's own A/B labels"
+    if "0" in set(labels) and set(labels) <= {"0", "1"}:      # LAMMPS types start at 1: 0 is A
+        return "0", "1", "the file's own 0/1 labels"
     return SPECIES_A, SPECIES_B, "the constants SPECIES_A, SPECIES_B"
 
 
@@ -286,7 +288,7 @@ def read_glass(path, given=frozenset()):
     name_a, name_b, source = species_mapping(s["labels"], header, given)
     species = species_codes(s["labels"], s["types"], name_a, name_b, path)
     elements = (_element(name_a) or ELEMENT_A, _element(name_b) or ELEMENT_B)
-    if elements[0] == elements[1] or source == "the file's own A/B labels":   # B is boron
+    if elements[0] == elements[1] or source == "the file's own A/B labels":   # "B" is boron
         elements = (ELEMENT_A, ELEMENT_B)
     check_two_species(species, (name_a, name_b), path)
     positions, box = cubic_frame(atoms.positions, cell, path)

@@ -132,9 +132,10 @@ def test_species_map_consistently_whatever_the_file_calls_them(predict, lattice,
         want = np.argsort(np.round(np.mod(pos, 6.0) @ [1e6, 1e3, 1], 3))
         assert np.array_equal(glass["species"][order], species[want]), name
     write_ab_xyz(tmp_path / "zero_one.xyz", pos, species, cell, names=("0", "1"))
-    predict.SPECIES_A, predict.SPECIES_B = "0", "1"
+    assert np.array_equal(predict.read_glass(str(tmp_path / "zero_one.xyz"))["species"], species)
+    predict.SPECIES_A, predict.SPECIES_B = "1", "0"         # named: as named
     assert np.array_equal(predict.read_glass(str(tmp_path / "zero_one.xyz"),
-                                             {"SPECIES_A"})["species"], species)
+                                             {"SPECIES_A"})["species"], 1 - species)
 
 
 @pytest.mark.parametrize("case, args, message", [
