@@ -471,10 +471,10 @@ def resolve_model():
                                  [os.path.join(_HERE, TRAINED_MODEL)])
     for path in trained:
         if os.path.exists(path):
-            return path, "the freshly trained model (train.py's output)"
+            return path, "the freshly trained model, train.py's output"
     shipped = os.path.join(_HERE, SHIPPED_MODEL)
     if os.path.exists(shipped):
-        return shipped, "the shipped model (no freshly trained one)"
+        return shipped, "the shipped model; no freshly trained one"
     raise GlassFileError(f"no model file: neither {TRAINED_MODEL} (train.py writes it into its "
                          f"OUT_DIR: run `make pipeline`) nor the shipped {shipped} exists: train "
                          "one, restore models/ from the repository, or name one with --MODEL=path")
@@ -559,9 +559,9 @@ def main(argv=None):
                 + "), not the file"))
         elif glass.get("potential_in_file") is False:
             warn(f"{INPUT} records no potential (no sigma=, epsilon=, r_onset=, r_cutoff= in its "
-                 f"header): relaxed with the constants SIGMA={SIGMA}, EPSILON={EPSILON}, "
-                 f"R_ONSET={R_ONSET}, R_CUTOFF={R_CUTOFF} (Kob-Andersen unless set); give the "
-                 "glass's own on the command line if it was made with another")
+                 f"header): its potential is taken from the constants SIGMA={SIGMA}, "
+                 f"EPSILON={EPSILON}, R_ONSET={R_ONSET}, R_CUTOFF={R_CUTOFF} (Kob-Andersen unless "
+                 "set); give the glass's own on the command line if it was made with another")
         check_overlaps(glass, INPUT)
         check_outputs(paths, INPUT)
         model_path, model_source = resolve_model()

@@ -240,10 +240,10 @@ def test_the_model_is_found_and_named(predict, tmp_path, monkeypatch):
         predict.resolve_model()
     (tmp_path / "shipped.pth").write_text("")
     assert predict.resolve_model() == (str(tmp_path / "shipped.pth"),
-                                       "the shipped model (no freshly trained one)")
+                                       "the shipped model; no freshly trained one")
     (tmp_path / "trained.pth").write_text("")
     assert predict.resolve_model() == ("trained.pth",
-                                       "the freshly trained model (train.py's output)")
+                                       "the freshly trained model, train.py's output")
     predict.MODEL = "mine.pth"
     assert predict.resolve_model() == ("mine.pth", "given with --MODEL")
 
