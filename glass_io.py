@@ -1,5 +1,6 @@
 """Shared plumbing for the four pipeline scripts: command-line overrides of the UPPER_CASE
-constants, atomic file writes, and the one loader that reads and validates a glass snapshot.
+constants, atomic file writes, the one loader that reads and validates a glass snapshot, and
+reading and writing other programs' structure files through ASE (imported only for those).
 
 No physics lives here; it is imported by every script so that the .pkl schema, the safety of
 reading a pickle and the `--NAME=value` convention are written once.
@@ -367,6 +368,171 @@ def load_glass(path, n_atoms=None):
     if not os.path.exists(path):
         raise GlassFileError(f"{path}: file not found")
     return validate_snapshot(safe_load_pickle(path), path, n_atoms)
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure files of other programs, through ASE (extended XYZ, LAMMPS dump and data files,
+# POSCAR, CIF, ...: whatever ase.io.read knows). ASE is imported only when one is read or written.
+# ----------------------------------------------------------------------------------------------
+# Suffixes ASE does not map to the format LAMMPS users mean (it reads .data as another code's).
+_FORMAT_OF_SUFFIX = {".xyz": "extxyz", ".extxyz": "extxyz", ".lammpstrj": "lammps-dump-text",
+                     ".dump": "lammps-dump-text", ".data": "lammps-data", ".lmp": "lammps-data"}
+_FORMAT_OF_PREFIX = {"dump.": "lammps-dump-text", "data.": "lammps-data"}   # LAMMPS's habit
+_XYZ_FORMATS = ("xyz", "extxyz")
+# ASE knows element symbols only; an XYZ species column is read under this name instead, so that
+# any species name (A/B, 0/1, a type name) reaches the caller as written.
+SPECIES_AS_WRITTEN = "species_as_written"
+
+
+def structure_format(path, fmt=""):
+    """The ase.io format of `path`: `fmt` when given, else guessed from its name (LAMMPS's usual
+    names included) or, failing that, by ASE from its name and content."""
+    if fmt:
+        from ase.io.formats import ioformats
+        if fmt not in ioformats:
+            raise GlassFileError(f"{path}: INPUT_FORMAT={fmt!r} is not a format ase.io.read knows "
+                                 "(e.g. extxyz, lammps-dump-text, lammps-data, vasp, cif)")
+        return fmt
+    name = os.path.basename(path).lower()
+    suffix = os.path.splitext(name)[1]
+    if suffix in _FORMAT_OF_SUFFIX:
+        return _FORMAT_OF_SUFFIX[suffix]
+    for prefix, guessed in _FORMAT_OF_PREFIX.items():
+        if name.startswith(prefix):
+            return guessed
+    from ase.io.formats import filetype, ioformats
+    try:
+        guessed = filetype(path, read=True)
+    except Exception as err:        # ASE raises its own kinds for a name or content it cannot place
+        guessed, why = None, f"{type(err).__name__}: {err}"
+    else:
+        why = f"ASE guesses {guessed!r}, which it cannot read"
+    if guessed not in ioformats:
+        raise GlassFileError(f"{path}: cannot tell the file's format ({why}): name it with "
+                             "--INPUT_FORMAT (extxyz, lammps-dump-text, lammps-data, vasp, cif, "
+                             "or any other ase.io.read format)")
+    return guessed
+
+
+def _xyz_frames(lines, path):
+    """[(index of the count line, atom count)] of each frame of an XYZ file, checking that every
+    frame has exactly the atom lines its count line declares: a line left over after them that is
+    not the count of a next frame means atoms the count would silently drop."""
+    frames, i = [], 0
+    while i < len(lines):
+        if not lines[i].strip():
+            if any(line.strip() for line in lines[i:]):
+                raise GlassFileError(f"{path}: line {i + 1} is blank, yet lines follow it (XYZ "
+                                     "frames are a count line, a header line and the atom lines)")
+            break
+        try:
+            n = int(lines[i])
+        except ValueError:
+            if not frames:
+                raise GlassFileError(f"{path}: not an XYZ file (line 1 must be the atom count "
+                                     f"alone, found {lines[i].strip()[:60]!r})") from None
+            start, count = frames[-1]
+            raise GlassFileError(
+                f"{path}: line {i + 1} ({lines[i].strip()[:60]!r}) is not the atom count of a next "
+                f"frame: the frame at line {start + 1} has more atom lines than the {count} its "
+                "count line declares (correct the count; the extra atoms would be dropped)") \
+                from None
+        atom_lines = lines[i + 2:i + 2 + n]
+        if n < 1 or len(atom_lines) < n or not all(line.strip() for line in atom_lines):
+            found = next((k for k, line in enumerate(atom_lines) if not line.strip()),
+                         len(atom_lines))
+            raise GlassFileError(f"{path}: line {i + 1} declares {n} atoms but {found} atom lines "
+                                 "follow it")
+        frames.append((i, n))
+        i += 2 + n
+    if not frames:
+        raise GlassFileError(f"{path}: empty file")
+    return frames
+
+
+def _species_read_as_written(header):
+    """The header line with its species column renamed SPECIES_AS_WRITTEN (a Properties= without
+    one added, as extended XYZ's default species:S:1:pos:R:3)."""
+    match = re.search(r"(?i)\bproperties=([\"']?)([^\s\"']+)", header)
+    if not match:
+        return f"{header.rstrip()} Properties={SPECIES_AS_WRITTEN}:S:1:pos:R:3"
+    fields = match.group(2).split(":")
+    fields = [SPECIES_AS_WRITTEN if k % 3 == 0 and f.lower() == "species" else f
+              for k, f in enumerate(fields)]
+    return header[:match.start(2)] + ":".join(fields) + header[match.end(2):]
+
+
+def _chosen_frame(n_frames, frame, path):
+    """Index of the frame to use: the only one, or `frame` (an int or its text) of several."""
+    if frame in (None, ""):
+        if n_frames > 1:
+            raise GlassFileError(f"{path}: holds {n_frames} frames; name the one to use with "
+                                 f"--FRAME=<index> (0 the first, -1 the last)")
+        return 0
+    try:
+        index = int(frame)
+    except ValueError:
+        raise GlassFileError(f"{path}: FRAME={frame!r} is not an integer frame index") from None
+    if not -n_frames <= index < n_frames:
+        raise GlassFileError(f"{path}: FRAME={index} but the file holds {n_frames} frame(s)")
+    return index % n_frames
+
+
+def read_structure(path, fmt="", frame=None):
+    """One frame of a structure file, through ase.io.read, as a dict: atoms (ase.Atoms), labels
+    (each atom's species as the file writes it: the text of an XYZ species column, else ASE's
+    chemical symbol), types (LAMMPS integer types, or None), line (1-based line of each atom in
+    the file, or None), format, frame, n_frames. A file of several frames needs `frame`."""
+    if not os.path.exists(path):
+        raise GlassFileError(f"{path}: file not found")
+    fmt = structure_format(path, fmt)
+    import ase.io
+    try:
+        if fmt in _XYZ_FORMATS:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+            frames = _xyz_frames(lines, path)
+            index = _chosen_frame(len(frames), frame, path)
+            start, n = frames[index]
+            text = "\n".join([lines[start].strip(), _species_read_as_written(lines[start + 1])]
+                             + lines[start + 2:start + 2 + n]) + "\n"
+            atoms = ase.io.read(io.StringIO(text), format="extxyz")
+            line = np.arange(n) + start + 3
+            n_frames = len(frames)
+        else:
+            images = ase.io.read(path, format=fmt, index=":")
+            n_frames = len(images)
+            if not n_frames:
+                raise GlassFileError(f"{path}: no frame in the file")
+            index = _chosen_frame(n_frames, frame, path)
+            atoms, line = images[index], None
+    except GlassFileError:
+        raise
+    except Exception as err:        # ASE's readers raise many kinds; each names the problem
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise GlassFileError(f"{path}: ase.io.read cannot read it as {fmt} ({type(err).__name__}: "
+                             f"{first}; set --INPUT_FORMAT if the format is another)") from None
+    labels = (atoms.arrays.pop(SPECIES_AS_WRITTEN) if SPECIES_AS_WRITTEN in atoms.arrays
+              else np.array(atoms.get_chemical_symbols(), object))
+    types = atoms.arrays.get("type")
+    return dict(atoms=atoms, labels=np.asarray(labels).astype(str),
+                types=None if types is None else np.asarray(types, np.int64), line=line,
+                format=fmt, frame=index, n_frames=n_frames)
+
+
+def write_extxyz(path, symbols, positions, cell, columns, info):
+    """Extended XYZ through ase.io.write (ASE and OVITO read it without options): element
+    `symbols`, positions, a periodic `cell`, per-atom `columns` ({name: (N,) or (N, k)}) and
+    `info` ({key: text, number or 1-D array}) in the header. Written atomically."""
+    import ase
+    import ase.io
+    atoms = ase.Atoms(symbols=list(symbols), positions=positions, cell=cell, pbc=True)
+    for name, values in columns.items():
+        atoms.new_array(name, np.asarray(values, float))
+    atoms.info.update(info)
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms, format="extxyz")
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 # ----------------------------------------------------------------------------------------------

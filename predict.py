@@ -2,45 +2,73 @@
 
 For one glass, in the order of the paper's method:
 
-  1. read       our .pkl snapshot (generate_*.py, augment_data.py) or an extended XYZ file with
-                species and a cubic periodic cell (OVITO, ASE and LAMMPS dumps converted by them)
+  1. read       our .pkl snapshot (generate_*.py, augment_data.py) or any structure file ASE reads
+                (ase.io.read: extended XYZ, LAMMPS dump and data files, POSCAR, CIF, ...) with a
+                cubic periodic cell, positions in sigma_AA and two species mapped to A and B
   2. minimise   FIRE in float64 to the inherent structure, max|F| < FORCE_TOL (generate_glass_data's
                 FIRE; skipped with --MINIMIZE=False for a file that already is one: max|F| reported)
   3. features   local Hessian blocks D_i = sum_j K_ij and their eigenvalues (the model's input),
                 checked against the sparse Hessian's diagonal blocks
   4. predict    the hybrid physics-transformer of MODEL, rebuilt from the architecture and feature
                 scaling the file carries (loaded with weights_only=True)
-  5. write      OUTPUT_DIR/<stem>_softness.xyz (extended XYZ: softness_pred, softness_true when
-                known, the local eigenvalues; OVITO and ASE read it), <stem>_softness.png (a slab
-                coloured by softness) and <stem>_softness.json (what was done, R when labels exist)
+  5. write      OUTPUT_DIR/<stem>_softness.xyz (extended XYZ written by ase.io.write, species as
+                element symbols, A->Ni and B->P unless SPECIES_A/B name other elements; header keys
+                species_A, species_B record the mapping: softness_pred, softness_true when known,
+                the local eigenvalues), <stem>_softness.png (a slab coloured by softness) and
+                <stem>_softness.json (what was done, every warning, R when labels exist)
 
 Labels: a .pkl carries the true softness; an XYZ may carry a `softness_true` (or `softness`)
 column; TRUE_LABELS=True computes it from the Hessian's lowest modes (the label the model was
 trained on: the number of modes is read from the model file). With labels, Pearson R is printed.
 
-    python predict.py --INPUT=my_glass.xyz [--MODEL=hybrid_physics_best.pth] [--MINIMIZE=False]
+    python predict.py --INPUT=my_glass.xyz [--MODEL=path.pth] [--MINIMIZE=False]
+    python predict.py --INPUT=dump.glass --SPECIES_A=1 --SPECIES_B=2   # LAMMPS types 1 and 2
+
+The model: MODEL when given, else the freshly trained TRAINED_MODEL (train.py's output) when it
+exists, else the SHIPPED_MODEL of the repository; the one used is printed and recorded.
 
 The potential: the one the input records (a .pkl's parameters; the sigma=, epsilon=, r_onset=,
 r_cutoff= keys that train.py and predict.py write into an XYZ header), else the constants below
-(Kob-Andersen); SIGMA, EPSILON, R_ONSET or R_CUTOFF given on the command line win over the file.
-Atoms must be of two species, A (0, the larger) and B (1), as in training.
+(Kob-Andersen, said on stdout and in the .json); SIGMA, EPSILON, R_ONSET or R_CUTOFF given on the
+command line win over the file. Atoms must be of two species, A (0, the larger) and B (1).
+
+Outputs that exist are replaced (said on stdout and recorded in the .json), unless they hold the
+prediction of another input (X.pkl and X.xyz in one folder): that is refused before any work.
 """
 import json
 import os
-import re
-import shlex
 import sys
+import tempfile
 import time
 
 import numpy as np
 
-from glass_io import GlassFileError, apply_overrides, atomic_write_bytes, exit_on_help, load_glass
+from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, exit_on_help,
+                      load_glass, read_structure, write_extxyz)
 
 # ================================ constants ====================================================
 # --- input and output ---
-INPUT = ""                      # the glass: .pkl snapshot or extended XYZ (.xyz / .extxyz) with
+INPUT = ""                      # the glass: our .pkl snapshot, or any file ase.io.read reads, with
                                 # positions in sigma_AA (LJ reduced units, not Angstrom)
-MODEL = "hybrid_physics_best.pth"   # written by train.py into its OUT_DIR (not checkpoint.pth)
+INPUT_FORMAT = ""               # ase.io format of INPUT ("": from its name: .xyz/.extxyz extxyz,
+                                # .lammpstrj/.dump/dump.* lammps-dump-text, .data/.lmp/data.*
+                                # lammps-data, else ASE's guess: POSCAR, .cif, ...)
+FRAME = ""                      # index of the frame to use in a file of several ("": the file
+                                # must hold one; several are refused rather than one picked)
+SPECIES_A = "Ni"                # the file's species that is A (the larger, 80%): an element symbol
+                                # or a name the file uses (case-insensitive), or a LAMMPS type
+                                # number; a file written by predict.py records its own mapping
+SPECIES_B = "P"                 # the file's species that is B (Kob-Andersen's A80B20 models
+                                # Ni80P20); any other species in the file is an error
+ELEMENT_A = "Ni"                # element symbol written for A when SPECIES_A is none (a LAMMPS
+                                # type, an A/B label): A80B20 models Ni80P20
+ELEMENT_B = "P"                 # the same for B when SPECIES_B is no element symbol
+MODEL = ""                      # the model file ("": TRAINED_MODEL if it exists, else
+                                # SHIPPED_MODEL; the one used is printed and recorded)
+TRAINED_MODEL = "hybrid_physics_best.pth"   # train.py's OUT_DIR/BEST_FILE (OUT_DIR "." : the
+                                # folder train.py ran in; here, this folder or the working one)
+SHIPPED_MODEL = "models/default_s10.pth"    # the model shipped with the repository (relative
+                                # to this script's folder)
 OUTPUT_DIR = ""                 # <stem>_softness.xyz, .png and .json go here ("": beside INPUT)
 MINIMIZE = True                 # FIRE to the inherent structure first (False: use the positions
                                 # as they are; the model was trained on inherent structures)
@@ -49,14 +77,13 @@ TRUE_LABELS = False             # also compute the true softness from the Hessia
 DEVICE = "cpu"                  # "cpu", "cuda" or "auto" for the model (the physics runs on the
                                 # CPU; the model in float32 either way)
 
-# --- potential of an extended-XYZ input without one in its header (Kob & Andersen, PRE 51,
-# 4626 (1995)); files written by train.py and predict.py carry theirs (sigma=, epsilon=, ...) ---
+# --- potential of an input without one ---
+# Kob & Andersen, PRE 51, 4626 (1995); files written by train.py and predict.py carry theirs
+# (sigma=, epsilon=, r_onset=, r_cutoff= in the header), a .pkl its parameters.
 SIGMA = ((1.0, 0.8), (0.8, 0.88))     # sigma_ab, sigma_AA units   [[AA, AB], [BA, BB]]
 EPSILON = ((1.0, 1.5), (1.5, 0.5))    # epsilon_ab, epsilon_AA units
 R_ONSET = 2.0                   # start of the C1 smoothing, in units of max(sigma)
 R_CUTOFF = 2.5                  # potential exactly zero beyond, in units of max(sigma)
-SPECIES_A = "A"                 # name of species 0 (the larger, 80%) in an XYZ file; 0 is accepted
-SPECIES_B = "B"                 # name of species 1 in an XYZ file; 1 is accepted
 
 # --- checks ---
 MAX_FORCE_WARN = 1e-6           # epsilon/sigma; with MINIMIZE=False, warn above this max|F|
@@ -67,55 +94,43 @@ LABEL_MOVE_TOL = 0.1            # sigma; if FIRE moves the median atom further t
                                 # of a low-T snapshot moves atoms ~0.03; a wrong sigma ~0.3-0.4
 DENSITY_MARGIN = 0.05           # sigma^-3; warn when the glass's density lies further than this
                                 # outside the densities the model was trained on
+OVERLAP_FRACTION = 0.5          # of the pair's sigma_ab; a closer pair in the input is refused
+                                # before FIRE (a duplicated atom, other units), which otherwise
+                                # ends in MAX_FIRE_STEPS or an ARPACK failure far from the cause.
+                                # There the pair energy is ~1.6e4 epsilon_ab; test_glass.xyz's
+                                # closest pair is at 1.005 sigma_ab
+MINORITY_A_WARN = 0.5           # warn when fewer than this fraction of atoms are A (Kob-Andersen's
+                                # A is 80%: SPECIES_A and SPECIES_B swapped?)
 
 exit_on_help(globals())         # --help lists the constants above without importing jax or torch
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_WARNINGS, _NOTES = [], []      # of this run, printed and recorded in the .json
+
+
+def warn(message):
+    """A doubt about the result: printed and recorded in the output .json."""
+    print(f"warning: {message}")
+    _WARNINGS.append(message)
+
+
+def note(message):
+    """A choice made for the user (a default used, a file replaced): printed and recorded."""
+    print(f"note: {message}")
+    _NOTES.append(message)
+
 
 # ================================ 1. read ========================================================
-def _extxyz_header(line, path):
-    """key=value pairs of an extended-XYZ comment line (values may be quoted)."""
-    try:
-        pairs = shlex.split(line)
-    except ValueError as err:
-        raise GlassFileError(f"{path}: line 2 is not an extended-XYZ header ({err})")
-    return {p.split("=", 1)[0].lower(): p.split("=", 1)[1] for p in pairs if "=" in p}
-
-
 def read_extxyz(path):
-    """One frame of extended XYZ: {columns}, the 3x3 cell (rows are box vectors), the header's
-    key=value pairs (keys in lower case)."""
-    try:
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-        n = int(lines[0].split()[0])
-    except (OSError, ValueError, IndexError) as err:
-        raise GlassFileError(f"{path}: not an XYZ file (first line must be the atom count; "
-                             f"{type(err).__name__}: {err})")
-    header = _extxyz_header(lines[1] if len(lines) > 1 else "", path)
-    if "lattice" not in header:
-        raise GlassFileError(f"{path}: no Lattice=\"...\" in line 2: the periodic cell is needed")
-    try:
-        cell = np.array(header["lattice"].split(), float).reshape(3, 3)
-    except ValueError:
-        raise GlassFileError(f"{path}: Lattice must hold 9 numbers, found {header['lattice']!r}")
-    if "pbc" in header and header["pbc"].upper().split() not in (["T"] * 3, ["TRUE"] * 3):
-        raise GlassFileError(f"{path}: pbc={header['pbc']!r}: the glass must be periodic in 3D")
-    spec = header.get("properties", "species:S:1:pos:R:3").split(":")
-    columns, start = {}, 0
-    rows = [ln.split() for ln in lines[2:2 + n]]
-    if len(rows) != n or any(len(r) != len(rows[0]) for r in rows):
-        raise GlassFileError(f"{path}: expected {n} atom lines of equal length")
-    for name, kind, width in zip(spec[::3], spec[1::3], spec[2::3]):
-        block = [r[start:start + int(width)] for r in rows]
-        start += int(width)
-        try:
-            columns[name.lower()] = (np.array(block, float) if kind in ("R", "I")
-                                     else np.array(block, object))    # S, L: kept as text
-        except ValueError as err:
-            if name.lower() in ("pos", "softness_true", "softness"):     # the ones we read
-                raise GlassFileError(f"{path}: column {name!r} is not numeric ({err})")
-            columns[name.lower()] = np.array(block, object)
-    return columns, cell, header
+    """One frame of extended XYZ through ASE: {column: (N, k) array} (species as written, pos,
+    every per-atom column; names in lower case), the 3x3 cell (rows are box vectors), the header's
+    key=value pairs (keys in lower case; numbers parsed by ASE)."""
+    s = read_structure(path, "extxyz")
+    atoms = s["atoms"]
+    columns = dict(species=s["labels"].astype(object)[:, None], pos=atoms.positions)
+    columns.update({k.lower(): np.asarray(v).reshape(len(atoms), -1) for k, v in
+                    atoms.arrays.items() if k not in ("numbers", "positions")})
+    return columns, np.array(atoms.cell), {k.lower(): v for k, v in atoms.info.items()}
 
 
 def cubic_frame(positions, cell, path):
@@ -136,14 +151,82 @@ def cubic_frame(positions, cell, path):
     return (frac - np.floor(frac)) * box, box
 
 
-def species_codes(names, path):
-    """0 for A, 1 for B, from SPECIES_A/SPECIES_B or the integers 0/1."""
-    lookup = {SPECIES_A: 0, SPECIES_B: 1, "0": 0, "1": 1}
-    unknown = sorted(set(names) - set(lookup))
-    if unknown:
-        raise GlassFileError(f"{path}: unknown species {unknown[:5]}; expected "
-                             f"{SPECIES_A}/{SPECIES_B} or 0/1 (set --SPECIES_A, --SPECIES_B)")
-    return np.array([lookup[s] for s in names], np.int64)
+def _element(name):
+    """The element symbol `name` is (case-insensitive), or None (a type number, an A/B label)."""
+    from ase.data import chemical_symbols
+    found = [s for s in chemical_symbols[1:] if s.lower() == str(name).strip().lower()]
+    return found[0] if found else None
+
+
+def species_mapping(labels, header, given):
+    """(name of A, name of B, where the mapping comes from): SPECIES_A/SPECIES_B from the command
+    line; else the species_A/species_B a file of predict.py records; else, for a file whose
+    species are A and B, or 0 and 1 (what predict.py read before files carried element
+    symbols), those; else the constants."""
+    if given & {"SPECIES_A", "SPECIES_B"}:
+        return SPECIES_A, SPECIES_B, "SPECIES_A, SPECIES_B on the command line"
+    if "species_a" in header and "species_b" in header:
+        return str(header["species_a"]), str(header["species_b"]), "the file's header"
+    if "A" in set(labels) and set(labels) <= {"A", "B"}:      # "A" is no element: an A/B file
+        return "A", "B", "the file's own A/B labels"
+    if "0" in set(labels) and set(labels) <= {"0", "1"}:      # LAMMPS types start at 1: 0 is A
+        return "0", "1", "the file's own 0/1 labels"
+    return SPECIES_A, SPECIES_B, "the constants SPECIES_A, SPECIES_B"
+
+
+def species_codes(labels, types, name_a, name_b, path):
+    """0 for A, 1 for B: an atom is A when its species as written (or its LAMMPS type) is
+    name_a, B when it is name_b; a species that is neither (or both) is an error naming it."""
+    labels = np.asarray(labels).astype(str)
+
+    def matches(name):
+        name = str(name).strip()
+        hit = np.char.lower(labels) == name.lower()
+        if types is not None and name.lstrip("+-").isdigit():
+            hit |= types == int(name)
+        return hit
+
+    if str(name_a).strip().lower() == str(name_b).strip().lower():
+        raise GlassFileError(f"{path}: SPECIES_A and SPECIES_B are both {name_a!r}")
+    is_a, is_b = matches(name_a), matches(name_b)
+    for bad, what in ((is_a & is_b, "both A and B"), (~(is_a | is_b), "neither A nor B")):
+        if bad.any():
+            kinds = sorted(set(labels[bad]) if types is None else
+                           {f"type {t} (read as {s})" for t, s in zip(types[bad], labels[bad])})
+            present = sorted(set(labels) if types is None else
+                             {f"type {t} ({s})" for t, s in zip(types, labels)})
+            raise GlassFileError(
+                f"{path}: unknown species {', '.join(kinds[:5])} ({int(bad.sum())} atoms): it "
+                f"maps to {what} (A is {name_a!r}, B is {name_b!r}); the file holds "
+                f"{', '.join(present[:8])}: name A and B with --SPECIES_A and --SPECIES_B (an "
+                "element symbol, the name the file uses, or a LAMMPS type number)")
+    return np.where(is_a, 0, 1).astype(np.int64)
+
+
+def check_two_species(species, names, path):
+    """The model is for a binary A/B glass: one species only is refused; A as the minority (it
+    is 80% in Kob-Andersen) is warned about: a swapped mapping gives a confident wrong answer."""
+    n_a = int(np.sum(species == 0))
+    if n_a in (0, len(species)):
+        raise GlassFileError(f"{path}: all {len(species)} atoms are {'B' if n_a == 0 else 'A'} "
+                             f"(A is {names[0]!r}, B is {names[1]!r}): the model is for a binary "
+                             "A/B glass (check SPECIES_A and SPECIES_B)")
+    if n_a < MINORITY_A_WARN * len(species):
+        warn(f"{path}: only {n_a} of {len(species)} atoms are A ({names[0]!r}); Kob-Andersen's A "
+             f"is the 80% majority: are SPECIES_A and SPECIES_B swapped?")
+
+
+def check_finite(positions, cell, line, path):
+    """Refuse a non-finite coordinate, naming the atom and its line (before any physics: a NaN
+    would otherwise surface as a failed minimisation)."""
+    if not np.all(np.isfinite(cell)):
+        raise GlassFileError(f"{path}: the cell holds non-finite numbers {cell.tolist()}")
+    bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+    if bad.size:
+        where = [f"atom {i}" + (f" (line {line[i]})" if line is not None else "")
+                 + f": {positions[i].tolist()}" for i in bad[:3]]
+        raise GlassFileError(f"{path}: {bad.size} atom(s) with a non-finite position: "
+                             + "; ".join(where))
 
 
 def potential_from_constants():
@@ -153,47 +236,101 @@ def potential_from_constants():
     return dict(sigma=sigma, epsilon=epsilon, r_onset=R_ONSET * s, r_cutoff=R_CUTOFF * s)
 
 
+def _numbers(value):
+    """A header value as numbers: ASE parses them already; text (older callers) is split."""
+    return np.asarray(value.split() if isinstance(value, str) else value, float).ravel()
+
+
 def potential_from_header(header, path):
     """The potential recorded by train.py / predict.py (figures.potential_header), or None."""
     keys = ("sigma", "epsilon", "r_onset", "r_cutoff")
     if not any(k in header for k in keys):
         return None
     try:
-        return dict(sigma=np.array(header["sigma"].split(), float).reshape(2, 2),
-                    epsilon=np.array(header["epsilon"].split(), float).reshape(2, 2),
-                    r_onset=float(header["r_onset"]), r_cutoff=float(header["r_cutoff"]))
-    except (KeyError, ValueError) as err:
+        return dict(sigma=_numbers(header["sigma"]).reshape(2, 2),
+                    epsilon=_numbers(header["epsilon"]).reshape(2, 2),
+                    r_onset=float(_numbers(header["r_onset"])[0]),
+                    r_cutoff=float(_numbers(header["r_cutoff"])[0]))
+    except (KeyError, ValueError, IndexError) as err:
         raise GlassFileError(f"{path}: the header's potential ({', '.join(keys)}) is incomplete "
                              f"or malformed ({type(err).__name__}: {err})")
 
 
-def read_glass(path):
+def read_glass(path, given=frozenset()):
     """The glass as positions in [0, box)^3 of its cubic cell's own frame, species, box, the cell
-    as given (outputs are written in it), potential, true softness (or None)."""
-    if path.endswith(".pkl"):
+    as given (outputs are written in it), potential, true softness (or None), line of each atom
+    in the file (or None), how file species map to A and B. `given`: constants set on the
+    command line (they win over what the file records)."""
+    if path.endswith(".pkl") and not INPUT_FORMAT:
         snap = load_glass(path)
         cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), float)
         positions, box = cubic_frame(np.asarray(snap["positions"], float), cell, path)
         p = snap["parameters"]
         potential = {k: (np.asarray(p[k], float) if k in ("sigma", "epsilon") else float(p[k]))
                      for k in ("sigma", "epsilon", "r_onset", "r_cutoff")}
-        return dict(positions=positions, species=np.asarray(snap["species"], np.int64), box=box,
-                    cell=cell, potential=potential, potential_from="the snapshot",
+        species = np.asarray(snap["species"], np.int64)
+        check_two_species(species, ("A", "B"), path)
+        return dict(positions=positions, species=species, box=box, cell=cell,
+                    potential=potential, potential_from="the snapshot",
                     true=np.asarray(snap["softness_score"], float),
-                    label_modes=p.get("n_soft_modes"))
-    if not os.path.exists(path):
-        raise GlassFileError(f"{path}: file not found")
-    columns, cell, header = read_extxyz(path)
-    for need in ("species", "pos"):
-        if need not in columns:
-            raise GlassFileError(f"{path}: no '{need}' column in Properties")
-    positions, box = cubic_frame(columns["pos"], cell, path)
-    true = next((columns[k][:, 0] for k in ("softness_true", "softness") if k in columns), None)
+                    label_modes=p.get("n_soft_modes"), line=None, format="pkl", frame=None,
+                    mapping=dict(A=0, B=1, source="the snapshot (0 is A, 1 is B)"),
+                    elements=(ELEMENT_A, ELEMENT_B))
+    s = read_structure(path, INPUT_FORMAT, FRAME)
+    atoms = s["atoms"]
+    cell = np.array(atoms.cell)
+    if not atoms.pbc.all() or abs(np.linalg.det(cell)) == 0:
+        raise GlassFileError(f"{path}: no periodic cell in 3D (pbc {atoms.pbc.tolist()}; an "
+                             "extended-XYZ file needs Lattice=\"...\" in its header line, a "
+                             "LAMMPS file periodic box bounds)")
+    check_finite(atoms.positions, cell, s["line"], path)
+    header = {k.lower(): v for k, v in atoms.info.items()}
+    name_a, name_b, source = species_mapping(s["labels"], header, given)
+    species = species_codes(s["labels"], s["types"], name_a, name_b, path)
+    elements = (_element(name_a) or ELEMENT_A, _element(name_b) or ELEMENT_B)
+    if elements[0] == elements[1] or source == "the file's own A/B labels":   # "B" is boron
+        elements = (ELEMENT_A, ELEMENT_B)
+    check_two_species(species, (name_a, name_b), path)
+    positions, box = cubic_frame(atoms.positions, cell, path)
+    true = next((np.asarray(atoms.arrays[k], float).ravel() for k in ("softness_true", "softness")
+                 if k in atoms.arrays), None)
     potential = potential_from_header(header, path)
-    return dict(positions=positions, species=species_codes(columns["species"][:, 0], path),
-                box=box, cell=cell, potential=potential or potential_from_constants(),
+    return dict(positions=positions, species=species, box=box, cell=cell,
+                potential=potential or potential_from_constants(),
                 potential_from="the file's header" if potential else
-                "the constants SIGMA, EPSILON, R_ONSET, R_CUTOFF", true=true, label_modes=None)
+                "the constants SIGMA, EPSILON, R_ONSET, R_CUTOFF (Kob-Andersen unless set)",
+                potential_in_file=potential is not None, true=true, label_modes=None,
+                line=s["line"], format=s["format"],
+                frame=s["frame"] if s["n_frames"] > 1 else None,
+                mapping=dict(A=name_a, B=name_b, source=source), elements=elements)
+
+
+def check_overlaps(glass, path):
+    """Refuse atoms closer than OVERLAP_FRACTION of their pair's sigma before FIRE, naming them:
+    from there FIRE diverges or the eigensolver fails, far from the cause."""
+    from scipy.spatial import cKDTree
+    sigma = np.asarray(glass["potential"]["sigma"], float)
+    box, species = glass["box"], glass["species"]
+    pos = np.mod(glass["positions"], box)
+    pairs = cKDTree(pos, boxsize=box).query_pairs(OVERLAP_FRACTION * float(sigma.max()),
+                                                  output_type="ndarray")
+    if not len(pairs):
+        return
+    d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
+    d = np.linalg.norm(d - box * np.round(d / box), axis=1)
+    ratio = d / sigma[species[pairs[:, 0]], species[pairs[:, 1]]]
+    close = ratio < OVERLAP_FRACTION
+    if close.any():
+        k = int(np.argmin(ratio))
+        i, j = (int(x) for x in pairs[k])
+        line = glass.get("line")
+        at = (lambda a: f"atom {a}" + (f" (line {line[a]})" if line is not None else ""))
+        names = "AB"
+        raise GlassFileError(
+            f"{path}: {int(close.sum())} pair(s) of overlapping atoms, the closest {at(i)} and "
+            f"{at(j)} at {d[k]:.4g} sigma, {ratio[k]:.3g} of their sigma_"
+            f"{names[species[i]]}{names[species[j]]}: a duplicated atom, or positions not in "
+            f"sigma_AA? FIRE cannot start from there (limit: OVERLAP_FRACTION={OVERLAP_FRACTION})")
 
 
 # ================================ 2-3. inherent structure and features ===========================
@@ -230,8 +367,8 @@ def relax_and_describe(glass, ggd, n_label_modes, label="softness"):
         energy, forces = ggd.energy_and_forces(positions, system)
         max_force, n_fire = float(np.max(np.linalg.norm(forces, axis=1))), 0
         if max_force > MAX_FORCE_WARN:
-            print(f"warning: max|F| = {max_force:.2e} > {MAX_FORCE_WARN:g}: not an inherent "
-                  "structure (the model was trained on minima; use --MINIMIZE=True)")
+            warn(f"max|F| = {max_force:.2e} > {MAX_FORCE_WARN:g}: not an inherent structure "
+                 "(the model was trained on minima; use --MINIMIZE=True)")
     t_fire = time.perf_counter() - t0
     moved = displacement_from(glass["positions"], positions, system["box"])
     d_min = ggd.min_pair_distance(positions, system["box"])
@@ -271,22 +408,76 @@ def predicted_softness(model, scaling, card, glass, described, device):
 
 # ================================ 5. outputs =====================================================
 def write_softness_xyz(path, described, glass, pred, true, comment):
-    """Extended XYZ of the structure the prediction is for, in the input's own cell (it overlays
-    the input in OVITO): species, positions, softness_true (when known), softness_pred, the local
-    eigenvalues, and the potential used."""
-    import figures
+    """Extended XYZ (ase.io.write) of the structure the prediction is for, in the input's own cell
+    (it overlays the input in OVITO): element symbols, positions, softness_true (when known),
+    softness_pred, the local eigenvalues; the header records the A/B mapping (species_A,
+    species_B) and the potential used, so that predict.py reads the file back as it was."""
     positions = described["positions"] / glass["box"] @ glass["cell"]
     columns = ({} if true is None else dict(softness_true=true))
     columns.update(softness_pred=pred, lambda_local=described["eigenvalues"])
-    figures.write_extxyz(path, positions, glass["species"], glass["cell"], columns, comment,
-                         potential=glass["potential"], names=(SPECIES_A, SPECIES_B))
+    p = glass["potential"]
+    info = dict(species_A=glass["elements"][0], species_B=glass["elements"][1],
+                sigma=np.ravel(p["sigma"]), epsilon=np.ravel(p["epsilon"]),
+                r_onset=float(p["r_onset"]), r_cutoff=float(p["r_cutoff"]), comment=comment)
+    write_extxyz(path, np.asarray(glass["elements"])[glass["species"]], positions, glass["cell"],
+                 columns, info)
 
 
 def output_paths(input_path):
-    stem = re.sub(r"\.(pkl|xyz|extxyz)$", "", os.path.basename(input_path))
+    """<stem>_softness.{xyz,png,json}: the stem is the input's name without its last suffix."""
+    stem = os.path.splitext(os.path.basename(input_path))[0]
     base = os.path.join(OUTPUT_DIR or os.path.dirname(os.path.abspath(input_path)),
                         stem + "_softness")
     return {ext: base + "." + ext for ext in ("xyz", "png", "json")}
+
+
+def check_outputs(paths, input_path):
+    """Before any work: the output folder must be writable (else the whole computation is lost
+    at the end); outputs of another input with the same stem (X.pkl beside X.xyz) are refused, not
+    replaced; outputs of this input are replaced, saying so."""
+    folder = os.path.dirname(paths["json"])
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise GlassFileError(f"{folder}: cannot write the outputs there ({err.strerror}): choose "
+                             "another --OUTPUT_DIR")
+    if os.path.exists(paths["json"]):
+        try:
+            with open(paths["json"]) as fh:
+                record = json.load(fh)
+            previous, same = record.get("input_path"), os.path.abspath(input_path)
+            if previous is None and record.get("input"):    # older outputs: the name as given
+                previous, same = record["input"], os.path.basename(input_path)
+                previous = os.path.basename(previous)
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        if previous and previous != same:
+            raise GlassFileError(f"{paths['json']}: holds the prediction for {previous}, not "
+                                 f"{input_path}; both write {os.path.basename(paths['json'])[:-5]}"
+                                 ".*: choose another --OUTPUT_DIR (or remove the old outputs)")
+    existing = [p for p in paths.values() if os.path.exists(p)]
+    if existing:
+        note(f"replacing {', '.join(existing)} (outputs of an earlier run)")
+
+
+def resolve_model():
+    """(model file, how it was chosen): MODEL when given; else the freshly trained TRAINED_MODEL
+    (in the working folder or this script's); else the SHIPPED_MODEL. None found: a clear error."""
+    if MODEL:
+        return MODEL, "given with --MODEL"
+    trained = [TRAINED_MODEL] + ([] if os.path.isabs(TRAINED_MODEL) else
+                                 [os.path.join(_HERE, TRAINED_MODEL)])
+    for path in trained:
+        if os.path.exists(path):
+            return path, "the freshly trained model, train.py's output"
+    shipped = os.path.join(_HERE, SHIPPED_MODEL)
+    if os.path.exists(shipped):
+        return shipped, "the shipped model; no freshly trained one"
+    raise GlassFileError(f"no model file: neither {TRAINED_MODEL} (train.py writes it into its "
+                         f"OUT_DIR: run `make pipeline`) nor the shipped {shipped} exists: train "
+                         "one, restore models/ from the repository, or name one with --MODEL=path")
 
 
 def check_model_file(path):
@@ -297,6 +488,21 @@ def check_model_file(path):
     if os.path.basename(path) == "checkpoint.pth":
         raise GlassFileError(f"{path}: a training checkpoint, not a model file: use "
                              "hybrid_physics_best.pth beside it")
+
+
+def load_model(path, device):
+    """train.load_trained_model, with a file whose weights do not fit the architecture it records
+    (edited, or written by another version) refused naming it, not with torch's traceback."""
+    import train
+    try:
+        return train.load_trained_model(path, device)
+    except GlassFileError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise GlassFileError(f"{path}: its weights do not match the architecture it records "
+                             f"({type(err).__name__}: {first}); use a hybrid_physics_best.pth "
+                             "written by this train.py") from None
 
 
 def true_softness(glass, described, n_modes, label="softness"):
@@ -314,10 +520,10 @@ def true_softness(glass, described, n_modes, label="softness"):
                       f"? is the file an inherent structure? (--MINIMIZE=False scores it as given;"
                       f" --TRUE_LABELS=True recomputes the labels)")
     if label != "softness":
-        print(f"warning: the model learnt {label}; the file's labels are softness")
+        warn(f"the model learnt {label}; the file's labels are softness")
     elif glass["label_modes"] not in (None, n_modes):
-        print(f"warning: the file's softness sums {glass['label_modes']} modes, the model "
-              f"learnt {n_modes}")
+        warn(f"the file's softness sums {glass['label_modes']} modes, the model learnt "
+             f"{n_modes}")
     return glass["true"], "from the input file"
 
 
@@ -328,9 +534,9 @@ def warn_outside_training(glass, card):
     density = n / glass["box"] ** 3
     lo, hi = card.get("density_range") or (None, None)
     if lo is not None and not lo - DENSITY_MARGIN <= density <= hi + DENSITY_MARGIN:
-        print(f"warning: density {density:.4f} sigma^-3 lies outside the {lo:.3f}-{hi:.3f} the "
-              f"model was trained on (positions must be in sigma_AA, not Angstrom): its "
-              f"prediction is an extrapolation")
+        warn(f"density {density:.4f} sigma^-3 lies outside the {lo:.3f}-{hi:.3f} the model "
+             f"was trained on (positions must be in sigma_AA, not Angstrom): its prediction is "
+             f"an extrapolation")
 
 
 # ================================ main ===========================================================
@@ -339,19 +545,36 @@ _POTENTIAL = ("SIGMA", "EPSILON", "R_ONSET", "R_CUTOFF")
 
 def main(argv=None):
     overridden = apply_overrides(globals(), argv)
+    del _WARNINGS[:], _NOTES[:]                 # of this run only (main may be called again)
     if not INPUT:
-        raise SystemExit("error: name the glass with --INPUT=path (.pkl or extended .xyz); "
-                         "--help lists the constants")
+        raise SystemExit("error: name the glass with --INPUT=path (.pkl, or any file ase.io.read "
+                         "reads); --help lists the constants")
     t_start = time.perf_counter()
-    try:
-        glass = read_glass(INPUT)
-        check_model_file(MODEL)
+    paths = output_paths(INPUT)
+    try:                                        # every check on the files before any physics
+        glass = read_glass(INPUT, set(overridden))
         if set(overridden) & set(_POTENTIAL):       # asked for on the command line: it wins
             glass.update(potential=potential_from_constants(), potential_from=(
                 "the command line (" + ", ".join(sorted(set(overridden) & set(_POTENTIAL)))
                 + "), not the file"))
+        elif glass.get("potential_in_file") is False:
+            warn(f"{INPUT} records no potential (no sigma=, epsilon=, r_onset=, r_cutoff= in its "
+                 f"header): its potential is taken from the constants SIGMA={SIGMA}, "
+                 f"EPSILON={EPSILON}, R_ONSET={R_ONSET}, R_CUTOFF={R_CUTOFF} (Kob-Andersen unless "
+                 "set); give the glass's own on the command line if it was made with another")
+        check_overlaps(glass, INPUT)
+        check_outputs(paths, INPUT)
+        model_path, model_source = resolve_model()
+        check_model_file(model_path)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
+    if glass["mapping"]["source"] != "the snapshot (0 is A, 1 is B)":
+        print(f"{INPUT}: read as {glass['format']}"
+              + (f", frame {glass['frame']}" if glass["frame"] is not None else "")
+              + f"; A is {glass['mapping']['A']!r}, B is {glass['mapping']['B']!r} (from "
+              f"{glass['mapping']['source']}), written as {glass['elements'][0]} and "
+              f"{glass['elements'][1]}")
+    print(f"model: {model_path} ({model_source})")
     import figures
     import generate_glass_data as ggd
     import train
@@ -359,16 +582,15 @@ def main(argv=None):
     ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
     device = train.choose_device(DEVICE)            # refuses cuda without a GPU, names the fix
     try:
-        model, scaling, card = train.load_trained_model(MODEL, device)
+        model, scaling, card = load_model(model_path, device)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     n_modes = int(card.get("n_soft_modes") or 10)
     n = len(glass["species"])
     print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f}),"
-          f" potential from {glass['potential_from']}; model {MODEL} (trained on "
+          f" potential from {glass['potential_from']}; model trained on "
           f"{card.get('n_atoms')}-atom glasses, {card.get('label', 'softness')} over {n_modes} "
-          f"modes, commit "
-          f"{str(card.get('commit'))[:12]})")
+          f"modes, commit {str(card.get('commit'))[:12]}")
     warn_outside_training(glass, card)
     try:
         described = relax_and_describe(glass, ggd, n_modes, card.get("label", "softness"))
@@ -384,21 +606,27 @@ def main(argv=None):
     true, label = true_softness(glass, described, n_modes, card.get("label", "softness"))
     r = float(np.corrcoef(pred, true)[0, 1]) if true is not None else None
 
-    paths = output_paths(INPUT)
-    comment = f"predicted softness of {os.path.basename(INPUT)} by {os.path.basename(MODEL)}" + \
+    comment = f"predicted softness of {os.path.basename(INPUT)} by " \
+        f"{os.path.basename(model_path)}" + \
         (f"; R = {r:.4f} against the true softness ({label})" if r is not None else "")
     write_softness_xyz(paths["xyz"], described, glass, pred, true, comment)
     snap = dict(positions=described["positions"], species=glass["species"],
                 cell=glass["box"] * np.eye(3))
     figures.plot_slice(snap, pred, true, paths["png"], comment)
-    summary = dict(input=INPUT, model=MODEL, model_commit=card.get("commit"), n_atoms=n,
-                   potential_from=glass["potential_from"], minimized=MINIMIZE,
+    summary = dict(input=INPUT, input_path=os.path.abspath(INPUT), input_format=glass["format"],
+                   frame=glass["frame"], species=dict(glass["mapping"],
+                                                      written_as=list(glass["elements"])),
+                   model=model_path, model_source=model_source, model_commit=card.get("commit"),
+                   n_atoms=n, potential_from=glass["potential_from"], minimized=MINIMIZE,
                    max_force=described["max_force"], fire_steps=described["fire_steps"],
                    moved_max=described["moved_max"], energy_per_atom=described["energy"] / n,
-                   R=r, label=label, seconds=seconds, wall_seconds=time.perf_counter() - t_start)
+                   R=r, label=label, warnings=list(_WARNINGS), notes=list(_NOTES),
+                   seconds=seconds, wall_seconds=time.perf_counter() - t_start)
     atomic_write_bytes(paths["json"], json.dumps(summary, indent=2).encode())
     print(f"  R = {r:.4f} against the true softness ({label})" if r is not None else
           f"  no R: {label}")
+    if _WARNINGS:
+        print(f"  {len(_WARNINGS)} warning(s), recorded in {paths['json']}")
     print(f"wrote {paths['xyz']} (open in OVITO: colour by softness_pred), {paths['png']}, "
           f"{paths['json']} in {summary['wall_seconds']:.1f}s")
     return summary

@@ -1,6 +1,7 @@
 """predict.py: any glass in, softness out. Reading (our .pkl, extended XYZ with a cubic or rotated
 cubic cell), FIRE back to the inherent structure, the true label recomputed as the generator does,
 clear errors for bad input, and the same numbers as train.py's own test evaluation."""
+import json
 import os
 
 import numpy as np
@@ -96,7 +97,8 @@ def test_bad_xyz_glasses_are_refused_naming_the_file(predict, tiny_glass, small_
     assert not (tmp_path / "bad_softness.xyz").exists()
 
 
-def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass, tmp_path):
+def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass, small_model,
+                                                             tmp_path):
     pkl = tmp_path / "g.pkl"
     atomic_write_pickle(pkl, tiny_glass)
     with pytest.raises(SystemExit, match="nothing.pth: model file not found"):
@@ -105,10 +107,16 @@ def test_missing_or_foreign_model_and_input_are_clear_errors(predict, tiny_glass
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(SystemExit, match="foreign.pth: not a model file"):
         run_predict(predict, [f"--INPUT={pkl}", f"--MODEL={foreign}"])
+    card = torch.load(small_model, weights_only=True)     # weights of another architecture
+    card["architecture"] = dict(card["architecture"], hidden=16)
+    torch.save(card, tmp_path / "edited.pth")
+    with pytest.raises(SystemExit, match="edited.pth: its weights do not match the architecture "
+                                         "it records .RuntimeError"):
+        run_predict(predict, [f"--INPUT={pkl}", f"--MODEL={tmp_path / 'edited.pth'}"])
     with pytest.raises(SystemExit, match="missing.xyz: file not found"):
         run_predict(predict, [f"--INPUT={tmp_path / 'missing.xyz'}"])
     (tmp_path / "nocell.xyz").write_text("1\nProperties=species:S:1:pos:R:3\nA 0 0 0\n")
-    with pytest.raises(SystemExit, match="nocell.xyz: no Lattice"):
+    with pytest.raises(SystemExit, match="nocell.xyz: no periodic cell"):
         run_predict(predict, [f"--INPUT={tmp_path / 'nocell.xyz'}"])
     with pytest.raises(SystemExit, match="--INPUT"):
         run_predict(predict, [])
@@ -148,7 +156,41 @@ def test_a_glass_outside_the_training_densities_is_flagged(predict, tiny_glass, 
     import figures
     figures.write_extxyz(str(tmp_path / "angstrom.xyz"), tiny_glass["positions"] * 2.5,
                          tiny_glass["species"], 2.5 * tiny_glass["box_size"] * np.eye(3), {})
-    run_predict(predict, [f"--INPUT={tmp_path / 'angstrom.xyz'}", f"--MODEL={small_model}",
-                          "--MINIMIZE=False"])
+    args = [f"--INPUT={tmp_path / 'angstrom.xyz'}", "--MODEL=", f"--TRAINED_MODEL={small_model}",
+            "--MINIMIZE=False"]
+    first = run_predict(predict, args)
     assert "warning: density 0.0768 sigma^-3 lies outside the 1.200-1.200" in \
         capsys.readouterr().out
+    recorded = json.loads((tmp_path / "angstrom_softness.json").read_text())
+    assert recorded == json.loads(json.dumps(first))
+    assert any(w.startswith("density 0.0768 sigma^-3") for w in recorded["warnings"])
+    assert any("records no potential" in w and "Kob-Andersen" in w for w in recorded["warnings"])
+    assert recorded["model"] == small_model and recorded["model_source"].startswith("the freshly")
+    assert recorded["notes"] == [] and recorded["species"]["written_as"] == ["Ni", "P"]
+    again = run_predict(predict, args)                  # the same input again: replaced, said so
+    assert again["notes"] and again["notes"][0].startswith("replacing ")
+    assert "note: replacing" in capsys.readouterr().out
+
+
+def test_a_lammps_dump_predicts_as_the_snapshot(predict, tiny_glass, small_model, tmp_path):
+    """The tiny glass as a LAMMPS dump with types 2 (A) and 1 (B): the same prediction as its
+    .pkl, and the output labels follow the mapping (A written Ni, B written P)."""
+    import ase.io
+    box = tiny_glass["box_size"]
+    types = np.where(tiny_glass["species"] == 0, 2, 1)
+    lines = ["ITEM: TIMESTEP", "0", "ITEM: NUMBER OF ATOMS", str(len(types)),
+             "ITEM: BOX BOUNDS pp pp pp"] + [f"0 {box!r}"] * 3 + ["ITEM: ATOMS id type x y z"]
+    lines += [f"{i + 1} {t} {x:.17g} {y:.17g} {z:.17g}"
+              for i, (t, (x, y, z)) in enumerate(zip(types, tiny_glass["positions"]))]
+    (tmp_path / "glass.lammpstrj").write_text("\n".join(lines) + "\n")
+    common = [f"--MODEL={small_model}", f"--OUTPUT_DIR={tmp_path}", "--MINIMIZE=False"]
+    dump = run_predict(predict, [f"--INPUT={tmp_path / 'glass.lammpstrj'}", "--SPECIES_A=2",
+                                 "--SPECIES_B=1"] + common)
+    atomic_write_pickle(tmp_path / "stored.pkl", tiny_glass)
+    run_predict(predict, [f"--INPUT={tmp_path / 'stored.pkl'}"] + common)
+    ours = ase.io.read(str(tmp_path / "glass_softness.xyz"))
+    theirs = ase.io.read(str(tmp_path / "stored_softness.xyz"))
+    assert ours.get_chemical_symbols() == theirs.get_chemical_symbols()
+    assert (np.array(ours.get_chemical_symbols()) == "Ni").sum() == 160
+    assert np.array_equal(ours.arrays["softness_pred"], theirs.arrays["softness_pred"])
+    assert dump["species"]["A"] == "2" and dump["input_format"] == "lammps-dump-text"
