@@ -31,9 +31,9 @@ import time
 
 import numpy as np
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, atomic_write_pickle,
-                      exit_on_help, file_sha256, load_glass, name_list, or_constants,
-                      record_wall_time, safe_load_pickle)
+from softglass.cli import apply_overrides, exit_on_help, or_constants
+from softglass.files import (GlassFileError, atomic_write_bytes, atomic_write_pickle, file_sha256,
+                             load_glass, name_list, record_wall_time, safe_load_pickle)
 
 # ================================ constants ====================================================
 DATA_DIR = "data"                   # the data set: METADATA_FILE and the base glasses it lists

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from augment_data import wrapped_fractional
-from glass_io import atomic_write_bytes
+from softglass.files import atomic_write_bytes
 
 
 def _pyplot():

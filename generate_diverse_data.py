@@ -51,9 +51,9 @@ import uuid
 
 import numpy as np
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_pickle, constants_of,
-                      exit_on_help, load_glass, name_list, normalise_argv, record_wall_time,
-                      same_value, sha256_of_json)
+from softglass.cli import apply_overrides, constants_of, exit_on_help, normalise_argv
+from softglass.files import (GlassFileError, atomic_write_pickle, load_glass, name_list,
+                             record_wall_time, same_value, sha256_of_json)
 
 # ================================ constants ====================================================
 N_CONFIGS = 120                     # base glasses

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from glass_io import (apply_overrides, atomic_write_pickle, constants_of, exit_on_help,
-                      jax_cache_dir_before_overrides, or_constants, record_wall_time,
-                      validate_snapshot)
+from softglass.cli import (apply_overrides, constants_of, exit_on_help,
+                           jax_cache_dir_before_overrides, or_constants)
+from softglass.files import atomic_write_pickle, record_wall_time, validate_snapshot
 
 # ================================ constants ====================================================
 # --- system (Kob & Andersen, PRE 51, 4626 (1995)) ---

@@ -43,8 +43,9 @@ import time
 
 import numpy as np
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, exit_on_help,
-                      load_glass, read_structure, write_extxyz)
+from softglass.cli import apply_overrides, exit_on_help
+from softglass.files import (GlassFileError, atomic_write_bytes, load_glass, read_structure,
+                             write_extxyz)
 
 # ================================ constants ====================================================
 # --- input and output ---

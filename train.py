@@ -39,8 +39,8 @@ import time
 import numpy as np
 
 import figures
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, constants_of,
-                      exit_on_help, or_constants, read_wall_times)
+from softglass.cli import apply_overrides, constants_of, exit_on_help, or_constants
+from softglass.files import GlassFileError, atomic_write_bytes, read_wall_times
 
 # ================================ constants ====================================================
 # --- data ---
@@ -293,8 +293,8 @@ def label_over_modes(n_modes, bases, label="softness"):
     glass file read at most once. Cached per glass in DATA_DIR/LABELS_SUBDIR, keyed by the glass
     file's content, n_modes and the label."""
     import generate_glass_data as ggd
-    from glass_io import (atomic_write_pickle, file_sha256, load_glass, safe_load_pickle,
-                          system_of)
+    from softglass.files import (atomic_write_pickle, file_sha256, load_glass, safe_load_pickle,
+                                 system_of)
     from tqdm import tqdm
     out = {}
     if label not in _LABELS:

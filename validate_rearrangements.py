@@ -7,7 +7,7 @@ directions (+-xy, +-xz, +-yz; "xy" displaces x in proportion to y), in Lennard-J
   1-5. shear   athermal quasistatic simple shear to the first plastic event, bisected to
                STRAIN_RESOLUTION; the event's strain, energy and stress drops, non-affine
                displacement, D2min, the hit (most-moved atom) and the top-1% movers: the engine
-               is aqs_shear.py (its docstring has the steps), its settings the constants below
+               is softglass/shear.py (its docstring has the steps), its settings the constants below
   6. score     indicators of the unstrained inherent structure (softness over 10/30/100 modes,
                vibrality, -lambda_1 of the local Hessian, random, the model's prediction when
                MODEL exists, each of MORE_MODELS (e.g. one trained with --LABEL_MODES=100),
@@ -40,9 +40,9 @@ import time
 
 import numpy as np
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes, atomic_write_pickle,
-                      constants_of, exit_on_help, file_sha256, load_glass, safe_load_pickle,
-                      same_value, system_of)
+from softglass.cli import apply_overrides, constants_of, exit_on_help
+from softglass.files import (GlassFileError, atomic_write_bytes, atomic_write_pickle, file_sha256,
+                             load_glass, safe_load_pickle, same_value, system_of)
 
 # ================================ constants ====================================================
 # --- shear protocol ---
@@ -144,16 +144,23 @@ _PROTOCOL = ("STRAIN_STEP", "MAX_STRAIN", "STRAIN_RESOLUTION", "FORCE_TOL", "MAX
 
 
 # ================================ the shear engine ================================================
-import aqs_shear as aqs                               # noqa: E402  (imports jax: after --help)
+from softglass import shear as aqs                    # noqa: E402  (imports jax: after --help)
 import generate_glass_data as ggd                     # noqa: E402  (enables float64)
 
 
 def shear_protocol():
-    """The engine's settings (aqs_shear.ShearProtocol) from the constants above, read now: after
+    """The engine's settings (softglass.shear.ShearProtocol) from the constants above, read now: after
     the command line's overrides, and in a spawned worker after _worker_init. Refuses a bad
     NEWTON_FACTOR or FORCE_KERNEL before any shear is run."""
     return aqs.ShearProtocol(**{f.name: globals()[f.name.upper()]
                                 for f in dataclasses.fields(aqs.ShearProtocol)})
+
+
+def relaxation():
+    """How the shear's FIRE and factors compute (softglass.shear.Relaxation): generate_glass_data's
+    constants of those names, read now (a worker has applied their overrides)."""
+    return aqs.Relaxation(**{f.name: getattr(ggd, f.name.upper())
+                             for f in dataclasses.fields(aqs.Relaxation)})
 
 
 # ================================ indicators and scores ===========================================
@@ -453,7 +460,8 @@ def run_task(task):
     """Shear one glass in one direction and write its result file (atomic)."""
     name, path, direction = task
     snap = load_glass(path)
-    res = aqs.shear_to_first_event(snap, direction, shear_protocol(), where=path)
+    res = aqs.shear_to_first_event(snap, direction, shear_protocol(), where=path,
+                                   relaxation=relaxation())
     res.update(glass=name, path=path, glass_sha256=file_sha256(path), protocol=protocol())
     atomic_write_pickle(result_path(name, direction), res)
     return name, direction, res["status"], res.get("event_strain"), res["seconds"]

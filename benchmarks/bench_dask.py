@@ -26,7 +26,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, constants_of, load_glass, normalise_argv  # noqa: E402
+from softglass.cli import apply_overrides, constants_of, normalise_argv  # noqa: E402
+from softglass.files import load_glass  # noqa: E402
 
 N_CONFIGS = 4       # glasses to make, in each timed run
 N_ATOMS = 1000      # atoms per glass

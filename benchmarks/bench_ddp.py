@@ -15,7 +15,7 @@ import tempfile
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
 
 DATA_DIR = "data"       # with augmented/ (its manifest) from augment_data.py
 PROCESSES = 2           # torchrun processes, one thread each (torchrun's default)

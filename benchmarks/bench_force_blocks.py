@@ -31,7 +31,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from glass_io import apply_overrides, atomic_write_bytes, constants_of  # noqa: E402
+from softglass.cli import apply_overrides, constants_of  # noqa: E402
+from softglass.files import atomic_write_bytes  # noqa: E402
 from bench_lammps import pin_threads  # noqa: E402
 
 GLASS = "data/glass_data_10k.pkl"    # a glass of generate_glass_data.py (any size)
@@ -126,7 +127,7 @@ def main():
     import generate_glass_data as ggd
     global dynamics, forces, neighbours, potentials                  # imported after the threads are pinned
     from softglass import dynamics, forces, neighbours, potentials
-    from glass_io import load_glass, system_of
+    from softglass.files import load_glass, system_of
     ggd.enable_compilation_cache("")
     snap = load_glass(GLASS)
     system = system_of(snap)

@@ -32,7 +32,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from glass_io import apply_overrides, atomic_write_bytes, constants_of  # noqa: E402
+from softglass.cli import apply_overrides, constants_of  # noqa: E402
+from softglass.files import atomic_write_bytes  # noqa: E402
 from bench_lammps import pin_threads  # noqa: E402
 
 N_ATOMS = 1000          # atoms (KA 80:20 at generate_glass_data's density 1.2); 10000 works too

@@ -20,7 +20,7 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
 
 N_ATOMS = 1000      # atoms per glass
 REPEATS = 3         # glasses timed in one process (the first includes compilation)

@@ -76,7 +76,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes, constants_of  # noqa: E402
+from softglass.cli import apply_overrides, constants_of  # noqa: E402
+from softglass.files import atomic_write_bytes  # noqa: E402
 
 N_ATOMS = 1000          # atoms (KA 80:20 at generate_glass_data's density 1.2); 10000 works too
 SEED = 0                # seeds the glass (positions, species) and both engines' Brownian noise

@@ -23,7 +23,7 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
 
 REPEATS = 3                     # warm-cache runs per series (median quoted)
 MODEL = "hybrid_physics_best.pth"   # train.py's output (relative to the repository root)

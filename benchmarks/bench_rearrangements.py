@@ -34,7 +34,8 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_pickle, load_glass  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import atomic_write_pickle, load_glass  # noqa: E402
 
 GLASS = ""                                  # .pkl glass; "" = data/ or a new one
 N_ATOMS = 1000                              # atoms of a glass made here
@@ -65,7 +66,7 @@ def the_glass(tmp):
 def main():
     apply_overrides(globals())
     import dataclasses
-    import aqs_shear
+    from softglass import shear as aqs_shear
     import validate_rearrangements as vr
     protocol = vr.shear_protocol()          # validate_rearrangements' defaults, then ours on top
     protocol = dataclasses.replace(
@@ -78,7 +79,8 @@ def main():
         print(f"{path}: {len(snap['species'])} atoms")
         rows = []
         for d in DIRECTIONS.split(","):
-            res = aqs_shear.shear_to_first_event(snap, d.strip(), protocol)
+            res = aqs_shear.shear_to_first_event(snap, d.strip(), protocol,
+                                                 relaxation=vr.relaxation())
             row = dict(direction=d, status=res["status"], strain=res.get("event_strain"),
                        energy_drop=res.get("energy_drop"), coarse=res.get("coarse_steps"),
                        bisection=res.get("bisection_steps"), relaxations=res["relaxations"],

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import train  # noqa: E402
-from glass_io import load_glass  # noqa: E402
+from softglass.files import load_glass  # noqa: E402
 
 
 def glasses(n):

@@ -20,7 +20,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from augment_data import base_files  # noqa: E402  (the glasses of a data set, one definition)
-from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import atomic_write_bytes, load_glass  # noqa: E402
 
 DATA_DIR = os.path.join(_ROOT, "data")    # one set of base glasses
 OTHER_DIR = ""                            # the other set (required), e.g. a fresh clone's data/

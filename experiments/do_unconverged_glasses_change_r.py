@@ -41,7 +41,8 @@ sys.path.insert(0, _ROOT)
 sys.path.insert(0, _HERE)
 
 from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)
-from glass_io import apply_overrides, atomic_write_bytes, load_glass  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import atomic_write_bytes, load_glass  # noqa: E402
 
 DATA_DIR = os.path.join(_ROOT, "data")
 CACHE_SUBDIR = "unconverged"

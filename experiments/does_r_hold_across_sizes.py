@@ -31,8 +31,9 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import (apply_overrides, atomic_write_bytes, atomic_write_pickle,  # noqa: E402
-                      file_sha256, load_glass, safe_load_pickle, system_of)
+from softglass.cli import apply_overrides
+from softglass.files import (atomic_write_bytes, atomic_write_pickle, file_sha256, load_glass,
+                             safe_load_pickle, system_of)
 
 MODEL = "hybrid_physics_best.pth"   # train.py's model ("" or missing: labels and baselines only)
 RESULTS_FILE = "results.json"   # train.py's results: its split names the test glasses

@@ -32,7 +32,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import GlassFileError, apply_overrides, atomic_write_bytes  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import GlassFileError, atomic_write_bytes  # noqa: E402
 
 N_ATOMS = 500                   # atoms per glass of the new set (the independent measurement's)
 REFERENCE = "runs/yield_dense_r2_18/rearrangements.json"  # a run whose records name glasses

@@ -18,7 +18,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import atomic_write_bytes  # noqa: E402
 
 SEEDS = "0,1,2"                  # comma-separated split/initialisation seeds
 RUNS_DIR = os.path.join(_ROOT, "runs", "train_seeds")

@@ -14,7 +14,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
 
 _T = "runs/scaling/trained_at_10k/"
 RUNS = (f"default=runs/scaling/softness_across_sizes_8x10k_s1000.json,"

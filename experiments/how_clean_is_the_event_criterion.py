@@ -27,7 +27,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides, atomic_write_bytes, load_glass, safe_load_pickle  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
+from softglass.files import atomic_write_bytes, load_glass, safe_load_pickle  # noqa: E402
 
 EVENTS_DIR = "rearrangements/events"    # validate_rearrangements.py's OUT_DIR/events
 OUT_FILE = ""                           # JSON of the numbers ("" writes none)

@@ -31,8 +31,8 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402
-                      file_sha256, load_glass)
+from softglass.cli import apply_overrides
+from softglass.files import GlassFileError, atomic_write_bytes, file_sha256, load_glass
 
 RUNS = "n500=runs/yield_n500_18,g0to7=runs/yield_n500_draws0to7"   # name=run folder
 MODE_COUNTS = "10,30,100,300,all"   # lowest non-trivial modes summed; "all" = 3N - 3
@@ -46,7 +46,7 @@ OUT_FILE = "runs/vibrality_modes/vibrality_modes.json"  # "" writes none
 def full_spectrum(snap, ggd):
     """All eigenpairs of the glass's Hessian (dense eigh), ascending, the three translations
     checked to be the lowest."""
-    from glass_io import system_of
+    from softglass.files import system_of
     positions = np.asarray(snap["positions"], np.float64)
     h, _ = ggd.hessian(positions, system_of(snap))
     vals, vecs = np.linalg.eigh(h.toarray())

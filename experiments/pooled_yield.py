@@ -22,8 +22,8 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import (GlassFileError, apply_overrides, atomic_write_bytes,  # noqa: E402
-                      safe_load_pickle)
+from softglass.cli import apply_overrides
+from softglass.files import GlassFileError, atomic_write_bytes, safe_load_pickle
 
 RUNS = ""               # comma list of name=source (rearrangements.json, or a checkout with
                         # results.json and rearrangements/)

@@ -9,7 +9,7 @@ import os
 import sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from glass_io import load_glass, safe_load_pickle, atomic_write_pickle, file_sha256
+from softglass.files import load_glass, safe_load_pickle, atomic_write_pickle, file_sha256
 src_dirs = ["runs/yield_n500_18/events"]
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)

@@ -36,8 +36,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from augment_data import base_files, read_metadata  # noqa: E402  (the glasses of a data set)
-from glass_io import (apply_overrides, atomic_write_bytes, load_glass, or_constants,  # noqa: E402
-                      system_of)
+from softglass.cli import apply_overrides, or_constants
+from softglass.files import atomic_write_bytes, load_glass, system_of
 
 DATA_DIR = os.path.join(_ROOT, "data")
 OUT_FILE = "what_drives_r.json"   # in DATA_DIR

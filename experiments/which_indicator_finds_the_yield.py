@@ -18,7 +18,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from glass_io import apply_overrides  # noqa: E402
+from softglass.cli import apply_overrides  # noqa: E402
 
 RUNS = ("dense_r2=runs/yield_dense_r2_18/rearrangements.json,"     # name=rearrangements.json;
         "former=runs/yield_grad_18/rearrangements.json,"      # the first is the headline

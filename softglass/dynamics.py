@@ -198,7 +198,7 @@ def _brownian_chunk(state, nbrs, step0, n_steps, params, skin, kernel, block_row
 
 def cubic_system(params, skin, kernel, block_rows):
     """Shift, neighbour list and smoothed-LJ pair energy of the (traced) cubic box: what FIRE
-    runs on here (aqs_shear.py passes its sheared cell's instead)."""
+    runs on here (shear.py passes its sheared cell's instead)."""
     return pair_system(params["box"], params["r_list"], skin,
                    smoothed_lj(params["r_onset"], params["r_cutoff"]), kernel, block_rows)
 

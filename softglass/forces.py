@@ -45,7 +45,7 @@ def dense_pair_forces(pair, box, cell=None, block_rows=0, force_over_r=None):
     slow fmod) and the species pair's parameters by selects on each atom's row of the tables
     (not a 2-d gather per slot): 3-4x faster at N = 256 than the same sums written on (N, M, 3)
     arrays with jax-md's displacement and parameter look-ups (measured, one core).
-    With `cell` (a general periodic cell T, columns the cell vectors: aqs_shear.py's sheared
+    With `cell` (a general periodic cell T, columns the cell vectors: softglass/shear.py's sheared
     box) the positions are fractions s and r_ij = T (s_ij - round(s_ij)), still in planes;
     the forces are real-space ones (what FIRE's velocities are).
     With block_rows > 0 the rows are summed block_rows at a time (lax.map over blocks; the last

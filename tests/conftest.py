@@ -67,7 +67,7 @@ def graph(train, tiny_glass):
 def write_metadata(data_dir, names, n_atoms):
     """A minimal metadata.pkl listing `names` as the data set's glasses (what
     generate_diverse_data.py writes, less what augment_data.py and the benchmarks do not read)."""
-    from glass_io import atomic_write_pickle
+    from softglass.files import atomic_write_pickle
     records = [dict(file=name, parameters={}) for name in names]
     atomic_write_pickle(os.path.join(str(data_dir), "metadata.pkl"),
                         dict(records=records, n_configs=len(names), n_atoms=int(n_atoms)))

@@ -10,9 +10,9 @@ import pytest
 from softglass import forces
 from softglass import hessian as hs
 
-import glass_io
+import softglass.cli
 from conftest import write_metadata
-from glass_io import GlassFileError, atomic_write_pickle
+from softglass.files import GlassFileError, atomic_write_pickle
 
 BASES = ["glass_data_000.pkl", "glass_data_001.pkl"]
 
@@ -22,7 +22,7 @@ def aug(tmp_path, tiny_glass):
     """Two 200-atom base glasses listed in metadata.pkl, 3 rotations each; no --N_ATOMS: the atom
     count comes from the metadata."""
     import augment_data
-    saved = glass_io.constants_of(vars(augment_data))
+    saved = softglass.cli.constants_of(vars(augment_data))
     for name in BASES:
         atomic_write_pickle(tmp_path / name, tiny_glass)
     write_metadata(tmp_path, BASES, 200)

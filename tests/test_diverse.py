@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY_PROTOCOL
-from glass_io import load_glass
+from softglass.files import load_glass
 
 N = 250   # legal for the densest, largest-sigma corner: box 5.77 > 2 * 2.75
 
@@ -41,8 +41,9 @@ def _main_here(capsys, *args, **kw):
     message goes to stderr with code 1); the constants of both scripts are restored after."""
     import generate_diverse_data as gdd
     import generate_glass_data as ggd
-    import glass_io
-    saved = [(module, glass_io.constants_of(vars(module))) for module in (gdd, ggd)]
+    import softglass.cli
+    import softglass.files
+    saved = [(module, softglass.cli.constants_of(vars(module))) for module in (gdd, ggd)]
     code, message = 0, ""
     capsys.readouterr()
     try:
@@ -267,11 +268,12 @@ def _copy(src, dst, names, as_names=None):
 
 
 def test_each_glass_records_the_protocol_that_shaped_it(two_glasses):
-    import glass_io
+    import softglass.cli
+    import softglass.files
     meta = pickle.loads((two_glasses / "metadata.pkl").read_bytes())
     for rec in meta["records"]:
         p = rec["parameters"]
-        assert p["protocol_hash"] == meta["protocol_hash"] == glass_io.sha256_of_json(p["protocol"])
+        assert p["protocol_hash"] == meta["protocol_hash"] == softglass.files.sha256_of_json(p["protocol"])
     ggd_part = p["protocol"]["generate_glass_data.py"]
     ours = p["protocol"]["generate_diverse_data.py"]
     assert ggd_part["HEAT_STEPS"] == 300 and ggd_part["CHUNK_STEPS"] == 300
@@ -313,7 +315,8 @@ def test_smaller_set_lists_only_its_glasses_and_augment_reports_the_stray(
     """N_CONFIGS=2 into a folder holding 3 glasses: metadata.pkl lists 2, augment_data.py uses
     those 2 and names the third, which both leave in place."""
     import augment_data
-    import glass_io
+    import softglass.cli
+    import softglass.files
     _copy(two_glasses, tmp_path, ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_001.pkl"],
           ["glass_data_000.pkl", "glass_data_001.pkl", "glass_data_002.pkl"])
     code, out, _ = _main_here(capsys, str(tmp_path), cache, 2, 1)
@@ -321,7 +324,7 @@ def test_smaller_set_lists_only_its_glasses_and_augment_reports_the_stray(
     assert "glass_data_002.pkl" in out
     meta = pickle.loads((tmp_path / "metadata.pkl").read_bytes())
     assert [r["file"] for r in meta["records"]] == ["glass_data_000.pkl", "glass_data_001.pkl"]
-    saved = glass_io.constants_of(vars(augment_data))
+    saved = softglass.cli.constants_of(vars(augment_data))
     try:
         augment_data.main([f"--DATA_DIR={tmp_path}", "--N_ROTATIONS=2"])
     finally:
@@ -348,13 +351,14 @@ def test_an_interrupted_regeneration_leaves_no_metadata_vouching_for_a_mixture(
     import augment_data
     import generate_diverse_data as gdd
     import generate_glass_data as ggd
-    import glass_io
+    import softglass.cli
+    import softglass.files
     _copy(two_glasses, tmp_path, ["glass_data_000.pkl", "glass_data_001.pkl", "metadata.pkl"])
 
     def interrupted(*args):
         raise KeyboardInterrupt
     monkeypatch.setattr(gdd, "make_glasses", interrupted)
-    saved = [(m, glass_io.constants_of(vars(m))) for m in (gdd, ggd)]
+    saved = [(m, softglass.cli.constants_of(vars(m))) for m in (gdd, ggd)]
     try:
         with pytest.raises(SystemExit, match="interrupted: finished glasses are kept"):
             gdd.main(_args(str(tmp_path), cache, 2, 1,
@@ -363,5 +367,5 @@ def test_an_interrupted_regeneration_leaves_no_metadata_vouching_for_a_mixture(
         for module, constants in saved:
             vars(module).update(constants)
     assert not (tmp_path / "metadata.pkl").exists()
-    with pytest.raises(glass_io.GlassFileError, match="metadata.pkl: file not found"):
+    with pytest.raises(softglass.files.GlassFileError, match="metadata.pkl: file not found"):
         augment_data.base_files(str(tmp_path))

@@ -133,7 +133,7 @@ def test_overflowed_dense_list_is_reallocated_and_chunk_redone(ggd, tiny_glass, 
 def test_forces_summed_in_blocks_are_the_one_block_forces(ggd, tiny_glass, cell, kernel):
     """The blocked sum (FORCE_BLOCK_ROWS rows at a time, the last block padded with empty rows)
     gives each atom the forces of the one-block sum, to round-off, in the cubic box and in a
-    sheared cell (fractional coordinates, aqs_shear's FIRE); with blocks larger than the system it
+    sheared cell (fractional coordinates, softglass.shear's FIRE); with blocks larger than the system it
     is the one-block program itself."""
     import jax
     import jax.numpy as jnp

@@ -165,7 +165,7 @@ def test_protocol_replays_to_the_stored_inherent_structure(ggd, tiny_glass, tmp_
     FIRE skipped, stopped early, converged. Converged must be the stored glass again."""
     import os
     import sys
-    from glass_io import atomic_write_pickle
+    from softglass.files import atomic_write_pickle
     from conftest import load_benchmark
     unconverged = load_benchmark("do_unconverged_glasses_change_r")
     monkeypatch.setattr(ggd, "SHOW_PROGRESS", ggd.SHOW_PROGRESS)      # replay turns it off

@@ -5,9 +5,11 @@ import pickle
 import numpy as np
 import pytest
 
-import glass_io
+import softglass.cli
+import softglass.files
 from conftest import TINY, TINY_PROTOCOL, write_metadata
-from glass_io import GlassFileError, apply_overrides, atomic_write_pickle, load_glass
+from softglass.cli import apply_overrides
+from softglass.files import GlassFileError, atomic_write_pickle, load_glass
 
 
 def test_schema_round_trip(tiny_glass, tmp_path):
@@ -110,7 +112,7 @@ def test_overrides_are_typed_and_bad_names_rejected():
 def test_main_writes_a_valid_file_and_refuses_a_too_small_box(ggd, tiny_glass, tmp_path):
     """The script end to end (tiny settings): one valid file, no temp files; then a box narrower
     than 2 r_cut stops with a clear error and leaves the existing file untouched."""
-    saved = glass_io.constants_of(vars(ggd))
+    saved = softglass.cli.constants_of(vars(ggd))
     args = [f"--{k}={v}" for k, v in TINY_PROTOCOL.items()] + [
         f"--DATA_DIR={tmp_path}", "--N_ATOMS=200", "--QUENCH_STEPS=600", "--SEED=3"]
     try:
@@ -123,13 +125,13 @@ def test_main_writes_a_valid_file_and_refuses_a_too_small_box(ggd, tiny_glass, t
             ggd.main(args + ["--N_ATOMS=150"])
         assert path.read_bytes() == before
         assert sorted(os.listdir(tmp_path)) == sorted([ggd.output_file(200), "timings.json"])
-        assert glass_io.read_wall_times(tmp_path)["generate_glass_data.py"]["seconds"] > 0
+        assert softglass.files.read_wall_times(tmp_path)["generate_glass_data.py"]["seconds"] > 0
     finally:
         vars(ggd).update(saved)
 
 
 def test_wall_times_accumulate_per_script_and_survive_a_bad_file(tmp_path):
-    from glass_io import read_wall_times, record_wall_time
+    from softglass.files import read_wall_times, record_wall_time
     assert read_wall_times(tmp_path) == {}
     (tmp_path / "timings.json").write_text("{not json")
     assert read_wall_times(tmp_path) == {}
@@ -217,7 +219,7 @@ def test_help_lists_every_constant_with_its_comment_before_heavy_imports(script,
     assert heavy == [] and seconds < 3, (heavy, seconds)      # jax/torch never imported
     lines = text.splitlines()
     assert "--NAME=value or --NAME value" in lines[1]
-    for name in glass_io.constants_of(vars(importlib.import_module(module))):
+    for name in softglass.cli.constants_of(vars(importlib.import_module(module))):
         assert f"--{name}=" in text, name
     at = [i for i, s in enumerate(lines) if s.split()[:1] == [line[0]] and line[1] in s]
     assert at, f"{line} not on one line"                      # value and units side by side
@@ -245,7 +247,7 @@ def test_space_separated_overrides_and_negative_values(tmp_path):
     changed = apply_overrides(ns, ["--EPOCHS", "3", "--DATA_DIR", "/tmp/x", "--EIGSH_SHIFT",
                                    "-0.2", "--LR=1e-3"])
     assert changed == dict(EPOCHS=3, DATA_DIR="/tmp/x", EIGSH_SHIFT=-0.2, LR=1e-3)
-    assert glass_io.normalise_argv(["--EIGSH_SHIFT", "-1e-2", "-h"]) == ["--EIGSH_SHIFT=-1e-2", "-h"]
+    assert softglass.cli.normalise_argv(["--EIGSH_SHIFT", "-1e-2", "-h"]) == ["--EIGSH_SHIFT=-1e-2", "-h"]
     for argv in (["--EPOCHS"], ["--EPOCHS", "--LR=1e-3"], ["--LR=1e-3", "--EPOCHS"]):
         with pytest.raises(SystemExit, match="--EPOCHS needs a value"):
             apply_overrides(dict(ns), argv)
@@ -286,12 +288,12 @@ def test_the_cache_folder_read_before_overrides(tmp_path, monkeypatch):
             ([f"--JAX_CACHE_DIR={missing}"], str(there), None),
             (["--SEED"], str(there), None)):                 # malformed: main() reports it
         monkeypatch.setattr(sys, "argv", ["generate_glass_data.py", *argv])
-        found = glass_io.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=default))
+        found = softglass.cli.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=default))
         assert found == expected, argv
     assert not missing.exists()
     main.__file__ = os.path.join(ROOT, "tests", "somewhere_else.py")      # pytest, a user's worker
     monkeypatch.setattr(sys, "argv", ["x", f"--JAX_CACHE_DIR={there}"])
-    assert glass_io.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=str(there))) is None
+    assert softglass.cli.jax_cache_dir_before_overrides(dict(JAX_CACHE_DIR=str(there))) is None
 
 
 def test_a_new_cache_folder_takes_effect_and_empty_turns_it_off(ggd, tmp_path):

@@ -21,9 +21,10 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-import glass_io
+import softglass.cli
 from conftest import ROOT, TINY, TINY_PROTOCOL
-from glass_io import apply_overrides, load_glass
+from softglass.cli import apply_overrides
+from softglass.files import load_glass
 
 
 # ================================ (a) static ====================================================
@@ -191,7 +192,7 @@ ROWS = [
 
 
 def _in_process(row, ggd, tiny_glass):
-    saved = glass_io.constants_of(vars(ggd))
+    saved = softglass.cli.constants_of(vars(ggd))
     try:
         before = row.observe(ggd, tiny_glass)
         apply_overrides(vars(ggd), [f"--{row.constant}={row.override}"])
@@ -202,7 +203,7 @@ def _in_process(row, ggd, tiny_glass):
 
 def _by_main(row, ggd, tiny_glass, tmp_path):
     """The script run as a user does, on the tiny glass's settings plus the override."""
-    saved = glass_io.constants_of(vars(ggd))
+    saved = softglass.cli.constants_of(vars(ggd))
     args = [f"--{k}={v}" for k, v in TINY_PROTOCOL.items()] + [
         f"--DATA_DIR={tmp_path}", f"--N_ATOMS={TINY['n_atoms']}", f"--DENSITY={TINY['density']}",
         f"--TEMPERATURE={TINY['temperature']}", f"--QUENCH_STEPS={TINY['quench_steps']}",

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from glass_io import atomic_write_pickle, constants_of
+from softglass.cli import constants_of
+from softglass.files import atomic_write_pickle
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Physics of aqs_shear.py (athermal quasistatic shear) and validate_rearrangements.py (its
+"""Physics of softglass/shear.py (athermal quasistatic shear) and validate_rearrangements.py (its
 scores and pipeline) on the 200-atom tiny glass.
 
 Its 5.50 sigma box stays wider than 2 r_cut = 5.0 under shear up to gamma = 0.458, so MAX_STRAIN
@@ -28,8 +28,15 @@ def vr(ggd):
 
 @pytest.fixture(scope="module")
 def aqs(vr):
-    import aqs_shear as module
+    from softglass import shear as module
     return module
+
+
+@pytest.fixture(scope="module")
+def relaxation(vr):
+    """generate_glass_data's settings of FIRE and the factors, as validate_rearrangements reads
+    them."""
+    return vr.relaxation()
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,9 @@ def protocol(vr):
 
 
 @pytest.fixture(scope="module")
-def event(aqs, protocol, tiny_glass):
+def event(relaxation, aqs, protocol, tiny_glass):
     """The first event of the tiny glass sheared +xz (one AQS run shared by the tests)."""
-    return aqs.shear_to_first_event(tiny_glass, "+xz", protocol)
+    return aqs.shear_to_first_event(tiny_glass, "+xz", protocol, relaxation=relaxation)
 
 
 def brute_force_nearest(frac, cell, i, j):
@@ -64,7 +71,7 @@ def test_sheared_distances_equal_affinely_mapped_positions(aqs, tiny_glass):
     r_cut = snap["parameters"]["r_cutoff"]
     for direction, strain in (("+xy", 0.13), ("-yz", 0.2), ("+xz", 0.0)):
         cell = aqs.sheared_cell(snap["box_size"], direction, strain)
-        i, j, rij = aqs.sheared_pairs(frac, cell, r_cut)
+        i, j, rij = neighbours.pair_list(frac, cell, r_cut)      # the general-cell branch
         displacement, _ = aqs.sheared_space(jnp.asarray(cell))
         d_jax = np.asarray(jax.jit(space.map_bond(displacement))(jnp.asarray(frac[j]),
                                                                  jnp.asarray(frac[i])))
@@ -78,7 +85,7 @@ def test_sheared_distances_equal_affinely_mapped_positions(aqs, tiny_glass):
 
 
 @pytest.mark.parametrize("kernel", ["grad", "dense", "dense_r2"])
-def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_glass, kernel):
+def test_jitted_energy_and_forces_equal_the_pair_list(relaxation, aqs, protocol, ggd, tiny_glass, kernel):
     """The compiled energy and forces FIRE minimises (neighbour list, fractional coordinates)
     equal the numpy pair-list ones in a sheared cell: -jax.grad of the energy on a half list
     ("grad"), or the explicit pair forces summed along the rows of a Dense list ("dense"; the
@@ -86,7 +93,8 @@ def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_g
     import jax
     import jax.numpy as jnp
     from jax_md import partition
-    glass = aqs.ShearedGlass(tiny_glass, "-xz", dataclasses.replace(protocol, force_kernel=kernel))
+    glass = aqs.ShearedGlass(tiny_glass, "-xz", dataclasses.replace(protocol, force_kernel=kernel),
+                             relaxation=relaxation)
     s, cell = glass.system, jnp.asarray(glass.cell(0.15))
     p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
     p.update(cell=cell, species=jnp.asarray(s["species"], jnp.int32),
@@ -94,6 +102,7 @@ def test_jitted_energy_and_forces_equal_the_pair_list(aqs, protocol, ggd, tiny_g
     _, neighbor_fn, energy_fn = aqs._sheared_system(p, glass.skin, kernel, 0)
     frac = jnp.asarray(glass.frac0)
     neighbor_fn.force_kernel = kernel          # what ShearedGlass gives the list it allocates
+    neighbor_fn.capacity_margin = relaxation.capacity_margin
     nbrs = neighbours.allocate_neighbors(neighbor_fn, frac)
     kw = dict(species=p["species"], sigma=p["sigma"], epsilon=p["epsilon"])
     e_np, f_np, _ = glass.energy_forces_stress(glass.frac0, 0.15)
@@ -124,11 +133,11 @@ def test_direction_names(aqs):
         aqs.parse_direction("xy")
 
 
-def test_initial_slope_equals_shear_modulus_from_hessian(aqs, protocol, tiny_glass):
+def test_initial_slope_equals_shear_modulus_from_hessian(relaxation, aqs, protocol, tiny_glass):
     """dtau/dgamma of relaxed minima at gamma = 0 and 1e-4 equals G = Born - Xi^T H^+ Xi (the
     non-affine correction is large: dropping it would miss by tens of percent)."""
     for direction in ("+xy", "-yz"):
-        glass = aqs.ShearedGlass(tiny_glass, direction, protocol)
+        glass = aqs.ShearedGlass(tiny_glass, direction, protocol, relaxation=relaxation)
         m0 = glass.relax(glass.frac0, 0.0)
         m1 = glass.relax(glass.frac0, 1e-4)          # pure affine start, FIRE does the rest
         slope = (m1["stress"] - m0["stress"]) / 1e-4
@@ -142,9 +151,9 @@ def test_initial_slope_equals_shear_modulus_from_hessian(aqs, protocol, tiny_gla
         assert np.linalg.norm(moved - predicted) < 0.05 * np.linalg.norm(predicted)
 
 
-def test_loading_then_unloading_below_the_event_returns_to_the_same_minimum(aqs, protocol,
+def test_loading_then_unloading_below_the_event_returns_to_the_same_minimum(relaxation, aqs, protocol,
                                                                              tiny_glass, event):
-    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol)
+    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol, relaxation=relaxation)
     start = glass.relax(glass.frac0, 0.0)
     top = 0.5 * event["strain_before"]
     state = start
@@ -175,7 +184,7 @@ def test_event_is_found_with_energy_drop_and_moving_atoms(vr, event):
     assert event["stress_drop"] > 0
 
 
-def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol, tiny_glass,
+def test_no_yield_and_fire_failure_are_recorded_never_dropped(relaxation, vr, aqs, protocol, tiny_glass,
                                                               event, small_model, tmp_path,
                                                               monkeypatch):
     """The engine returns 'no_yield' for a direction still elastic at MAX_STRAIN and
@@ -184,16 +193,17 @@ def test_no_yield_and_fire_failure_are_recorded_never_dropped(vr, aqs, protocol,
     below = np.floor(event["event_strain"] / protocol.strain_step - 1e-9) * protocol.strain_step
     assert below >= protocol.strain_step, "the tiny glass yields within one strain step"
     elastic = aqs.shear_to_first_event(tiny_glass, "+xz",
-                                       dataclasses.replace(protocol, max_strain=below))
+                                       dataclasses.replace(protocol, max_strain=below),
+                                       relaxation=relaxation)
     assert elastic["status"] == "no_yield" and "no event up to strain" in elastic["message"]
     assert elastic["curve"]["strain"].max() == pytest.approx(below)
     assert np.all(elastic["curve"]["stable"] == 1) and "hit" not in elastic
     failed = aqs.shear_to_first_event(tiny_glass, "-xz", dataclasses.replace(
-        protocol, max_fire_steps=1, newton_force=0.0))
+        protocol, max_fire_steps=1, newton_force=0.0), relaxation=relaxation)
     assert failed["status"] == "fire_failed" and "FIRE did not converge" in failed["message"]
     # the pipeline, on result files as run_task writes them (the three made under different
     # settings, labelled with one protocol so that one run reads them all)
-    from glass_io import atomic_write_pickle, file_sha256
+    from softglass.files import atomic_write_pickle, file_sha256
     path = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(path, tiny_glass)
     for name in ("OUT_DIR", "DIRECTIONS", "MODEL", "N_BOOTSTRAP", "GLASSES", "N_WORKERS",
@@ -237,7 +247,7 @@ def test_vibrality_over_all_modes_is_the_harmonic_response(vr, ggd, tiny_glass):
     vm = load_benchmark("how_many_modes_for_vibrality")
     vals, vecs = vm.full_spectrum(tiny_glass, ggd)
     v = vm.vibralities(vals, vecs, ["100", "all"], ggd)
-    from glass_io import system_of
+    from softglass.files import system_of
     h, _ = ggd.hessian(np.asarray(tiny_glass["positions"], np.float64), system_of(tiny_glass))
     response = np.linalg.pinv(h.toarray(), rcond=1e-10, hermitian=True)
     n = len(tiny_glass["positions"])
@@ -289,7 +299,7 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
     assert set(ind) == {"S10", "S30", "S100", "vibrality", "-lambda_1", "random"}
     np.testing.assert_allclose(ind["S10"], tiny_glass["softness_score"], atol=1e-8)
     assert ind["S30"].sum() == pytest.approx(30) and np.all(ind["vibrality"] > 0)
-    from glass_io import atomic_write_pickle, file_sha256
+    from softglass.files import atomic_write_pickle, file_sha256
     path = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(path, tiny_glass)
     monkeypatch.setattr(vr, "OUT_DIR", str(tmp_path / "out"))
@@ -414,7 +424,7 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     name what made them: a changed training glass remakes the trees' predictions, never scores
     stale ones."""
     import pickle
-    from glass_io import atomic_write_pickle, file_sha256, safe_load_pickle
+    from softglass.files import atomic_write_pickle, file_sha256, safe_load_pickle
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     for k in range(2):
@@ -476,7 +486,7 @@ def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
     movers; for a record kept before its movers, no AUC, except for indicators that are the
     kept ones). Refused: another glass file under the kept name, another model file under a kept
     model's name, the kept run as OUT_DIR, a RESCORE file that is not there."""
-    from glass_io import atomic_write_pickle, file_sha256
+    from softglass.files import atomic_write_pickle, file_sha256
     glass = str(tmp_path / "glass_007.pkl")
     atomic_write_pickle(glass, tiny_glass)
     for name in ("GLASSES", "N_WORKERS", "SHOW_PROGRESS", "OUT_DIR", "DIRECTIONS", "MODEL",
@@ -539,7 +549,7 @@ def test_rescore_scores_a_later_model_on_kept_events_and_refuses_another_glass(
         vr.main(args + [f"--RESCORE={tmp_path / 'no_such.json'}", f"--OUT_DIR={kept_dir}"])
 
 
-def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol, ggd, tiny_glass,
+def test_newton_polish_finds_the_plain_fire_event_and_true_minima(relaxation, aqs, protocol, ggd, tiny_glass,
                                                                   event):
     """The fast path (linear-response start, Newton with the Hessian's multifrontal Cholesky
     factor, FIRE on the Dense list's forces only as a fallback) relaxes to the minimum plain FIRE
@@ -548,7 +558,7 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
     atom) as FIRE alone to FORCE_TOL on -jax.grad of the energy (the path before both)."""
     assert protocol.newton_factor == "multifrontal" and protocol.force_kernel == "dense_r2"
     assert protocol.newton_force > 0 and event["checked_minima"] > 0
-    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol)
+    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol, relaxation=relaxation)
     m0 = glass.relax(glass.frac0, 0.0)
     strain = 0.5 * event["strain_before"]
     fast = glass.relax(glass.predicted_start(m0, strain), strain, m0["factor"])
@@ -560,19 +570,20 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
     assert np.all(np.abs(vals[:3]) < 1e-6) and vals[3] > 1e-4
     # the factor test itself: a shift between the 4th and 5th eigenvalues is not definite
     shifted = h.toarray()[3:, 3:] - 0.5 * (vals[3] + vals[4]) * np.eye(len(vals) - 3)
-    assert aqs.positive_definite_factor(shifted) is None
+    assert aqs.positive_definite_factor(shifted, leaf_atoms=relaxation.nd_leaf_atoms) is None
     pinned_positions = np.mod(fast["frac"][1:], 1.0) * glass.box
     assert aqs.positive_definite_factor(scipy.sparse.csr_matrix(shifted), pinned_positions,
-                                        glass.box) is None
+                                        glass.box, leaf_atoms=relaxation.nd_leaf_atoms) is None
     # the multifrontal factor solves as the dense one does, and is the one Newton made
-    factor = aqs.positive_definite_factor(h[3:, 3:], pinned_positions, glass.box)
+    factor = aqs.positive_definite_factor(h[3:, 3:], pinned_positions, glass.box,
+                                          leaf_atoms=relaxation.nd_leaf_atoms)
     assert isinstance(factor, aqs.MultifrontalCholesky)
     assert isinstance(fast["factor"], aqs.MultifrontalCholesky)
     b = np.random.default_rng(0).standard_normal(len(vals) - 3)
     np.testing.assert_allclose(factor.solve(b), np.linalg.solve(h.toarray()[3:, 3:], b),
                                rtol=1e-8, atol=1e-10 * np.max(np.abs(b)) / vals[3])
     fire_only = dataclasses.replace(protocol, newton_force=0.0)
-    plain_glass = aqs.ShearedGlass(tiny_glass, "+xz", fire_only)
+    plain_glass = aqs.ShearedGlass(tiny_glass, "+xz", fire_only, relaxation=relaxation)
     plain = plain_glass.relax(plain_glass.predicted_start(m0, strain), strain)
     assert not plain["minimum_checked"] and plain_glass.newton_steps == 0
     ds = fast["frac"] - plain["frac"]
@@ -580,7 +591,7 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
     assert np.max(np.linalg.norm(ds @ glass.cell(strain).T, axis=1)) < 1e-6
     assert fast["energy"] == pytest.approx(plain["energy"], abs=1e-9)
     reference = aqs.shear_to_first_event(tiny_glass, "+xz", dataclasses.replace(
-        protocol, newton_force=0.0, force_kernel="grad"))
+        protocol, newton_force=0.0, force_kernel="grad"), relaxation=relaxation)
     assert reference["status"] == "yielded" and reference["newton_solves"] == 0
     assert abs(reference["event_strain"] - event["event_strain"]) <= protocol.strain_resolution
     assert reference["hit"] == event["hit"]
@@ -588,7 +599,7 @@ def test_newton_polish_finds_the_plain_fire_event_and_true_minima(aqs, protocol,
 
 def test_the_engine_reads_every_setting_from_the_script_when_asked(vr, aqs, tmp_path,
                                                                  monkeypatch):
-    """Each field of aqs_shear.ShearProtocol is the script's constant of that name, read when the
+    """Each field of softglass.shear.ShearProtocol is the script's constant of that name, read when the
     protocol is made (after --NAME=value, and in a spawned worker after _worker_init), never
     copied at import; a bad NEWTON_FACTOR or FORCE_KERNEL stops main before any shear."""
     changed = {}

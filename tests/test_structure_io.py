@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-import glass_io
-from glass_io import GlassFileError, constants_of
+import softglass.files
+from softglass.cli import constants_of
+from softglass.files import GlassFileError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KA = dict(sigma=np.array([[1.0, 0.8], [0.8, 0.88]]), epsilon=np.array([[1.0, 1.5], [1.5, 0.5]]),
@@ -252,6 +253,6 @@ def test_structure_format_names_lammps_files_as_lammps_users_do(tmp_path):
     for name, fmt in (("a.xyz", "extxyz"), ("a.lammpstrj", "lammps-dump-text"),
                       ("dump.melt", "lammps-dump-text"), ("data.glass", "lammps-data"),
                       ("a.data", "lammps-data")):
-        assert glass_io.structure_format(name) == fmt
+        assert softglass.files.structure_format(name) == fmt
     with pytest.raises(GlassFileError, match="INPUT_FORMAT='nonsense' is not a format"):
-        glass_io.structure_format("a.xyz", "nonsense")
+        softglass.files.structure_format("a.xyz", "nonsense")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import glass_io
-from glass_io import atomic_write_pickle
+import softglass.cli
+from softglass.files import atomic_write_pickle
 from conftest import SMALL, write_metadata
 
 
@@ -98,7 +98,7 @@ def augmented_set(d, snaps):
     for name, snap in zip(names, snaps):
         atomic_write_pickle(d / name, snap)
     write_metadata(d, names, 200)
-    saved = glass_io.constants_of(vars(augment_data))
+    saved = softglass.cli.constants_of(vars(augment_data))
     try:
         augment_data.main([f"--DATA_DIR={d}", "--N_ROTATIONS=2"])
     finally:
@@ -121,7 +121,7 @@ def _args(data, out, epochs):
 
 
 def _run(train, args):
-    saved = glass_io.constants_of(vars(train))
+    saved = softglass.cli.constants_of(vars(train))
     try:
         train.main(args)
     finally:
@@ -213,7 +213,7 @@ def test_resume_refuses_other_data_and_other_settings(train, dataset, tmp_path, 
 
     def remake_glass_0(snap):
         atomic_write_pickle(dataset / "glass_data_000.pkl", snap)
-        saved = glass_io.constants_of(vars(augment_data))
+        saved = softglass.cli.constants_of(vars(augment_data))
         try:
             augment_data.main([f"--DATA_DIR={dataset}", "--N_ROTATIONS=2"])
         finally:
@@ -262,7 +262,7 @@ def test_predict_gives_train_evaluation_numbers(train, dataset, tmp_path):
     assert results["commit"] != "" and results["data"]["n_soft_modes"] == 10
     (base, record), = results["test_R_by_glass"].items()
     assert record["R"] == pytest.approx(results["test_R"], abs=0.05)
-    saved = glass_io.constants_of(vars(predict))
+    saved = softglass.cli.constants_of(vars(predict))
     try:
         summary = predict.main([f"--INPUT={dataset / 'augmented' / record['file']}",
                                 f"--MODEL={out / 'hybrid_physics_best.pth'}",
@@ -338,7 +338,7 @@ def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, 
     vals, vecs = np.linalg.eigh(ggd.hessian(tiny_glass["positions"], system)[0].toarray())
     s30 = (vecs[:, 3:33].reshape(200, 3, 30) ** 2).sum(axis=(1, 2))
     assert np.abs(s30 - tiny_glass["softness_score"]).max() > 0.1     # another label indeed
-    saved = glass_io.constants_of(vars(train))
+    saved = softglass.cli.constants_of(vars(train))
     try:
         vars(train).update(DATA_DIR=str(d), N_ROTATIONS=2, LABEL_MODES=30)
         data, info = train.load_dataset()

@@ -23,11 +23,14 @@ epsilon_AA, stress epsilon_AA / sigma_AA^3), for one glass and one of six simple
                sheared cell), D2min, the hit (most-moved atom) and the top-1% movers
 
 Every setting comes in a ShearProtocol, whose fields are validate_rearrangements.py's constants
-of the same names in lower case (the docstrings below use the constants' names); this module
-keeps none of its own, so an override of the script reaches the engine in every worker.
+of the same names in lower case (the docstrings below use the constants' names), and a
+Relaxation, generate_glass_data.py's constants that FIRE and the factors share with glass making;
+this module keeps none of its own, so an override of a script reaches the engine in every worker.
 
-    import aqs_shear, validate_rearrangements as vr
-    event = aqs_shear.shear_to_first_event(snap, "+xy", vr.shear_protocol())
+    from softglass import shear
+    import validate_rearrangements as vr
+    event = shear.shear_to_first_event(snap, "+xy", vr.shear_protocol(),
+                                       relaxation=vr.relaxation())
 """
 import dataclasses
 from functools import partial
@@ -36,7 +39,8 @@ import time
 
 import numpy as np
 
-import generate_glass_data as ggd                     # enables float64
+from . import jax_config  # noqa: F401  (float64)
+
 import jax
 import jax.numpy as jnp
 from jax_md import partition, smap, space
@@ -44,13 +48,13 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from glass_io import system_of
-from softglass.dynamics import _fire_chunk, _fire_init, run_chunks
-from softglass.forces import energy_or_forces, force_block_rows, list_format, pair_forces
-from softglass.hessian import hessian_from_pairs, pair_hessian_blocks
-from softglass.neighbours import allocate_neighbors, pair_list
-from softglass.potentials import pair_derivatives, smoothed_lj
-from softglass.sparse_solver import MultifrontalCholesky, atom_graph, nested_dissection_tree
+from softglass.files import system_of
+from .dynamics import _fire_chunk, _fire_init, run_chunks
+from .forces import energy_or_forces, force_block_rows, list_format, pair_forces
+from .hessian import hessian_from_pairs, pair_hessian_blocks
+from .neighbours import allocate_neighbors, pair_list
+from .potentials import pair_derivatives, smoothed_lj
+from .sparse_solver import MultifrontalCholesky, atom_graph, nested_dissection_tree
 
 _AXES = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}     # (displaced axis a, gradient axis b)
 NEWTON_FACTORS = ("multifrontal", "dense")            # the Cholesky factors Newton may use
@@ -87,6 +91,20 @@ class ShearProtocol:
                      "max_fire_steps", "skin", "newton_max_steps", "top_movers_fraction"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.upper()}={getattr(self, name)!r}: must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Relaxation:
+    """How the shear's FIRE and Cholesky factors compute, shared with glass making:
+    generate_glass_data.py's constants of the same names in upper case
+    (validate_rearrangements.relaxation() builds this)."""
+    fire_dt_start: float             # tau; FIRE's first time step
+    fire_dt_max: float               # tau; FIRE's largest time step
+    chunk_steps: int                 # FIRE steps per compiled chunk (convergence checked between)
+    capacity_margin: float           # head-room of a new neighbour buffer
+    force_block_rows: int            # atoms; dense kernel rows summed at a time above ...
+    force_one_block_max_atoms: int   # ... this many atoms
+    nd_leaf_atoms: int               # atoms; nested dissection stops cutting pieces this small
 
 
 # ================================ the sheared cell ===============================================
@@ -178,10 +196,10 @@ class _ShearedNeighbours:
     OrderedSparse: jax.grad of the energy), updated in the format of the list it is given (the
     format is static under jit). O(N^2) per rebuild, which FIRE's skin makes rare."""
 
-    def __init__(self, cell, r_list, skin, force_kernel=None):
+    def __init__(self, cell, r_list, skin, force_kernel=None, capacity_margin=None):
         self.cell, self.r_list, self.skin = cell, r_list, skin
         self.force_kernel = force_kernel        # allocate's format; update keeps the list's own
-        self.capacity_margin = ggd.CAPACITY_MARGIN   # allocate_neighbors' head-room
+        self.capacity_margin = capacity_margin  # allocate_neighbors' head-room
 
     def jax_md(self, fmt):
         displacement, _ = sheared_space(self.cell)
@@ -222,8 +240,8 @@ class FireFailed(RuntimeError):
 class ShearedGlass:
     """One glass sheared in one direction: relaxations at any strain, energy, stress, Hessian."""
 
-    def __init__(self, snap, direction, protocol, where="glass"):
-        self.protocol = protocol
+    def __init__(self, snap, direction, protocol, where="glass", *, relaxation):
+        self.protocol, self.relaxation = protocol, relaxation
         self.system = system_of(snap)
         self.direction = direction
         self.a, self.b, self.sign = parse_direction(direction)
@@ -300,13 +318,14 @@ class ShearedGlass:
         p = {k: jnp.asarray(v, jnp.float64) for k, v in s.items() if k not in ("species", "box")}
         p.update(cell=jnp.asarray(cell), species=jnp.asarray(s["species"], jnp.int32),
                  r_list=jnp.float64(s["r_cutoff"]), mass=jnp.float64(self.mass))
-        static = dict(skin=self.skin, dt_start=ggd.FIRE_DT_START, dt_max=ggd.FIRE_DT_MAX,
+        rx = self.relaxation
+        static = dict(skin=self.skin, dt_start=rx.fire_dt_start, dt_max=rx.fire_dt_max,
                       kernel=self.protocol.force_kernel,
-                      block_rows=force_block_rows(len(frac), ggd.FORCE_BLOCK_ROWS,
-                                                  ggd.FORCE_ONE_BLOCK_MAX_ATOMS),
+                      block_rows=force_block_rows(len(frac), rx.force_block_rows,
+                                                  rx.force_one_block_max_atoms),
                       system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
         neighbor_fn = _ShearedNeighbours(jnp.asarray(cell), s["r_cutoff"], self.skin,
-                                         self.protocol.force_kernel)
+                                         self.protocol.force_kernel, rx.capacity_margin)
         r = jnp.asarray(frac, jnp.float64)
         nbrs = allocate_neighbors(neighbor_fn, r, self.capacity)
         self.capacity = nbrs.idx.shape[1]
@@ -326,7 +345,7 @@ class ShearedGlass:
             chunk = partial(_fire_chunk, params=dict(p, tol=jnp.float64(tol)), **static)
             state, nbrs, ran = run_chunks(chunk, state, nbrs, neighbor_fn,
                                           self.protocol.max_fire_steps - steps, done=converged,
-                                          chunk_steps=ggd.CHUNK_STEPS)
+                                          chunk_steps=self.relaxation.chunk_steps)
             steps += ran
             self.capacity = nbrs.idx.shape[1]
         self.seconds["fire"] += time.perf_counter() - t0
@@ -342,7 +361,8 @@ class ShearedGlass:
         i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
         h, _ = hessian_from_pairs(len(frac), i, j, pair_hessian_blocks(rij, r, d1, d2))
         factor = positive_definite_factor(h[3:, 3:], np.mod(frac[1:], 1.0) * self.box, self.box,
-                                          self.protocol.newton_factor)
+                                          self.protocol.newton_factor,
+                                          leaf_atoms=self.relaxation.nd_leaf_atoms)
         self.factors += 1
         self.seconds["factor"] += time.perf_counter() - t0
         return factor
@@ -485,7 +505,7 @@ class _Cholesky:
         return scipy.linalg.cho_solve(self.factor, b, check_finite=False)
 
 
-def positive_definite_factor(h, positions=None, box=None, method="multifrontal"):
+def positive_definite_factor(h, positions=None, box=None, method="multifrontal", *, leaf_atoms):
     """Cholesky factor of a symmetric matrix (sparse or dense) with .solve, or None unless it is
     positive definite. With the atoms' `positions` (one row per 3 rows of h) in a periodic `box`
     and `method` "multifrontal": softglass/sparse_solver.py's sparse multifrontal factor, the atoms
@@ -495,7 +515,7 @@ def positive_definite_factor(h, positions=None, box=None, method="multifrontal")
     001, 207 factors over 6 directions): 0.23 s per multifrontal factor, 0.32 s per dense one."""
     if positions is not None and method == "multifrontal" and scipy.sparse.issparse(h):
         a = h.tocsr()
-        tree = nested_dissection_tree(positions, box, atom_graph(a), ggd.ND_LEAF_ATOMS)
+        tree = nested_dissection_tree(positions, box, atom_graph(a), leaf_atoms)
         try:
             return MultifrontalCholesky(a, tree)
         except np.linalg.LinAlgError:
@@ -550,7 +570,7 @@ def d2min(glass, before, after, radius):
     return np.maximum(sq - np.einsum("nij,nij->n", jmat, x), 0.0)
 
 
-def shear_to_first_event(snap, direction, protocol, log=None, where="glass"):
+def shear_to_first_event(snap, direction, protocol, log=None, where="glass", *, relaxation):
     """AQS of one glass in one direction to its first plastic event (or protocol.max_strain).
 
     Returns a dict: status ('yielded', 'no_yield' or 'fire_failed'), the stress-strain curve
@@ -559,7 +579,7 @@ def shear_to_first_event(snap, direction, protocol, log=None, where="glass"):
     non-affine displacement, D2min, the hit and the top movers."""
     log = log or (lambda *a: None)
     t0 = time.perf_counter()
-    glass = ShearedGlass(snap, direction, protocol, where)
+    glass = ShearedGlass(snap, direction, protocol, where, relaxation=relaxation)
     p = protocol
     n = len(glass.frac0)
     curve = []                   # (strain, stress, energy, dissipation, fire steps, stable,
