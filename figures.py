@@ -7,6 +7,7 @@ import io
 import numpy as np
 
 from augment_data import wrapped_fractional
+from softglass import files
 from softglass.files import atomic_write_bytes
 
 
@@ -85,29 +86,23 @@ def plot_slice(snap, pred, true, path, title=""):
     _save(fig, path)
 
 
-def potential_header(params):
+def potential_info(params):
     """The pair potential as extended-XYZ header keys (absolute cut-offs, sigma_AA units), so that
     predict.py relaxes the file with the potential the glass was made with."""
-    flat = lambda m: " ".join(f"{v:.10g}" for v in np.ravel(m))  # noqa: E731
-    return (f'sigma="{flat(params["sigma"])}" epsilon="{flat(params["epsilon"])}" '
-            f'r_onset={params["r_onset"]:.10g} r_cutoff={params["r_cutoff"]:.10g}')
+    return dict(sigma=np.ravel(params["sigma"]), epsilon=np.ravel(params["epsilon"]),
+                r_onset=float(params["r_onset"]), r_cutoff=float(params["r_cutoff"]))
 
 
 def write_extxyz(path, positions, species, cell, columns, comment="", potential=None,
-                 names=("A", "B")):
-    """Extended XYZ (OVITO, ASE with element names): Lattice from the (possibly rotated) cell,
-    species names, positions wrapped into the cell, then each named per-atom column
-    (1 or 3 numbers per atom), and the potential when given (potential_header's keys)."""
+                 names=("Ni", "P")):
+    """Extended XYZ through ASE (OVITO and ase.io.read open it without options): species as
+    element symbols, A -> names[0] and B -> names[1] (Kob-Andersen's A80B20 is a model of
+    Ni80P20), the mapping recorded in the header (species_A, species_B); positions wrapped into
+    the (possibly rotated) cell; each named per-atom column (1 or 3 numbers per atom); and the
+    potential when given (potential_info's keys)."""
     cell = np.asarray(cell, dtype=float)
     pos = wrapped_fractional(np.asarray(positions), cell) @ cell
-    species_names = np.asarray(names)[np.asarray(species)]
-    values = [pos] + [np.asarray(v, float).reshape(len(pos), -1) for v in columns.values()]
-    props = "species:S:1:pos:R:3" + "".join(f":{name}:R:{v.shape[1]}"
-                                             for name, v in zip(columns, values[1:]))
-    lattice = " ".join(f"{v:.10f}" for v in cell.reshape(-1))
-    header = f'Lattice="{lattice}" Properties={props} pbc="T T T"'
-    header += (" " + potential_header(potential) if potential else "") + f' comment="{comment}"'
-    table = np.concatenate(values, axis=1)
-    lines = [str(len(pos)), header] + [f"{s} " + " ".join(f"{v:.10g}" for v in row)
-                                       for s, row in zip(species_names, table)]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    info = dict(species_A=names[0], species_B=names[1])
+    info.update(potential_info(potential) if potential else {})
+    info["comment"] = comment
+    files.write_extxyz(path, np.asarray(names)[np.asarray(species)], pos, cell, columns, info)

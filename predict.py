@@ -243,7 +243,7 @@ def _numbers(value):
 
 
 def potential_from_header(header, path):
-    """The potential recorded by train.py / predict.py (figures.potential_header), or None."""
+    """The potential recorded by train.py / predict.py (figures.potential_info), or None."""
     keys = ("sigma", "epsilon", "r_onset", "r_cutoff")
     if not any(k in header for k in keys):
         return None

@@ -307,7 +307,8 @@ def write_extxyz(path, symbols, positions, cell, columns, info):
     atoms = ase.Atoms(symbols=list(symbols), positions=positions, cell=cell, pbc=True)
     for name, values in columns.items():
         atoms.new_array(name, np.asarray(values, float))
-    atoms.info.update(info)
+    # an empty text is left out: ASE writes it as `key=` and reads the next key into it
+    atoms.info.update({k: v for k, v in info.items() if not (isinstance(v, str) and v == "")})
     buffer = io.StringIO()
     ase.io.write(buffer, atoms, format="extxyz")
     atomic_write_bytes(path, buffer.getvalue().encode())

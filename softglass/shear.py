@@ -214,7 +214,7 @@ class _ShearedNeighbours:
         return self.jax_md(nbrs.format).update(frac, nbrs)
 
     def update_or_stale(self, frac, nbrs):
-        """generate_glass_data's compiled loops ask this: rebuilt inside, never stale."""
+        """The compiled loops of softglass.dynamics ask this: rebuilt inside, never stale."""
         return self.update(frac, nbrs), jnp.bool_(False)
 
 
@@ -323,7 +323,7 @@ class ShearedGlass:
                       kernel=self.protocol.force_kernel,
                       block_rows=force_block_rows(len(frac), rx.force_block_rows,
                                                   rx.force_one_block_max_atoms),
-                      system_fn=_sheared_system)         # generate_glass_data's FIRE, sheared
+                      system_fn=_sheared_system)         # softglass.dynamics' FIRE, sheared
         neighbor_fn = _ShearedNeighbours(jnp.asarray(cell), s["r_cutoff"], self.skin,
                                          self.protocol.force_kernel, rx.capacity_margin)
         r = jnp.asarray(frac, jnp.float64)

@@ -54,7 +54,7 @@ def nested_dissection_tree(positions, box, graph, leaf_atoms):
     (in the periodic box: x, then y, then z, each still periodic when first cut) and the
     separator is eliminated after both halves. Returns the nodes in elimination (post)order,
     each (atoms, indices of its child nodes). Pieces of at most leaf_atoms atoms are not cut
-    (generate_glass_data.lowest_modes passes its ND_LEAF_ATOMS, read at call time)."""
+    (the scripts pass their ND_LEAF_ATOMS)."""
     x = np.mod(np.asarray(positions, np.float64), box)
     nodes = []
 

@@ -23,7 +23,7 @@ def cited(pattern):
 
 
 RUN_PATHS = cited(r"\bruns/[A-Za-z0-9_./{}*<>-]*")
-SCRIPTS = cited(r"\b(?:benchmarks/|experiments/)?[a-z_]+\.py\b")
+SCRIPTS = cited(r"\b(?:benchmarks/|experiments/|softglass/)?[a-z_]+\.py\b")
 
 
 def test_the_documents_cite_runs_and_scripts():

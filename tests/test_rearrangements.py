@@ -267,6 +267,13 @@ def test_scores_of_known_indicators(vr):
     positive = x > np.quantile(x, 0.99)
     assert vr.roc_auc(x, positive) == 1.0 and vr.roc_auc(-x, positive) == 0.0
     assert vr.roc_auc(np.zeros(1000), positive) == 0.5
+    # the Mann-Whitney statistic, ties half, on a coarse indicator with many ties
+    from scipy.stats import rankdata
+    coarse = np.round(x + rng.normal(0, 0.3, 1000), 1)
+    ranks = rankdata(coarse)
+    n_pos = int(positive.sum())
+    u = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (1000 - n_pos))
+    assert vr.roc_auc(coarse, positive) == pytest.approx(u, abs=1e-12)
     ranks = [vr.percentile_rank(rng.random(200), 7) for _ in range(400)]
     assert np.mean(ranks) == pytest.approx(0.5, abs=0.03)
     # by-glass bootstrap: one glass with all the high values widens the interval

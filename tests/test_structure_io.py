@@ -73,7 +73,7 @@ def test_the_committed_test_file_reads_as_before(predict):
     positions, species, cell, labels and potential the hand-written reader gave: the prediction,
     a function of these only, is unchanged (compared bit for bit against the old predict.py on a
     model when ASE came in)."""
-    path = os.path.join(ROOT, "test_glass.xyz")
+    path = os.path.join(ROOT, "runs", "pipeline_dense_r2", "test_glass.xyz")
     pos, names, cell, true = legacy_read(path)
     glass = predict.read_glass(path)
     assert np.array_equal(glass["cell"], cell) and np.array_equal(glass["true"], true)
@@ -256,3 +256,17 @@ def test_structure_format_names_lammps_files_as_lammps_users_do(tmp_path):
         assert softglass.files.structure_format(name) == fmt
     with pytest.raises(GlassFileError, match="INPUT_FORMAT='nonsense' is not a format"):
         softglass.files.structure_format("a.xyz", "nonsense")
+
+
+def test_an_empty_header_text_does_not_swallow_the_next_key(tmp_path):
+    """ASE writes an empty text as `key=` and reads the next key into it: write_extxyz leaves
+    such a value out, so the keys after it (here the potential) read back as written."""
+    import ase.io
+    path = str(tmp_path / "empty.xyz")
+    info = dict(comment="", sigma=np.array([1.0, 0.8, 0.8, 0.88]), species_A="Ni")
+    softglass.files.write_extxyz(path, ["Ni", "P"], np.array([[0.0, 0, 0], [1, 1, 1]]),
+                                 5.0 * np.eye(3), {}, info)
+    atoms = ase.io.read(path)
+    assert "comment" not in atoms.info and atoms.info["species_A"] == "Ni"
+    np.testing.assert_array_equal(atoms.info["sigma"], [1.0, 0.8, 0.8, 0.88])
+    assert atoms.pbc.all()

@@ -149,7 +149,7 @@ def test_training_end_to_end_and_resume(train, dataset, tmp_path, tiny_glass):
     assert int(xyz[0]) == 200 and len(xyz) == 202 and 'Lattice="' in xyz[1]
     assert "softness_true:R:1:softness_pred:R:1" in xyz[1]
     rows = [line.split() for line in xyz[2:]]
-    assert {r[0] for r in rows} <= {"A", "B"} and all(len(r) == 6 for r in rows)
+    assert {r[0] for r in rows} <= {"Ni", "P"} and all(len(r) == 6 for r in rows)   # A, B
     true = np.array([float(r[4]) for r in rows])
     test_base = results["split"]["test"][0]          # the fixture's labels: tiny * (1 + 0.1 b)
     assert np.allclose(true, tiny_glass["softness_score"] * (1 + 0.1 * test_base), atol=1e-5)
