@@ -75,10 +75,10 @@ SKIN = 0.3                      # sigma; neighbour-list skin (generate_glass_dat
 FORCE_KERNEL = "dense_r2"       # FIRE's forces in the sheared cell, as generate_glass_data's
                                 # FORCE_KERNEL: "dense_r2", explicit pair forces on a Dense list (no
                                 # scatter), the pair term in closed form in r^2; "dense", the same
-                                # differentiating the pair function (the kernel of the shear runs
-                                # before 2026-12-05); "grad", -jax.grad of the energy on a half
-                                # list (the kernel until Nov 2026). The same forces to round-off,
-                                # so, like NEWTON_*, not part of a result's protocol
+                                # differentiating the pair function; "grad", -jax.grad of the
+                                # energy on a half list (docs/report.md 13.4 times all three).
+                                # The same forces to round-off, so, like NEWTON_*, not part of a
+                                # result's protocol
 PREDICTOR_MAX_MOVE = 0.05       # sigma; largest linear-response move used to start FIRE (a larger
                                 # one means a nearly singular Hessian: start affinely instead)
 NEWTON_FORCE = 1e-2             # epsilon/sigma; FIRE hands over to Newton below this max|F| (0 =
@@ -95,7 +95,8 @@ NEWTON_MAX_STEPS = 30           # Newton/chord steps per relaxation before falli
 NEWTON_FACTOR = "multifrontal"  # Cholesky factor of the pinned Hessian Newton solves with:
                                 # "multifrontal", softglass/sparse_solver.py's sparse factor (fronts
                                 # in a geometric nested-dissection order); "dense", LAPACK potrf
-                                # of the dense 3N-3 matrix (the factor until Nov 2026)
+                                # of the dense 3N-3 matrix (1.4x slower at N = 1000,
+                                # benchmarks/bench_rearrangements.py)
 NEWTON_MAX_MOVE = 0.02          # sigma; a larger Newton step means a nearly singular Hessian (the
                                 # state is near a fold, not a minimum's quadratic basin): FIRE
 
