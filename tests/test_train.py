@@ -368,3 +368,54 @@ def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, 
             train.load_dataset()
     finally:
         vars(train).update(saved)
+
+
+@pytest.mark.parametrize("setting, allowed", [("N_TEST=0", "N_TEST=0: must be an integer >= 1"),
+                                              ("N_VAL=0", "N_VAL=0: must be an integer >= 1"),
+                                              ("BATCH_SIZE=0", "BATCH_SIZE=0: must be an integer"),
+                                              ("ACCUM_STEPS=-1", "ACCUM_STEPS=-1: must be"),
+                                              ("EPOCHS=0", "EPOCHS=0: must be an integer >= 1"),
+                                              ("TIME_LIMIT_MIN=-5", "TIME_LIMIT_MIN=-5.0: must be")])
+def test_unusable_settings_are_refused_before_the_data_are_read(train, tmp_path, setting,
+                                                                allowed):
+    """No data set at DATA_DIR: the error is the setting's (checked first), not the data's, and
+    nothing is written."""
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit, match=allowed):
+        _run(train, _args(tmp_path / "nothing", out, 1) + [f"--{setting}"])
+    assert not out.exists()
+
+
+def test_an_unwritable_output_folder_is_refused_at_the_start(train, tmp_path):
+    """An OUT_DIR that cannot be created (a file is in the way) or written (read-only) stops the
+    run before the data are read, naming OUT_DIR."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match=r"OUT_DIR=.*a_file/out: cannot write there"):
+        _run(train, _args(tmp_path / "nothing", tmp_path / "a_file" / "out", 1))
+    if os.geteuid() == 0:                      # root writes into read-only folders anyway
+        return
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(SystemExit, match=r"OUT_DIR=.*locked: cannot write there"):
+        _run(train, _args(tmp_path / "nothing", locked, 1))
+
+
+def test_two_trainings_give_the_same_model_bit_for_bit(train, dataset, tmp_path):
+    """The same data, SEED and code give the same weights, optimizer state and test R, bit for
+    bit. Three threads on purpose (more than this 2-core machine has, so the OpenMP schedule
+    varies with the load): the fused kernels once added per-thread partial sums of the filter
+    table's gradient in whichever order the threads finished, and two runs differed."""
+    runs = []
+    for name in ("a", "b"):
+        _run(train, _args(dataset, tmp_path / name, 2) + ["--NUM_THREADS=3"])
+        runs.append((torch.load(tmp_path / name / "checkpoint.pth", weights_only=True),
+                     json.loads((tmp_path / name / "results.json").read_text())))
+    (a, ra), (b, rb) = runs
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(p["exp_avg"], q["exp_avg"]) and torch.equal(p["exp_avg_sq"],
+                                                                         q["exp_avg_sq"])
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert ra["test_R"] == rb["test_R"] and ra["stopped_by"] == "EPOCHS"
