@@ -225,6 +225,29 @@ def protocol_changes(old, new):
     return "made with " + (", ".join(changes) if changes else "another protocol hash")
 
 
+# what each range's values must be: (lowest allowed, whether the lowest itself is allowed,
+# highest allowed or None); the shape (two numbers) and type are glass_io's overrides' to check
+_RANGE_LIMITS = dict(DENSITY_RANGE=(0.0, False, None), TEMPERATURE_RANGE=(0.0, False, None),
+                     QUENCH_STEPS_RANGE=(1, True, None), SPECIES_RATIO_RANGE=(0.0, True, 1.0),
+                     SIGMA_SCALE_RANGE=(0.0, False, None), EPSILON_SCALE_RANGE=(0.0, False, None))
+
+
+def check_ranges():
+    """Refuse, before any cluster starts or glass is made, a parameter range that is not
+    (low, high) with low <= high inside its allowed values: numpy would draw from a reversed
+    uniform range without a word, and a reversed integer range fails in every worker, late."""
+    for name, (lowest, closed, highest) in _RANGE_LIMITS.items():
+        low, high = globals()[name]
+        if low > high:
+            raise SystemExit(f"error: {name}=({low}, {high}): reversed; expected (low, high) "
+                             f"with low <= high, e.g. --{name}={high},{low}")
+        if low < lowest or (low == lowest and not closed) or (highest is not None
+                                                               and high > highest):
+            allowed = (f"{'>=' if closed else '>'} {lowest}" if highest is None
+                       else f"in [{lowest}, {highest}]")
+            raise SystemExit(f"error: {name}=({low}, {high}): its values must be {allowed}")
+
+
 def check_densest_box(ggd):
     """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
     largest-sigma corner of the ranges: the minimum-image convention would break there."""
@@ -293,6 +316,20 @@ def stray_files(n_configs):
     name = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
     return sorted(f for f in os.listdir(DATA_DIR)
                   if name.fullmatch(f) and int(name.fullmatch(f)[1]) >= n_configs)
+
+
+def check_writable(directory):
+    """Create DATA_DIR if need be and write and remove a file there: a folder this run cannot
+    write is an error now, not a failure of every glass after its computation."""
+    import tempfile
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"error: DATA_DIR={directory}: cannot write there "
+                         f"({type(err).__name__}: {err.strerror or err}); choose another "
+                         "--DATA_DIR")
 
 
 def remove_stale_temp_files():
@@ -457,11 +494,12 @@ def main(argv=None):
     vars(ggd).update(ggd_overrides)
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
+    check_ranges()
     try:
         check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    os.makedirs(DATA_DIR, exist_ok=True)
+    check_writable(DATA_DIR)
     remove_stale_temp_files()
     protocol, digest = glass_protocol(ggd)
     todo = glasses_to_make(protocol, digest)
