@@ -399,13 +399,67 @@ def dask_warnings_held_back():
         logger.removeHandler(hold)
 
 
+class ShutdownNoise(logging.Filter):
+    """Drops a log record whose exception (or message) is a connection closed under it,
+    CommClosedError or tornado's StreamClosedError: what Dask intermittently logs when the
+    workers, the scheduler and the client close while a heartbeat or a reply is in flight
+    (dask/distributed issues 7192, 3581). Every other record passes. `install` puts it on every
+    logging handler of this process (Dask's loggers, asyncio's and tornado's for a task's
+    unretrieved error, the last-resort handler), `remove` takes it off again."""
+    CLOSED = ("CommClosedError", "StreamClosedError")
+
+    def __init__(self):
+        super().__init__()
+        self.handlers = set()
+
+    def filter(self, record):
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        return not (exc in self.CLOSED or any(n in record.getMessage() for n in self.CLOSED))
+
+    def install(self):
+        loggers = [logging.getLogger()] + [logging.getLogger(name) for name in
+                                           list(logging.root.manager.loggerDict)]
+        self.handlers = {h for lg in loggers for h in lg.handlers} | (
+            {logging.lastResort} if logging.lastResort else set())
+        for h in self.handlers:
+            h.addFilter(self)
+
+    def remove(self):
+        for h in self.handlers:
+            h.removeFilter(self)
+        self.handlers = set()
+
+
+@contextlib.contextmanager
+def shutdown_noise_dropped():
+    """A ShutdownNoise, not yet installed: the caller installs it once the results are in, for
+    the shutdown of the cluster; it is removed when the context ends."""
+    noise = ShutdownNoise()
+    try:
+        yield noise
+    finally:
+        noise.remove()
+
+
+def quiet_worker_shutdown():
+    """Run in each worker of the local cluster (client.run) before the cluster closes: the same
+    filter on the worker process's handlers (its log goes to this run's stderr); the process
+    ends with the cluster."""
+    ShutdownNoise().install()
+
+
 def make_glasses(todo, digest, own_overrides, ggd_overrides):
     """Make the glasses `todo` on a Dask cluster, one bar over glasses: an embedded local cluster
     of N_WORKERS processes or, with SCHEDULER, an existing one. Returns the failures
-    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too)."""
+    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too): the
+    client first, then the cluster (the ExitStack closes in reverse order); once the results
+    are in, a connection error of that shutdown is dropped from the log (ShutdownNoise).
+    """
     import dask
     from distributed import Client, LocalCluster
-    with dask_warnings_held_back() as held, contextlib.ExitStack() as stack:
+    import generate_diverse_data as module      # (importable by the workers, never __main__)
+    with shutdown_noise_dropped() as noise, dask_warnings_held_back() as held, \
+            contextlib.ExitStack() as stack:
         if SCHEDULER:
             try:
                 client = stack.enter_context(Client(SCHEDULER, set_as_default=False))
@@ -433,6 +487,10 @@ def make_glasses(todo, digest, own_overrides, ggd_overrides):
         failed = run_glasses(client, todo, digest, own_overrides, ggd_overrides)
         if failed:
             held.show()
+        if not SCHEDULER:           # our workers end with the cluster (a shared one's are left)
+            with contextlib.suppress(Exception):
+                client.run(module.quiet_worker_shutdown)
+        noise.install()
     return failed
 
 

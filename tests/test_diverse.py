@@ -396,3 +396,44 @@ def test_an_unwritable_data_dir_is_refused_before_any_glass(tmp_path, capsys, mo
     locked.mkdir(mode=0o500)
     code, _, err = _main_here(capsys, str(locked), "", 1, 1)
     assert code != 0 and "locked: cannot write there" in err, err
+
+
+def test_only_closed_connection_errors_of_the_shutdown_are_dropped():
+    """Installed for the cluster's shutdown, ShutdownNoise drops Dask's CommClosedError (as the
+    exception of a record or in its message) and nothing else; before it is installed and after
+    it is removed, that error is printed like any other."""
+    import logging
+
+    import generate_diverse_data as gdd
+    from distributed.comm.core import CommClosedError
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("distributed.test_shutdown")
+    logger.addHandler(Capture())
+    logger.propagate = False
+
+    def log_errors(tag):
+        for err in (CommClosedError("in <TCP ...>: Stream is closed"), RuntimeError("real")):
+            try:
+                raise err
+            except Exception:
+                logger.exception(f"{tag} {type(err).__name__}")
+        logger.error(f"{tag} message: CommClosedError: in <TCP (closed)>")
+
+    log_errors("before")
+    with gdd.shutdown_noise_dropped() as noise:
+        log_errors("running")
+        noise.install()
+        log_errors("shutdown")
+    log_errors("after")
+    assert seen == ["before CommClosedError", "before RuntimeError",
+                    "before message: CommClosedError: in <TCP (closed)>",
+                    "running CommClosedError", "running RuntimeError",
+                    "running message: CommClosedError: in <TCP (closed)>",
+                    "shutdown RuntimeError",
+                    "after CommClosedError", "after RuntimeError",
+                    "after message: CommClosedError: in <TCP (closed)>"]
