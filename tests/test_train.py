@@ -191,10 +191,16 @@ def test_rotation_shortcut_trains_to_the_same_weights(train, dataset, tmp_path):
 
 
 def test_time_limit_stops_between_epochs(train, dataset, tmp_path):
-    """A budget smaller than one epoch still trains one epoch, then stops and reports why."""
+    """A budget smaller than one epoch still trains one epoch, then stops and records why and
+    what it cut (the model then depends on the machine's speed); a run the clock did not cut
+    records no time limit."""
     _run(train, _args(dataset, tmp_path / "o", 50) + ["--TIME_LIMIT_MIN=0.001"])
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["epochs"] == 1 and results["stopped_by"] == "time limit"
+    assert results["time_limit"] == dict(TIME_LIMIT_MIN=0.001, EPOCHS=50, epochs_run=1)
+    _run(train, _args(dataset, tmp_path / "p", 1))
+    results = json.loads((tmp_path / "p" / "results.json").read_text())
+    assert results["stopped_by"] == "EPOCHS" and "time_limit" not in results
 
 
 def test_missing_data_is_a_clear_error(train, tmp_path):
