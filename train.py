@@ -1038,7 +1038,8 @@ def train_and_test(device, rank, world, t_start):
                    wall_seconds_this_run=time.perf_counter() - t_start,
                    peak_memory_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    script_seconds=read_wall_times(DATA_DIR), device=str(device),
-                   processes=world,
+                   # torch's CPU sums split by thread: the bits depend on the thread count
+                   processes=world, threads=torch.get_num_threads(),
                    seed=SEED, baselines=baselines, **record)
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())

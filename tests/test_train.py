@@ -411,11 +411,14 @@ def test_two_trainings_give_the_same_model_bit_for_bit(train, dataset, tmp_path)
     bit. Three threads on purpose (more than this 2-core machine has, so the OpenMP schedule
     varies with the load): the fused kernels once added per-thread partial sums of the filter
     table's gradient in whichever order the threads finished, and two runs differed."""
-    runs = []
-    for name in ("a", "b"):
-        _run(train, _args(dataset, tmp_path / name, 2) + ["--NUM_THREADS=3"])
-        runs.append((torch.load(tmp_path / name / "checkpoint.pth", weights_only=True),
-                     json.loads((tmp_path / name / "results.json").read_text())))
+    runs, threads = [], torch.get_num_threads()
+    try:
+        for name in ("a", "b"):
+            _run(train, _args(dataset, tmp_path / name, 2) + ["--NUM_THREADS=3"])
+            runs.append((torch.load(tmp_path / name / "checkpoint.pth", weights_only=True),
+                         json.loads((tmp_path / name / "results.json").read_text())))
+    finally:
+        torch.set_num_threads(threads)            # (train.main set it for this process)
     (a, ra), (b, rb) = runs
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
@@ -425,3 +428,4 @@ def test_two_trainings_give_the_same_model_bit_for_bit(train, dataset, tmp_path)
                                                                          q["exp_avg_sq"])
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert ra["test_R"] == rb["test_R"] and ra["stopped_by"] == "EPOCHS"
+    assert ra["threads"] == 3
