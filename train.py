@@ -18,8 +18,9 @@ Departures from the seed (see README.md):
   filter tabulated on FILTER_TABLE_POINTS distances); the reference PyG path is kept
   (FAST_KERNELS=False, CUDA, or no C compiler) and tested to compute the same;
 - at most EPOCHS = 24 epochs (seed: 200), a fixed count rather than a wall-clock budget, so the
-  same data, SEED and code give the same model bit for bit on one CPU (the fused kernels sum in
-  a fixed order: message_kernels.py); TIME_LIMIT_MIN is an optional time budget.
+  same data, SEED and code give the same model bit for bit on one CPU with the same number of
+  threads, whatever its load (the fused kernels sum in a fixed order: message_kernels.py);
+  TIME_LIMIT_MIN is an optional time budget, recorded in results.json where it cuts the run.
 
     python train.py [--EPOCHS=24] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
     torchrun --nproc_per_node=K train.py [...]      # K processes (DDP: gloo on CPU, nccl on CUDA)
@@ -85,13 +86,13 @@ WEIGHT_DECAY = 1e-5
 GRAD_CLIP = 1.0                 # max global gradient norm
 LR_PATIENCE = 5                 # ReduceLROnPlateau on the validation loss
 LR_FACTOR = 0.5
-EPOCHS = 24                     # epochs at most (seed: 200). The number of epochs is fixed, not
-                                # timed: a run's length does not depend on the machine's speed
-                                # or load (same data, SEED and code: the same model bit for bit
-                                # on one CPU). 24 is what the former default, a
-                                # 43-minute wall-clock budget, held on the 2-core development CPU
-                                # (runs/train_s100: 24 epochs, best 13; runs/pipeline_ff8b601:
-                                # early stop at 26, best 5); --EPOCHS=200: the seed's schedule
+EPOCHS = 24                     # epochs at most (seed: 200). A count, not a clock: a run's
+                                # length does not depend on the machine's speed or load (same
+                                # data, SEED, code and thread count: the same model bit for bit).
+                                # 24 is what the former default, a 43-minute wall-clock budget,
+                                # held on the 2-core development CPU (runs/train_s100: 24 epochs,
+                                # best 13; runs/pipeline_ff8b601: early stop at 26, best 5);
+                                # --EPOCHS=200: the seed's schedule
 EARLY_STOP_PATIENCE = 20        # epochs without a better validation loss before stopping
 TIME_LIMIT_MIN = 0.0            # optional wall-clock budget of one run, minutes (0: none): no epoch
                                 # is started that would end after it. Where it cuts the run, the
