@@ -225,6 +225,29 @@ def protocol_changes(old, new):
     return "made with " + (", ".join(changes) if changes else "another protocol hash")
 
 
+# what each range's values must be: (lowest allowed, whether the lowest itself is allowed,
+# highest allowed or None); the shape (two numbers) and type are glass_io's overrides' to check
+_RANGE_LIMITS = dict(DENSITY_RANGE=(0.0, False, None), TEMPERATURE_RANGE=(0.0, False, None),
+                     QUENCH_STEPS_RANGE=(1, True, None), SPECIES_RATIO_RANGE=(0.0, True, 1.0),
+                     SIGMA_SCALE_RANGE=(0.0, False, None), EPSILON_SCALE_RANGE=(0.0, False, None))
+
+
+def check_ranges():
+    """Refuse, before any cluster starts or glass is made, a parameter range that is not
+    (low, high) with low <= high inside its allowed values: numpy would draw from a reversed
+    uniform range without a word, and a reversed integer range fails in every worker, late."""
+    for name, (lowest, closed, highest) in _RANGE_LIMITS.items():
+        low, high = globals()[name]
+        if low > high:
+            raise SystemExit(f"error: {name}=({low}, {high}): reversed; expected (low, high) "
+                             f"with low <= high, e.g. --{name}={high},{low}")
+        if low < lowest or (low == lowest and not closed) or (highest is not None
+                                                               and high > highest):
+            allowed = (f"{'>=' if closed else '>'} {lowest}" if highest is None
+                       else f"in [{lowest}, {highest}]")
+            raise SystemExit(f"error: {name}=({low}, {high}): its values must be {allowed}")
+
+
 def check_densest_box(ggd):
     """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
     largest-sigma corner of the ranges: the minimum-image convention would break there."""
@@ -298,6 +321,20 @@ def stray_files(n_configs):
                   if name.fullmatch(f) and int(name.fullmatch(f)[1]) >= n_configs)
 
 
+def check_writable(directory):
+    """Create DATA_DIR if need be and write and remove a file there: a folder this run cannot
+    write is an error now, not a failure of every glass after its computation."""
+    import tempfile
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"error: DATA_DIR={directory}: cannot write there "
+                         f"({type(err).__name__}: {err.strerror or err}); choose another "
+                         "--DATA_DIR")
+
+
 def remove_stale_temp_files():
     """Temp files of writes cut short by a kill (atomic writes never leave a partial target)."""
     for tmp in glob.glob(os.path.join(DATA_DIR, ".*.tmp")):
@@ -365,13 +402,67 @@ def dask_warnings_held_back():
         logger.removeHandler(hold)
 
 
+class ShutdownNoise(logging.Filter):
+    """Drops a log record whose exception (or message) is a connection closed under it,
+    CommClosedError or tornado's StreamClosedError: what Dask intermittently logs when the
+    workers, the scheduler and the client close while a heartbeat or a reply is in flight
+    (dask/distributed issues 7192, 3581). Every other record passes. `install` puts it on every
+    logging handler of this process (Dask's loggers, asyncio's and tornado's for a task's
+    unretrieved error, the last-resort handler), `remove` takes it off again."""
+    CLOSED = ("CommClosedError", "StreamClosedError")
+
+    def __init__(self):
+        super().__init__()
+        self.handlers = set()
+
+    def filter(self, record):
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        return not (exc in self.CLOSED or any(n in record.getMessage() for n in self.CLOSED))
+
+    def install(self):
+        loggers = [logging.getLogger()] + [logging.getLogger(name) for name in
+                                           list(logging.root.manager.loggerDict)]
+        self.handlers = {h for lg in loggers for h in lg.handlers} | (
+            {logging.lastResort} if logging.lastResort else set())
+        for h in self.handlers:
+            h.addFilter(self)
+
+    def remove(self):
+        for h in self.handlers:
+            h.removeFilter(self)
+        self.handlers = set()
+
+
+@contextlib.contextmanager
+def shutdown_noise_dropped():
+    """A ShutdownNoise, not yet installed: the caller installs it once the results are in, for
+    the shutdown of the cluster; it is removed when the context ends."""
+    noise = ShutdownNoise()
+    try:
+        yield noise
+    finally:
+        noise.remove()
+
+
+def quiet_worker_shutdown():
+    """Run in each worker of the local cluster (client.run) before the cluster closes: the same
+    filter on the worker process's handlers (its log goes to this run's stderr); the process
+    ends with the cluster."""
+    ShutdownNoise().install()
+
+
 def make_glasses(todo, digest, own_overrides, ggd_overrides):
     """Make the glasses `todo` on a Dask cluster, one bar over glasses: an embedded local cluster
     of N_WORKERS processes or, with SCHEDULER, an existing one. Returns the failures
-    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too)."""
+    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too): the
+    client first, then the cluster (the ExitStack closes in reverse order); once the results
+    are in, a connection error of that shutdown is dropped from the log (ShutdownNoise).
+    """
     import dask
     from distributed import Client, LocalCluster
-    with dask_warnings_held_back() as held, contextlib.ExitStack() as stack:
+    import generate_diverse_data as module      # (importable by the workers, never __main__)
+    with shutdown_noise_dropped() as noise, dask_warnings_held_back() as held, \
+            contextlib.ExitStack() as stack:
         if SCHEDULER:
             try:
                 client = stack.enter_context(Client(SCHEDULER, set_as_default=False))
@@ -399,6 +490,10 @@ def make_glasses(todo, digest, own_overrides, ggd_overrides):
         failed = run_glasses(client, todo, digest, own_overrides, ggd_overrides)
         if failed:
             held.show()
+        if not SCHEDULER:           # our workers end with the cluster (a shared one's are left)
+            with contextlib.suppress(Exception):
+                client.run(module.quiet_worker_shutdown)
+        noise.install()
     return failed
 
 
@@ -460,11 +555,12 @@ def main(argv=None):
     vars(ggd).update(ggd_overrides)
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
+    check_ranges()
     try:
         check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    os.makedirs(DATA_DIR, exist_ok=True)
+    check_writable(DATA_DIR)
     remove_stale_temp_files()
     protocol, digest = glass_protocol(ggd)
     todo = glasses_to_make(protocol, digest)

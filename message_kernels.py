@@ -14,8 +14,14 @@ What they compute (identical to train.HybridBlock's reference path):
 Both backward passes rely on the graph being symmetric (edge j->i present with the same distance
 as i->j: train.periodic_edges builds it so), which lets every gradient be written as a gather
 over the destination's own CSR row: no atomics, no per-edge buffers, one OpenMP loop over atoms.
+The gradient of the filter table is a sum over edges into table rows; it is summed per table row
+over the edges sorted by bin, so no two threads add into one number.
 CSRGraph puts the edges in destination order (CSR) when they are not, and checks that every atom
 has as many in- as out-edges (a cheap necessary condition of symmetry).
+
+Deterministic: every number is summed by one thread in an order fixed by the graph, so the same
+inputs give the same bits for any thread count, OpenMP schedule or machine load (train.py's runs
+are reproducible through these kernels; tests/test_kernels.py checks 1 to 4 threads).
 
 The C source is built once with the system C compiler (gcc -O3 -march=native -fopenmp) into
 KERNEL_CACHE_DIR, keyed by a hash of source, flags and CPU; it is loaded with ctypes. Where no
@@ -54,32 +60,35 @@ void phys_forward_SFX(long n, long H, const long *rowptr, const long *col, const
     }
 }
 
-/* d loss / d W: gW[bin] += (1-t) x_j g_i, gW[bin+1] += t x_j g_i, thread-private tables */
-void phys_table_grad_SFX(long n, long H, long T, const long *rowptr, const long *col,
-                         const int *bin, const REAL *frac, const REAL *x, const REAL *g,
-                         REAL *gW, int nt) {
-    for (long k = 0; k < T * H; k++) gW[k] = 0;
-    #pragma omp parallel num_threads(nt)
-    {
-        REAL *acc = (REAL *)calloc((size_t)(T * H), sizeof(REAL));
-        #pragma omp for schedule(static)
-        for (long i = 0; i < n; i++) {
-            const REAL *gi = g + i * H;
-            for (long e = rowptr[i]; e < rowptr[i + 1]; e++) {
-                const REAL *xj = x + col[e] * H;
-                REAL *a0 = acc + (long)bin[e] * H, *a1 = a0 + H;
-                const REAL t = frac[e];
-                #pragma omp simd
-                for (long h = 0; h < H; h++) {
-                    const REAL p = xj[h] * gi[h];
-                    a0[h] += p - t * p;
-                    a1[h] += t * p;
-                }
+/* d loss / d W, the same bits for any thread count and schedule: the edges come sorted by
+   table bin (`bin_ptr`, then CSR order within a bin; `row`, `col`, `frac` in that order), so
+   G0[k] = sum_{bin(e)=k} (1-t) x_j g_i and G1[k] = sum_{bin(e)=k} t x_j g_i are each summed by
+   one thread in that fixed order, and gW[k] = G0[k] + G1[k-1] (the edge's two table points).
+   G0 is written into gW, G1 into the scratch table `g1`. */
+void phys_table_grad_SFX(long H, long T, const long *bin_ptr, const long *row, const long *col,
+                         const REAL *frac, const REAL *x, const REAL *g, REAL *gW, REAL *g1,
+                         int nt) {
+    #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+    for (long k = 0; k < T; k++) {
+        REAL *a0 = gW + k * H, *a1 = g1 + k * H;
+        for (long h = 0; h < H; h++) a0[h] = a1[h] = 0;
+        for (long e = bin_ptr[k]; e < bin_ptr[k + 1]; e++) {
+            const REAL *xj = x + col[e] * H, *gi = g + row[e] * H;
+            const REAL t = frac[e];
+            #pragma omp simd
+            for (long h = 0; h < H; h++) {
+                const REAL p = xj[h] * gi[h];
+                a0[h] += p - t * p;
+                a1[h] += t * p;
             }
         }
-        #pragma omp critical
-        for (long k = 0; k < T * H; k++) gW[k] += acc[k];
-        free(acc);
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (long k = 1; k < T; k++) {
+        REAL *a = gW + k * H;
+        const REAL *b = g1 + (k - 1) * H;
+        #pragma omp simd
+        for (long h = 0; h < H; h++) a[h] += b[h];
     }
 }
 
@@ -174,7 +183,29 @@ void attn_backward_SFX(long n, long heads, long d, const long *rowptr, const lon
 }
 """
 
-_HEADER = "#include <math.h>\n#include <stdlib.h>\n"
+_HEADER = r"""#include <math.h>
+#include <stdlib.h>
+
+/* counting sort of the CSR edges by table bin, stable (CSR order within a bin), serial: bin_ptr
+   [T + 1] as a CSR over bins, and each sorted edge's destination row, source col and fraction
+   (float64). */
+void sort_by_bin(long n, long T, const long *rowptr, const long *col, const int *bin,
+                 const double *frac, long *bin_ptr, long *row_s, long *col_s, double *frac_s) {
+    for (long k = 0; k <= T; k++) bin_ptr[k] = 0;
+    for (long e = 0; e < rowptr[n]; e++) bin_ptr[bin[e] + 1]++;
+    for (long k = 0; k < T; k++) bin_ptr[k + 1] += bin_ptr[k];
+    long *next = (long *)malloc((size_t)(T > 0 ? T : 1) * sizeof(long));
+    for (long k = 0; k < T; k++) next[k] = bin_ptr[k];
+    for (long i = 0; i < n; i++)
+        for (long e = rowptr[i]; e < rowptr[i + 1]; e++) {
+            const long s = next[bin[e]]++;
+            row_s[s] = i;
+            col_s[s] = col[e];
+            frac_s[s] = frac[e];
+        }
+    free(next);
+}
+"""
 
 
 def _source():
@@ -218,6 +249,7 @@ def _build():
                 raise RuntimeError(f"{cc} failed:\n{proc.stderr[-2000:]}")
             os.replace(so_path, lib_path)
     lib = ctypes.CDLL(lib_path)
+    lib.sort_by_bin.restype = None
     for fn in ("phys_forward", "phys_table_grad", "attn_forward", "attn_backward"):
         for sfx in ("f32", "f64"):
             getattr(lib, f"{fn}_{sfx}").restype = None
@@ -283,7 +315,7 @@ class CSRGraph:
             raise ValueError(f"edge distances [{float(edge_dist.min()):.3f}, "
                              f"{float(edge_dist.max()):.3f}] outside the filter table "
                              f"[{r_min}, {r_max}]")
-        self.n = int(n)
+        self.n, self.table_points = int(n), int(table_points)
         self.rowptr = torch.zeros(n + 1, dtype=torch.long)
         self.rowptr[1:] = torch.cumsum(in_degree, 0)
         self.col = src.contiguous().long()
@@ -293,6 +325,23 @@ class CSRGraph:
         self._frac64 = (t - self.bin.double())
         self._scale64 = fc.double() / head_dim ** 0.5
         self._cast = {}
+        self._by_bin = None
+
+    def by_bin(self, dtype):
+        """The edges sorted by table bin (stable: CSR order within a bin) for the table gradient:
+        (bin_ptr[T + 1], destination, source, fraction), made once per graph. Summing each table
+        row over its bin's edges in this order makes the gradient independent of the threads."""
+        if self._by_bin is None:
+            n_edges = self.col.numel()
+            bin_ptr = torch.empty(self.table_points + 1, dtype=torch.long)
+            row, col = torch.empty(n_edges, dtype=torch.long), torch.empty_like(self.col)
+            frac = torch.empty(n_edges, dtype=torch.float64)
+            library().sort_by_bin(ctypes.c_long(self.n), ctypes.c_long(self.table_points),
+                                  _p(self.rowptr), _p(self.col), _p(self.bin),
+                                  _p(self._frac64), _p(bin_ptr), _p(row), _p(col), _p(frac))
+            self._by_bin = (bin_ptr, row, col, frac)
+        bin_ptr, row, col, frac64 = self._by_bin
+        return bin_ptr, row, col, self._get("frac_by_bin", frac64, dtype)
 
     def frac(self, dtype):
         return self._get("frac", self._frac64, dtype)
@@ -334,11 +383,11 @@ class PhysicsMessage(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = physics_message_raw(grad, table, g)       # w_ij = w_ji: the same kernel
         if ctx.needs_input_grad[1]:
-            gt = torch.empty_like(table)
+            gt, scratch = torch.empty_like(table), torch.empty_like(table)
+            bin_ptr, row, col, frac = g.by_bin(x.dtype)
             _kernel("phys_table_grad", x.dtype)(
-                ctypes.c_long(g.n), ctypes.c_long(x.shape[1]), ctypes.c_long(table.shape[0]),
-                _p(g.rowptr), _p(g.col), _p(g.bin), _p(g.frac(x.dtype)), _p(x), _p(grad),
-                _p(gt), _nt())
+                ctypes.c_long(x.shape[1]), ctypes.c_long(table.shape[0]), _p(bin_ptr), _p(row),
+                _p(col), _p(frac), _p(x), _p(grad), _p(gt), _p(scratch), _nt())
         return gx, gt, None
 
 

@@ -17,9 +17,12 @@ Departures from the seed (see README.md):
 - on a CPU both edge sums of a block run in the fused kernels of message_kernels.py (the radial
   filter tabulated on FILTER_TABLE_POINTS distances); the reference PyG path is kept
   (FAST_KERNELS=False, CUDA, or no C compiler) and tested to compute the same;
-- TIME_LIMIT_MIN bounds the wall time (0 restores the seed's schedule).
+- at most EPOCHS = 24 epochs (seed: 200), a fixed count rather than a wall-clock budget, so the
+  same data, SEED and code give the same model bit for bit on one CPU with the same number of
+  threads, whatever its load (the fused kernels sum in a fixed order: message_kernels.py);
+  TIME_LIMIT_MIN is an optional time budget, recorded in results.json where it cuts the run.
 
-    python train.py [--EPOCHS=200] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
+    python train.py [--EPOCHS=24] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
     torchrun --nproc_per_node=K train.py [...]      # K processes (DDP: gloo on CPU, nccl on CUDA)
 
 Under torchrun each update's BATCH_SIZE x ACCUM_STEPS graphs are shared among the K processes
@@ -83,10 +86,18 @@ WEIGHT_DECAY = 1e-5
 GRAD_CLIP = 1.0                 # max global gradient norm
 LR_PATIENCE = 5                 # ReduceLROnPlateau on the validation loss
 LR_FACTOR = 0.5
-EPOCHS = 200
+EPOCHS = 24                     # epochs at most (seed: 200). A count, not a clock: a run's
+                                # length does not depend on the machine's speed or load (same
+                                # data, SEED, code and thread count: the same model bit for bit).
+                                # 24 is what the former default, a 43-minute wall-clock budget,
+                                # held on the 2-core development CPU (runs/train_s100: 24 epochs,
+                                # best 13; runs/pipeline_ff8b601: early stop at 26, best 5);
+                                # --EPOCHS=200: the seed's schedule
 EARLY_STOP_PATIENCE = 20        # epochs without a better validation loss before stopping
-TIME_LIMIT_MIN = 43.0           # wall-clock budget of one `python train.py` run, minutes: no epoch
-                                # is started that would end after it (0: no limit, as the seed)
+TIME_LIMIT_MIN = 0.0            # optional wall-clock budget of one run, minutes (0: none): no epoch
+                                # is started that would end after it. Where it cuts the run, the
+                                # model depends on the machine's speed and load, so results.json
+                                # records it ("stopped_by": "time limit", "time_limit")
 USE_AMP = True                  # float16 autocast + GradScaler on CUDA
 CPU_BF16 = False                # bfloat16 autocast on CPU: measured 3x slower here, so off
 USE_CHECKPOINT = True           # activation checkpointing of the hybrid blocks, reference path only
@@ -845,9 +856,48 @@ def resume(ck, model, optimizer, scheduler, scaler):
     return ck["epoch"] + 1, ck["best_val"], ck["since_best"], ck["history"], ck["seconds"]
 
 
+# the settings that count something and so must be at least 1, and what each counts
+_AT_LEAST_ONE = dict(N_TEST="base glasses held out for the test",
+                     N_VAL="base glasses the best epoch is chosen on",
+                     N_ROTATIONS="rotated copies used per base glass",
+                     BATCH_SIZE="graphs per micro-batch", ACCUM_STEPS="micro-batches per update",
+                     EPOCHS="epochs at most")
+
+
+def check_settings():
+    """Refuse, before anything is read or computed, settings no run can use, naming the constant
+    and what it allows (an empty validation or test set, or an empty batch, would otherwise end
+    in a traceback after the data are loaded and the baselines fitted)."""
+    for name, what in _AT_LEAST_ONE.items():
+        value = globals()[name]
+        if value < 1:
+            raise SystemExit(f"error: {name}={value}: must be an integer >= 1 ({what})")
+    for name in ("TIME_LIMIT_MIN", "NUM_THREADS"):
+        if globals()[name] < 0:
+            raise SystemExit(f"error: {name}={globals()[name]}: must be >= 0 (0: "
+                             f"{'no time limit' if name == 'TIME_LIMIT_MIN' else 'torch default'})")
+
+
+def check_writable(directory, name):
+    """Create `directory` if need be and write and remove a file there, so that an output folder
+    this run cannot write is an error at the start, not after the training."""
+    import tempfile
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"error: {name}={directory}: cannot write there ({type(err).__name__}: "
+                         f"{err.strerror or err}); choose another --{name}")
+
+
 def main(argv=None):
     apply_overrides(globals(), argv)
     t_start = time.perf_counter()
+    check_settings()
+    check_writable(OUT_DIR, "OUT_DIR")
+    if LABEL_MODES and os.path.isdir(DATA_DIR):      # the label cache is written there
+        check_writable(os.path.join(DATA_DIR, LABELS_SUBDIR), "DATA_DIR")
     if NUM_THREADS:
         torch.set_num_threads(NUM_THREADS)
     rank, world, device = join_processes(choose_device())
@@ -926,7 +976,8 @@ def train_and_test(device, rank, world, t_start):
         if history and epoch > start and not from_rank0(     # rank 0's clock decides for all
                 time_left_for_epoch(t_start, history, len(test_set) / len(val_set)), world):
             print(f"time limit: another epoch would end after TIME_LIMIT_MIN={TIME_LIMIT_MIN} "
-                  f"min (override --TIME_LIMIT_MIN=0 for the seed's schedule)")
+                  f"min; this run's length, and so its model, depends on the machine's speed "
+                  f"and load (--TIME_LIMIT_MIN=0: EPOCHS={EPOCHS} epochs at most, reproducible)")
             stopped_by = "time limit"
             break
         te = time.perf_counter()
@@ -979,12 +1030,17 @@ def train_and_test(device, rank, world, t_start):
                    per_glass_R=dict(mean=test["per_glass_R_mean"], std=test["per_glass_R_std"]),
                    test_R_by_glass=per_glass_first_copy(test_set, test_pairs),
                    best_epoch=int(best["epoch"]), epochs=len(history), stopped_by=stopped_by,
+                   # a cut by the clock: the model is not what these settings give elsewhere
+                   **(dict(time_limit=dict(TIME_LIMIT_MIN=TIME_LIMIT_MIN, EPOCHS=EPOCHS,
+                                           epochs_run=len(history)))
+                      if stopped_by == "time limit" else {}),
                    n_params=n_params, fused_kernels=model.uses_fused_path(device),
                    seconds=seconds_before + time.perf_counter() - t0,
                    wall_seconds_this_run=time.perf_counter() - t_start,
                    peak_memory_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    script_seconds=read_wall_times(DATA_DIR), device=str(device),
-                   processes=world,
+                   # torch's CPU sums split by thread: the bits depend on the thread count
+                   processes=world, threads=torch.get_num_threads(),
                    seed=SEED, baselines=baselines, **record)
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())

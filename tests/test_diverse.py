@@ -369,3 +369,75 @@ def test_an_interrupted_regeneration_leaves_no_metadata_vouching_for_a_mixture(
     assert not (tmp_path / "metadata.pkl").exists()
     with pytest.raises(softglass.files.GlassFileError, match="metadata.pkl: file not found"):
         augment_data.base_files(str(tmp_path))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--DENSITY_RANGE=1.3,1.1", r"DENSITY_RANGE=\(1.3, 1.1\): reversed.*--DENSITY_RANGE=1.1,1.3"),
+    ("--QUENCH_STEPS_RANGE=7000,3000", r"QUENCH_STEPS_RANGE=\(7000, 3000\): reversed"),
+    ("--TEMPERATURE_RANGE=0,0.4", r"TEMPERATURE_RANGE=\(0.0, 0.4\): its values must be > 0"),
+    ("--SPECIES_RATIO_RANGE=0.8,1.2", r"SPECIES_RATIO_RANGE=.*must be in \[0.0, 1.0\]")])
+def test_a_reversed_or_impossible_range_is_refused_before_any_glass(tmp_path, capsys, setting,
+                                                                    message):
+    """Refused at the start, naming the constant (numpy would draw from a reversed uniform range
+    without a word; a reversed integer range failed in every worker, then advised a rerun)."""
+    import re
+    code, _, err = _main_here(capsys, str(tmp_path / "d"), "", 1, 1, extra=[setting])
+    assert code != 0 and re.search(message, err), err
+    assert "rerun" not in err and not (tmp_path / "d").exists()
+
+
+def test_an_unwritable_data_dir_is_refused_before_any_glass(tmp_path, capsys, monkeypatch):
+    """A DATA_DIR that cannot be created (a file in the way) or written (read-only) stops the run
+    at once, before any cluster starts, naming DATA_DIR."""
+    import generate_diverse_data as gdd
+    monkeypatch.setattr(gdd, "make_glasses", lambda *a: pytest.fail("a glass was started"))
+    (tmp_path / "a_file").write_text("")
+    code, _, err = _main_here(capsys, str(tmp_path / "a_file" / "d"), "", 1, 1)
+    assert code != 0 and "DATA_DIR=" in err and "a_file/d: cannot write there" in err, err
+    if os.geteuid() == 0:                      # root writes into read-only folders anyway
+        return
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = _main_here(capsys, str(locked), "", 1, 1)
+    assert code != 0 and "locked: cannot write there" in err, err
+
+
+def test_only_closed_connection_errors_of_the_shutdown_are_dropped():
+    """Installed for the cluster's shutdown, ShutdownNoise drops Dask's CommClosedError (as the
+    exception of a record or in its message) and nothing else; before it is installed and after
+    it is removed, that error is printed like any other."""
+    import logging
+
+    import generate_diverse_data as gdd
+    from distributed.comm.core import CommClosedError
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("distributed.test_shutdown")
+    logger.addHandler(Capture())
+    logger.propagate = False
+
+    def log_errors(tag):
+        for err in (CommClosedError("in <TCP ...>: Stream is closed"), RuntimeError("real")):
+            try:
+                raise err
+            except Exception:
+                logger.exception(f"{tag} {type(err).__name__}")
+        logger.error(f"{tag} message: CommClosedError: in <TCP (closed)>")
+
+    log_errors("before")
+    with gdd.shutdown_noise_dropped() as noise:
+        log_errors("running")
+        noise.install()
+        log_errors("shutdown")
+    log_errors("after")
+    assert seen == ["before CommClosedError", "before RuntimeError",
+                    "before message: CommClosedError: in <TCP (closed)>",
+                    "running CommClosedError", "running RuntimeError",
+                    "running message: CommClosedError: in <TCP (closed)>",
+                    "shutdown RuntimeError",
+                    "after CommClosedError", "after RuntimeError",
+                    "after message: CommClosedError: in <TCP (closed)>"]

@@ -104,3 +104,35 @@ def test_fused_path_runs_under_cpu_bfloat16_autocast(train, graph):
         pred = model(graph.x, graph.edge_index, graph.edge_dist)
     pred.float().square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_kernels_give_the_same_bits_for_any_thread_count(train, graph):
+    """Every output and gradient of both kernels is summed in an order fixed by the graph: 1, 2,
+    3 or 4 threads (oversubscribed here on purpose: the OpenMP schedule then varies from call to
+    call) give the same bits, call after call. (The table gradient once summed thread-private
+    tables in whichever order the threads finished: two runs of train.py differed.)"""
+    g = _csr(train, graph, points=512, head_dim=8)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(graph.num_nodes, 32, generator=gen)
+    table = torch.randn(512, 32, generator=gen)
+    qkv = torch.randn(graph.num_nodes, 3 * 32, generator=gen)
+    grad = torch.randn(graph.num_nodes, 32, generator=gen)
+
+    def outputs():
+        xs, ts, qs = (t.clone().requires_grad_() for t in (x, table, qkv))
+        phys = mk.PhysicsMessage.apply(xs, ts, g)
+        attn = mk.NeighbourAttention.apply(qs, g, 4)
+        (phys * grad).sum().backward()
+        (attn * grad).sum().backward()
+        return [phys.detach(), attn.detach(), xs.grad, ts.grad, qs.grad]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = outputs()
+        for n in (1, 2, 3, 4, 4, 3):
+            torch.set_num_threads(n)
+            for name, a, b in zip(("phys", "attn", "d x", "d table", "d qkv"), serial, outputs()):
+                assert torch.equal(a, b), f"{name} with {n} threads"
+    finally:
+        torch.set_num_threads(threads)

@@ -191,10 +191,16 @@ def test_rotation_shortcut_trains_to_the_same_weights(train, dataset, tmp_path):
 
 
 def test_time_limit_stops_between_epochs(train, dataset, tmp_path):
-    """A budget smaller than one epoch still trains one epoch, then stops and reports why."""
+    """A budget smaller than one epoch still trains one epoch, then stops and records why and
+    what it cut (the model then depends on the machine's speed); a run the clock did not cut
+    records no time limit."""
     _run(train, _args(dataset, tmp_path / "o", 50) + ["--TIME_LIMIT_MIN=0.001"])
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["epochs"] == 1 and results["stopped_by"] == "time limit"
+    assert results["time_limit"] == dict(TIME_LIMIT_MIN=0.001, EPOCHS=50, epochs_run=1)
+    _run(train, _args(dataset, tmp_path / "p", 1))
+    results = json.loads((tmp_path / "p" / "results.json").read_text())
+    assert results["stopped_by"] == "EPOCHS" and "time_limit" not in results
 
 
 def test_missing_data_is_a_clear_error(train, tmp_path):
@@ -368,3 +374,59 @@ def test_label_over_more_modes_from_each_base_hessian(train, dataset, tmp_path, 
             train.load_dataset()
     finally:
         vars(train).update(saved)
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ("N_TEST=0", "N_TEST=0: must be an integer >= 1"),
+    ("N_VAL=0", "N_VAL=0: must be an integer >= 1"),
+    ("BATCH_SIZE=0", "BATCH_SIZE=0: must be an integer >= 1"),
+    ("ACCUM_STEPS=-1", "ACCUM_STEPS=-1: must be an integer >= 1"),
+    ("EPOCHS=0", "EPOCHS=0: must be an integer >= 1"),
+    ("TIME_LIMIT_MIN=-5", r"TIME_LIMIT_MIN=-5.0: must be >= 0 \(0: no time limit\)")])
+def test_unusable_settings_are_refused_before_the_data_are_read(train, tmp_path, setting,
+                                                                allowed):
+    """No data set at DATA_DIR: the error is the setting's (checked first), not the data's, and
+    nothing is written."""
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit, match=allowed):
+        _run(train, _args(tmp_path / "nothing", out, 1) + [f"--{setting}"])
+    assert not out.exists()
+
+
+def test_an_unwritable_output_folder_is_refused_at_the_start(train, tmp_path):
+    """An OUT_DIR that cannot be created (a file is in the way) or written (read-only) stops the
+    run before the data are read, naming OUT_DIR."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match=r"OUT_DIR=.*a_file/out: cannot write there"):
+        _run(train, _args(tmp_path / "nothing", tmp_path / "a_file" / "out", 1))
+    if os.geteuid() == 0:                      # root writes into read-only folders anyway
+        return
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(SystemExit, match=r"OUT_DIR=.*locked: cannot write there"):
+        _run(train, _args(tmp_path / "nothing", locked, 1))
+
+
+def test_two_trainings_give_the_same_model_bit_for_bit(train, dataset, tmp_path):
+    """The same data, SEED and code give the same weights, optimizer state and test R, bit for
+    bit. Three threads on purpose (more than this 2-core machine has, so the OpenMP schedule
+    varies with the load): the fused kernels once added per-thread partial sums of the filter
+    table's gradient in whichever order the threads finished, and two runs differed."""
+    runs, threads = [], torch.get_num_threads()
+    try:
+        for name in ("a", "b"):
+            _run(train, _args(dataset, tmp_path / name, 2) + ["--NUM_THREADS=3"])
+            runs.append((torch.load(tmp_path / name / "checkpoint.pth", weights_only=True),
+                         json.loads((tmp_path / name / "results.json").read_text())))
+    finally:
+        torch.set_num_threads(threads)            # (train.main set it for this process)
+    (a, ra), (b, rb) = runs
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(p["exp_avg"], q["exp_avg"]) and torch.equal(p["exp_avg_sq"],
+                                                                         q["exp_avg_sq"])
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert ra["test_R"] == rb["test_R"] and ra["stopped_by"] == "EPOCHS"
+    assert ra["threads"] == 3
