@@ -226,7 +226,7 @@ def protocol_changes(old, new):
 
 
 # what each range's values must be: (lowest allowed, whether the lowest itself is allowed,
-# highest allowed or None); the shape (two numbers) and type are glass_io's overrides' to check
+# highest allowed or None); the shape (two numbers) and type are softglass.cli's overrides' to check
 _RANGE_LIMITS = dict(DENSITY_RANGE=(0.0, False, None), TEMPERATURE_RANGE=(0.0, False, None),
                      QUENCH_STEPS_RANGE=(1, True, None), SPECIES_RATIO_RANGE=(0.0, True, 1.0),
                      SIGMA_SCALE_RANGE=(0.0, False, None), EPSILON_SCALE_RANGE=(0.0, False, None))
