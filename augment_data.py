@@ -69,18 +69,6 @@ def rotate_glass(snap, rotation, base_index):
     return out
 
 
-def fractional_minimum_image(dr, cell):
-    """Pair vectors dr under periodic boundaries of a (rotated) cell whose rows are box vectors."""
-    frac = dr @ np.linalg.inv(cell)
-    return (frac - np.round(frac)) @ cell
-
-
-def wrapped_fractional(positions, cell):
-    """Fractional coordinates of positions in a (rotated) cell, wrapped into [0, 1)."""
-    frac = positions @ np.linalg.inv(cell)
-    return frac - np.floor(frac)
-
-
 # ================================ the dataset ====================================================
 def read_metadata(data_dir=None):
     """DATA_DIR/metadata.pkl, checked, and the sha256 of its bytes. It names the data set: the

@@ -142,7 +142,7 @@ import jax.numpy as jnp                                         # noqa: E402
 from softglass import dynamics, forces, hessian as hs, system as systems   # noqa: E402
 from softglass.forces import energy_and_forces                            # noqa: E402, F401
 from softglass.hessian import check_hessian, hessian, local_hessian_eigenvalues   # noqa: E402
-from softglass.neighbours import min_pair_distance                        # noqa: E402
+from softglass.pairs import min_pair_distance                        # noqa: E402
 if _IMPORT_CACHE:
     enable_compilation_cache("")
 

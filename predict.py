@@ -576,7 +576,7 @@ def main(argv=None):
               f"{glass['mapping']['source']}), written as {glass['elements'][0]} and "
               f"{glass['elements'][1]}")
     print(f"model: {model_path} ({model_source})")
-    import figures
+    from softglass import figures
     import generate_glass_data as ggd
     import train
     ggd.SHOW_PROGRESS = sys.stderr.isatty()

@@ -14,12 +14,12 @@ Departures from the seed (see README.md):
   model); where the seed is silent inside a block we use the standard transformer choices:
   pre-LayerNorm residual sub-blocks, a multi-head output projection on the attention sum and a
   SiLU feed-forward of width FFN_MULT x hidden. At the defaults: 883,078 parameters (seed ~850K).
-- on a CPU both edge sums of a block run in the fused kernels of message_kernels.py (the radial
+- on a CPU both edge sums of a block run in the fused kernels of softglass/message_kernels.py (the radial
   filter tabulated on FILTER_TABLE_POINTS distances); the reference PyG path is kept
   (FAST_KERNELS=False, CUDA, or no C compiler) and tested to compute the same;
 - at most EPOCHS = 24 epochs (seed: 200), a fixed count rather than a wall-clock budget, so the
   same data, SEED and code give the same model bit for bit on one CPU with the same number of
-  threads, whatever its load (the fused kernels sum in a fixed order: message_kernels.py);
+  threads, whatever its load (the fused kernels sum in a fixed order: softglass/message_kernels.py);
   TIME_LIMIT_MIN is an optional time budget, recorded in results.json where it cuts the run.
 
     python train.py [--EPOCHS=24] [--DATA_DIR=data] [--OUT_DIR=.] [--SEED=0]
@@ -30,18 +30,15 @@ Under torchrun each update's BATCH_SIZE x ACCUM_STEPS graphs are shared among th
 single-process trajectory (README: "Beyond one machine"); rank 0 alone writes files.
 """
 import contextlib
-import io
 import json
-import math
 import os
 import random
 import resource
-import sys
 import time
 
 import numpy as np
 
-import figures
+from softglass import figures
 from softglass.cli import apply_overrides, constants_of, exit_on_help, or_constants
 from softglass.files import GlassFileError, atomic_write_bytes, read_wall_times
 
@@ -117,178 +114,27 @@ BEST_FILE = "hybrid_physics_best.pth"  # best-validation weights + scaling, weig
 exit_on_help(globals())                # --help lists the constants above without importing torch
 
 import torch                                        # noqa: E402
-import message_kernels                              # noqa: E402
 import torch.nn as nn                               # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
-from torch.utils.checkpoint import checkpoint       # noqa: E402
-from torch_geometric.data import Batch, Data        # noqa: E402
-from torch_geometric.utils import scatter, softmax  # noqa: E402
+from torch_geometric.data import Batch              # noqa: E402
+
+from softglass import message_kernels               # noqa: E402
+from softglass.distributed import from_rank0, join_processes, micro_batches  # noqa: E402
+from softglass.graphs import glass_graph, neighbour_features         # noqa: E402
+from softglass.checkpoints import (model_file, restore_scaler, rng_states,  # noqa: E402
+                                   save_torch, set_rng_states)
+from softglass.model import HybridPhysicsTransformer, count_parameters  # noqa: E402
 
 
 # ================================ the model ======================================================
-def bessel_rbf(r, num_rbf, cutoff):
-    """phi_k(r) = sin(k pi r / rc) / (r / rc), k = 1..num_rbf (seed; DimeNet's radial basis)."""
-    k = torch.arange(1, num_rbf + 1, device=r.device, dtype=r.dtype)
-    x = (r / cutoff).unsqueeze(-1)
-    return torch.sin(k * math.pi * x) / x
-
-
-def cosine_cutoff(r, cutoff):
-    """fc(r) = 0.5 [cos(pi r / rc) + 1] inside the cutoff, 0 beyond."""
-    return 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0) * (r < cutoff).to(r.dtype)
-
-
-class HybridBlock(nn.Module):
-    """h <- h + Linear(sum_j [x_j * w_ij + gamma * attn_ij]) ; h <- h + FFN(LN(h))."""
-
-    def __init__(self, hidden, heads, num_rbf, ffn_mult):
-        super().__init__()
-        self.heads, self.head_dim = heads, hidden // heads
-        self.norm1 = nn.LayerNorm(hidden)
-        self.filter = nn.Sequential(nn.Linear(num_rbf, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.attn_out = nn.Linear(hidden, hidden)           # multi-head output projection
-        self.gamma = nn.Parameter(torch.tensor(0.1))       # learnable fusion gate
-        self.out = nn.Linear(hidden, hidden)
-        self.norm2 = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, ffn_mult * hidden), nn.SiLU(),
-                                 nn.Linear(ffn_mult * hidden, hidden))
-
-    def forward(self, h, src, dst, rbf, fc):
-        """Reference path (PyG): per-edge tensors, differentiated by autograd."""
-        n = h.shape[0]
-        x = self.norm1(h)
-        # physics branch: m_ij = x_j * w_ij, w_ij = MLP(phi(r_ij)) fc(r_ij)
-        w = self.filter(rbf) * fc.unsqueeze(-1)
-        agg_phys = scatter(x[src] * w, dst, dim=0, dim_size=n, reduce="sum")
-        # attention branch: alpha_ij = softmax_j(q_i . k_j / sqrt(d) * fc(r_ij)), m_ij = alpha_ij v_j
-        q, k, v = self.qkv(x).view(n, 3, self.heads, self.head_dim).unbind(1)
-        logits = (q[dst] * k[src]).sum(-1) / math.sqrt(self.head_dim) * fc.unsqueeze(-1)
-        alpha = softmax(logits, dst, num_nodes=n)
-        m_attn = (alpha.unsqueeze(-1) * v[src]).reshape(-1, self.heads * self.head_dim)
-        agg_attn = scatter(m_attn, dst, dim=0, dim_size=n, reduce="sum")
-        return self.fuse(h, agg_phys, agg_attn)
-
-    def forward_fused(self, h, graph, rbf_grid, fc_grid):
-        """The same block with both edge sums done by message_kernels (CPU): the filter is
-        evaluated on the table's r grid (autograd flows into the MLP through the table) and
-        looked up per edge by linear interpolation."""
-        x = self.norm1(h)
-        table = self.filter(rbf_grid) * fc_grid.unsqueeze(-1)
-        agg_phys = message_kernels.PhysicsMessage.apply(x, table, graph)
-        agg_attn = message_kernels.NeighbourAttention.apply(self.qkv(x), graph, self.heads)
-        return self.fuse(h, agg_phys, agg_attn)
-
-    def fuse(self, h, agg_phys, agg_attn):
-        """h + Linear(sum_j m_phys + gamma sum_j m_attn), the usual multi-head output projection
-        applied to the attention sum (linear, so it commutes with the sum over j); then the FFN."""
-        h = h + self.out(agg_phys + self.gamma * self.attn_out(agg_attn))
-        return h + self.ffn(self.norm2(h))
-
-
-class HybridPhysicsTransformer(nn.Module):
-    def __init__(self, in_dim=5, hidden=None, layers=None, heads=None, num_rbf=None, cutoff=None,
-                 ffn_mult=None, use_checkpoint=None, fast_kernels=None, filter_table_points=None,
-                 filter_table_rmin=None):
-        """Embedding, `layers` hybrid blocks, prediction head. Arguments left None take the
-        (possibly overridden) constants. `fast_kernels` changes how, not what, it computes:
-        the state_dict is the same on both paths."""
-        super().__init__()
-        (hidden, layers, heads, num_rbf, cutoff, ffn_mult, use_checkpoint, fast_kernels,
-         filter_table_points, filter_table_rmin) = or_constants(
-            globals(), hidden_dim=hidden, num_layers=layers, num_heads=heads, num_rbf=num_rbf,
-            cutoff=cutoff, ffn_mult=ffn_mult, use_checkpoint=use_checkpoint,
-            fast_kernels=fast_kernels, filter_table_points=filter_table_points,
-            filter_table_rmin=filter_table_rmin)
-        self.num_rbf, self.cutoff, self.use_checkpoint = num_rbf, cutoff, use_checkpoint
-        # what rebuilds this model (train.model_file stores it; predict.py reads it back)
-        self.architecture = dict(in_dim=in_dim, hidden=hidden, layers=layers, heads=heads,
-                                 num_rbf=num_rbf, cutoff=cutoff, ffn_mult=ffn_mult,
-                                 filter_table_points=filter_table_points,
-                                 filter_table_rmin=filter_table_rmin)
-        self.heads, self.head_dim = heads, hidden // heads
-        self.fast_kernels, self.table_points, self.table_rmin = (
-            fast_kernels, filter_table_points, filter_table_rmin)
-        self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(),
-                                   nn.Linear(hidden, hidden))
-        self.blocks = nn.ModuleList(HybridBlock(hidden, heads, num_rbf, ffn_mult)
-                                    for _ in range(layers))
-        self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, 1))
-
-    def uses_fused_path(self, device):
-        return self.fast_kernels and device.type == "cpu" and message_kernels.available()
-
-    def csr_graph(self, edge_index, edge_dist, n):
-        """What the fused kernels need from a graph whose edges are sorted by destination."""
-        return message_kernels.CSRGraph(edge_index, edge_dist, n, self.table_rmin, self.cutoff,
-                                        self.table_points,
-                                        cosine_cutoff(edge_dist.double(), self.cutoff),
-                                        self.head_dim)
-
-    def forward(self, x, edge_index, edge_dist):
-        if self.uses_fused_path(x.device):
-            return self.forward_fused(x, self.csr_graph(edge_index, edge_dist, x.shape[0]))
-        src, dst = edge_index                       # message flows src (j) -> dst (i)
-        rbf = bessel_rbf(edge_dist, self.num_rbf, self.cutoff)
-        fc = cosine_cutoff(edge_dist, self.cutoff)
-        h = self.embed(x)
-        for block in self.blocks:
-            if self.use_checkpoint and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, src, dst, rbf, fc, use_reentrant=False)
-            else:
-                h = block(h, src, dst, rbf, fc)
-        return self.head(h).squeeze(-1)
-
-    def forward_fused(self, x, graph):
-        grid = torch.linspace(self.table_rmin, self.cutoff, self.table_points, dtype=x.dtype)
-        rbf_grid = bessel_rbf(grid, self.num_rbf, self.cutoff)
-        fc_grid = cosine_cutoff(grid, self.cutoff)
-        h = self.embed(x)
-        for block in self.blocks:
-            h = block.forward_fused(h, graph, rbf_grid, fc_grid)
-        return self.head(h).squeeze(-1)
-
-
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-# ================================ graphs =========================================================
-def periodic_edges(positions, cell, cutoff):
-    """All ordered pairs (j -> i) closer than cutoff under periodic boundaries of `cell` (rows are
-    box vectors, possibly rotated): a periodic k-d tree in fractional coordinates scaled to the box
-    length, distances by the minimum image in the cell's own frame."""
-    from scipy.spatial import cKDTree
-
-    from augment_data import fractional_minimum_image, wrapped_fractional
-    box = float(np.linalg.norm(cell[0]))
-    if not np.allclose(cell @ cell.T, box ** 2 * np.eye(3), atol=1e-8 * box ** 2):
-        raise ValueError("only cubic (possibly rotated) cells are supported")
-    if box <= 2 * cutoff:
-        raise ValueError(f"box {box:.3f} is not wider than twice the cutoff {cutoff}")
-    frac = wrapped_fractional(positions, cell)
-    pairs = cKDTree(frac * box, boxsize=box).query_pairs(cutoff, output_type="ndarray")
-    i, j = pairs[:, 0], pairs[:, 1]
-    dist = np.linalg.norm(fractional_minimum_image(positions[j] - positions[i], cell), axis=1)
-    edge_index = np.concatenate([np.stack([j, i]), np.stack([i, j])], axis=1)
-    dist = np.concatenate([dist, dist])             # j->i and i->j: the same number, bit for bit
-    order = np.lexsort((edge_index[0], edge_index[1]))     # CSR: by destination, then source
-    return edge_index[:, order], dist[order]
-
-
-def glass_graph(snap, cutoff=None):
-    """A PyG graph of one (rotated) glass: raw features, edges, target, and its base index."""
-    cutoff, = or_constants(globals(), cutoff=cutoff)
-    species = snap["species"].astype(np.int64)
-    x = np.concatenate([np.eye(2)[species], snap["eigenvalues"]], axis=1)
-    cell = snap.get("cell", snap["box_size"] * np.eye(3))
-    edge_index, dist = periodic_edges(snap["positions"], cell, cutoff)
-    return Data(x=torch.tensor(x, dtype=torch.float32),
-                edge_index=torch.tensor(edge_index, dtype=torch.long),
-                edge_dist=torch.tensor(dist, dtype=torch.float32),
-                y=torch.tensor(snap["softness_score"], dtype=torch.float32),
-                base=int(snap.get("base_index", -1)))
+def build_model(**given):
+    """The hybrid physics-transformer (softglass.model) with this script's architecture constants
+    (seed "Hyperparameters"); `given` overrides any (the tests' small models)."""
+    arch = dict(hidden=HIDDEN_DIM, layers=NUM_LAYERS, heads=NUM_HEADS, num_rbf=NUM_RBF,
+                cutoff=CUTOFF, ffn_mult=FFN_MULT, use_checkpoint=USE_CHECKPOINT,
+                fast_kernels=FAST_KERNELS, filter_table_points=FILTER_TABLE_POINTS,
+                filter_table_rmin=FILTER_TABLE_RMIN)
+    return HybridPhysicsTransformer(**{**arch, **given})
 
 
 # ================================ data ===========================================================
@@ -403,7 +249,7 @@ def load_dataset():
             densities.append(float(snap["parameters"]["density"]))
             if ROTATION_SHORTCUT and per_base:
                 continue
-            g = glass_graph(snap)
+            g = glass_graph(snap, CUTOFF)
             g.path = path                                 # to reload its atoms for the figures
             if per_base and torch.equal(g.edge_index, per_base[0].edge_index):
                 g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
@@ -468,33 +314,6 @@ def autocast_for(device):
     return torch.autocast(device.type, enabled=False)
 
 
-def micro_batches(n, generator, rank=0, world=1, batch=None, accum=None):
-    """This process's micro-batches of one epoch as lists of (graph indices, loss weight), one
-    list per optimizer update. The epoch's order is one permutation of the n training graphs
-    (what a shuffled DataLoader draws from `generator`), cut into micro-batches of `batch` graphs
-    and updates of `accum` micro-batches (the last ones possibly short). Under torchrun each of
-    the `world` processes takes a contiguous accum/world of every update's micro-batches, so the
-    averaged gradient of an update is the single process's, up to summation order. (torch's
-    DistributedSampler would deal graphs round-robin and pad the epoch with repeats: the graphs
-    averaged in one update would differ from the single-process run.) At the last, short update a
-    process left without a micro-batch repeats one with weight 0: every process must join each
-    gradient all-reduce. Arguments left None take BATCH_SIZE and ACCUM_STEPS."""
-    batch, accum = or_constants(globals(), batch_size=batch, accum_steps=accum)
-    # the draws of torch's DataLoader(shuffle=True, generator=generator), which this replaces:
-    # one int64 (its worker base seed), then the permutation; earlier runs' batches are kept
-    torch.empty((), dtype=torch.int64).random_(generator=generator)
-    order = torch.randperm(n, generator=generator).tolist()
-    micro = [order[i:i + batch] for i in range(0, n, batch)]
-    per_rank = accum // world
-    updates = []
-    for u in range(0, len(micro), accum):
-        update = micro[u:u + accum]
-        mine = update[rank * per_rank:(rank + 1) * per_rank]
-        slots = min(per_rank, len(update))          # rank 0's share, the largest
-        updates.append([(m, 1.0) for m in mine] + [(update[0], 0.0)] * (slots - len(mine)))
-    return updates
-
-
 def train_epoch(model, graphs, generator, optimizer, scaler, device, rank=0, world=1):
     """One epoch: L1 loss on the standardized target; each update averages the gradient over
     BATCH_SIZE x ACCUM_STEPS graphs (shared among `world` processes, `model` then wrapped in
@@ -503,7 +322,7 @@ def train_epoch(model, graphs, generator, optimizer, scaler, device, rank=0, wor
     per_rank = ACCUM_STEPS // world
     total = torch.zeros(2, dtype=torch.float64)         # sum of |error| over atoms, atoms
     optimizer.zero_grad(set_to_none=True)
-    for update in micro_batches(len(graphs), generator, rank, world):
+    for update in micro_batches(len(graphs), generator, rank, world, BATCH_SIZE, ACCUM_STEPS):
         for k, (idx, weight) in enumerate(update):
             batch = Batch.from_data_list([graphs[i] for i in idx]).to(device)
             # DDP averages gradients across processes at the update's last backward only
@@ -583,13 +402,6 @@ def per_glass_first_copy(graphs, pairs):
 
 
 # ================================ baselines ======================================================
-def neighbour_features(g):
-    """Per atom: its 5 features and their average over its neighbours within CUTOFF."""
-    src, dst = g.edge_index
-    mean = scatter(g.x[src], dst, dim=0, dim_size=g.num_nodes, reduce="mean")
-    return torch.cat([g.x, mean], dim=1).numpy()
-
-
 def fit_gbt(x, y):
     """Gradient-boosted trees on neighbour_features rows x, fitted to the labels y (the baseline
     of baseline_scores; validate_rearrangements.py scores it as an indicator too)."""
@@ -615,43 +427,6 @@ def baseline_scores(data, train_b, test_b):
     gbt = fit_gbt(x_tr, y_tr)
     return dict(lambda1_R=r(x_te[:, 2]), least_squares_R=r(ones(x_te) @ coef),
                 gbt_neighbours_R=r(gbt.predict(x_te)))
-
-
-def rng_states():
-    """The three generators' states as tensors and builtins only, so that a checkpoint loads with
-    torch.load(weights_only=True) (numpy's state holds an ndarray, which that refuses)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(torch=torch.get_rng_state(),
-                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                           has_gauss=int(has_gauss), cached=float(cached)),
-                python=random.getstate())
-
-
-def set_rng_states(states):
-    """Inverse of rng_states. The torch state is the CPU generator's, whatever the device."""
-    torch.set_rng_state(states["torch"].cpu())
-    n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
-    random.setstate(states["python"])
-
-
-def restore_scaler(scaler, state):
-    """Load a GradScaler state unless the saving run had none: a run started on the CPU (scaler
-    disabled, empty state) and resumed on CUDA starts a fresh scaler, and a CUDA run resumed on
-    the CPU (scaler disabled) drops it; GradScaler.load_state_dict raises on both."""
-    if scaler.is_enabled() and state:
-        scaler.load_state_dict(state)
-    elif scaler.is_enabled():
-        print("note: the checkpoint has no GradScaler state (saved without AMP): starting a "
-              "fresh scaler")
-
-
-def save_torch(path, obj):
-    """torch.save through an atomic write: an interrupted save never corrupts the last one."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def test_figures(test_set, pairs, s):
@@ -718,18 +493,6 @@ def git_commit():
 
 
 # ================================ the trained model file =========================================
-def model_file(model, scaling, epoch, info, record):
-    """Everything predict.py needs to rebuild and apply the model (BEST_FILE): weights, feature
-    and target scaling, architecture, the data and label it learnt, the commit and the settings.
-    Tensors and builtins only, so it loads with weights_only=True."""
-    return dict(state_dict=model.state_dict(), **{k: v.cpu() for k, v in scaling.items()},
-                architecture=model.architecture, epoch=epoch, n_params=count_parameters(model),
-                n_atoms=info["n_atoms"], n_soft_modes=info["n_soft_modes"],
-                label=info.get("label", "softness"), density_range=info.get("density_range"),
-                data_fingerprint=info["data_fingerprint"], commit=record["commit"],
-                config=record["config"])
-
-
 def load_trained_model(path, device=None, fast_kernels=None):
     """Rebuild a model written by train.py (BEST_FILE) with its architecture, and return it in
     eval mode with its feature/target scaling and its record. Loads with weights_only=True: the
@@ -746,7 +509,8 @@ def load_trained_model(path, device=None, fast_kernels=None):
         raise GlassFileError(f"{path}: not a model file of this train.py ({type(err).__name__}: "
                              f"{first_line}); use the hybrid_physics_best.pth that train.py "
                              "writes") from None
-    model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=fast_kernels)
+    model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=(
+        FAST_KERNELS if fast_kernels is None else fast_kernels))
     model.load_state_dict(best["state_dict"])
     scaling = {k: best[k] for k in ("x_mean", "x_std", "y_mean", "y_std")}
     return model.to(device).eval(), scaling, best
@@ -763,41 +527,6 @@ def choose_device(device=None):
         raise SystemExit("error: DEVICE=cuda but torch sees no CUDA device (is the CUDA build of "
                          "torch installed? README: GPU users)")
     return torch.device(device)
-
-
-def join_processes(device):
-    """(rank, world size, device) of this process: (0, 1, device) when run alone; under torchrun
-    (WORLD_SIZE > 1) it joins the process group (nccl on CUDA, gloo on the CPU), takes GPU
-    LOCAL_RANK, and leaves the log to rank 0 (errors still come from every process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device
-    if ACCUM_STEPS % world:
-        raise SystemExit(f"error: {world} processes cannot share ACCUM_STEPS={ACCUM_STEPS} "
-                         f"micro-batches per update: choose ACCUM_STEPS a multiple of {world} "
-                         f"(the effective batch BATCH_SIZE x ACCUM_STEPS = "
-                         f"{BATCH_SIZE * ACCUM_STEPS} graphs is what the run learns from)")
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local >= torch.cuda.device_count():
-            raise SystemExit(f"error: process {local} on a node with "
-                             f"{torch.cuda.device_count()} GPU(s): --nproc_per_node too large")
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = torch.distributed.get_rank()
-    if rank:
-        sys.stdout = open(os.devnull, "w")
-    return rank, world, device
-
-
-def from_rank0(value, world):
-    """Rank 0's value on every process (a decision taken from its own clock, say)."""
-    if world == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def describe_compute_path(device):
@@ -900,7 +629,7 @@ def main(argv=None):
         check_writable(os.path.join(DATA_DIR, LABELS_SUBDIR), "DATA_DIR")
     if NUM_THREADS:
         torch.set_num_threads(NUM_THREADS)
-    rank, world, device = join_processes(choose_device())
+    rank, world, device = join_processes(choose_device(), BATCH_SIZE, ACCUM_STEPS)
     try:
         train_and_test(device, rank, world, t_start)
     finally:
@@ -951,7 +680,7 @@ def train_and_test(device, rank, world, t_start):
             dict(baselines=baselines, seed=SEED, **record), indent=2).encode())
         return
 
-    model = HybridPhysicsTransformer().to(device)
+    model = build_model().to(device)
     n_params = count_parameters(model)
     print(f"model: {n_params:,} parameters; {compute_path}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)

@@ -262,7 +262,7 @@ def gbt_indicator():
     xs, ys = [], []
     for k in names:
         digest.update(file_sha256(bases[k]).encode())
-        g = train.glass_graph(load_glass(bases[k]))
+        g = train.glass_graph(load_glass(bases[k]), train.CUTOFF)
         xs.append(train.neighbour_features(g))
         ys.append(g.y.numpy())
     trees = train.fit_gbt(np.concatenate(xs), np.concatenate(ys))
@@ -272,7 +272,8 @@ def gbt_indicator():
 def gbt_prediction(gbt, snap):
     import train
     trees, _ = gbt
-    return trees.predict(train.neighbour_features(train.glass_graph(snap))).astype(np.float64)
+    graph = train.glass_graph(snap, train.CUTOFF)
+    return trees.predict(train.neighbour_features(graph)).astype(np.float64)
 
 
 def percentile_rank(values, atom):

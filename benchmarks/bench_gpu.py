@@ -52,13 +52,13 @@ def main():
     import train
     from bench_train import glasses
     from torch_geometric.data import Batch
-    graphs = [train.glass_graph(s) for s in glasses(train.BATCH_SIZE)]
+    graphs = [train.glass_graph(s, train.CUTOFF) for s in glasses(train.BATCH_SIZE)]
     batch = Batch.from_data_list(train.scaled(graphs, train.fit_scaling(graphs))).cuda()
     print(f"{torch.cuda.get_device_name()}: batch of {train.BATCH_SIZE} graphs, {batch.num_nodes} "
           f"atoms, {batch.num_edges} edges; torch {torch.__version__}")
     for amp in (True, False):
         torch.manual_seed(0)
-        model = train.HybridPhysicsTransformer().cuda().train()
+        model = train.build_model().cuda().train()
         torch.cuda.reset_peak_memory_stats()
         t = timed_steps(model, batch, amp)
         print(f"{'float16 AMP' if amp else 'float32    '}: {t:.4f} s/step  "

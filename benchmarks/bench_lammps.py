@@ -336,7 +336,7 @@ def timed(label, fn, *args):
 # ================================ the potential, checked ========================================
 def mdf_energy_and_forces(ggd, positions, system):
     """LAMMPS's lj/mdf (LJ times the MDF taper) evaluated here on our pair list (float64)."""
-    i, j, rij = neighbours.pair_list(positions, system["box"], system["r_cutoff"])
+    i, j, rij = pairs.pair_list(positions, system["box"], system["r_cutoff"])
     s = np.asarray(system["species"])
     sig = system["sigma"][s[i], s[j]]
     eps = system["epsilon"][s[i], s[j]]
@@ -396,8 +396,8 @@ def main():
     lammps, lammps_version = load_lammps()
     import jax
     import generate_glass_data as ggd
-    global dynamics, forces, neighbours                  # imported after the threads are pinned
-    from softglass import dynamics, forces, neighbours
+    global dynamics, forces, neighbours, pairs           # imported after the threads are pinned
+    from softglass import dynamics, forces, neighbours, pairs
     ggd.SHOW_PROGRESS = False
     ggd.enable_compilation_cache("")
 

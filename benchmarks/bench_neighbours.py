@@ -75,6 +75,7 @@ def main():
     import generate_glass_data as ggd
     global forces, neighbours, potentials                  # imported after the threads are pinned
     from softglass import forces, neighbours, potentials
+    from softglass import pairs
     print(f"cores {cores}")
     print(f"{'N':>6} {'dtype':>8} {'kernel':>6} {'jax-md ms':>10} {'k-d tree ms':>12} "
           f"{'(query ms)':>11} {'force ms':>9} {'slots':>9}")
@@ -85,7 +86,7 @@ def main():
         for dtype in (jnp.dtype(d) for d in DTYPES.split(",")):
             pos = jnp.asarray(np.random.default_rng(0).uniform(0, box, (n, 3)), dtype)
             moved = jnp.mod(pos + 0.5 * SKIN, box)       # every atom past skin/2: a rebuild
-            query = median_ms(lambda: neighbours.periodic_pairs(np.asarray(moved, np.float64), box,
+            query = median_ms(lambda: pairs.periodic_pairs(np.asarray(moved, np.float64), box,
                                                          r_cut + SKIN))
             for kernel in KERNELS.split(","):
                 ggd.FORCE_KERNEL = kernel

@@ -33,7 +33,7 @@ SEED = 0                        # seed of the default glass
 def quenched_glass_xyz(path):
     """Steps 1-4 of generate_glass_data.py at its defaults: the not-yet-minimised glass."""
     import numpy as np
-    import figures
+    from softglass import figures
     import generate_glass_data as ggd
     system = ggd.make_system(seed=SEED)
     r, _, _ = ggd.quenched_configuration(system, ggd.TEMPERATURE, ggd.QUENCH_STEPS, SEED,
@@ -46,7 +46,7 @@ def untrained_model(path):
     import torch
     import train
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer()
+    model = train.build_model()
     scaling = dict(x_mean=torch.zeros(3), x_std=torch.ones(3), y_mean=torch.tensor(0.01),
                    y_std=torch.tensor(0.01))
     info = dict(n_atoms=1000, n_soft_modes=10, data_fingerprint="untrained (benchmark)")

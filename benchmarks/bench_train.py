@@ -72,15 +72,15 @@ def main():
     rep_fused, rep_ref = int(args.get("repeats-fused", 10)), int(args.get("repeats-reference", 2))
     from torch_geometric.data import Batch
     snaps = glasses(train.BATCH_SIZE)
-    graphs = [train.glass_graph(s) for s in snaps]
+    graphs = [train.glass_graph(s, train.CUTOFF) for s in snaps]
     s = train.fit_scaling(graphs)
     batch = Batch.from_data_list(train.scaled(graphs, s))
     print(f"batch: {train.BATCH_SIZE} graphs, {batch.num_nodes} atoms, {batch.num_edges} edges; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     torch.manual_seed(0)
-    reference = train.HybridPhysicsTransformer(fast_kernels=False)
-    fused = train.HybridPhysicsTransformer(fast_kernels=True)
+    reference = train.build_model(fast_kernels=False)
+    fused = train.build_model(fast_kernels=True)
     fused.load_state_dict(reference.state_dict())
     if not fused.uses_fused_path(torch.device("cpu")):
         raise SystemExit(f"fused kernels unavailable: {train.message_kernels.build_error()}")

@@ -126,7 +126,7 @@ def evaluate(stage, snaps, per_glass, split):
     for k, snap in snaps.items():
         s = per_glass[k][stage]
         g = train.glass_graph(dict(snap, positions=s["positions"], eigenvalues=s["features"],
-                                   softness_score=s["softness"]))
+                                   softness_score=s["softness"]), train.CUTOFF)
         data[k] = [g]
     row = dict(baselines=train.baseline_scores(data, split[0], split[2]))
     if TRAIN_MODEL:

@@ -97,7 +97,7 @@ def train_and_test(train, graphs, split, epochs=None, seed=None):
     s = train.fit_scaling([graphs[b] for b in tr_b])
     tr, va, te = (train.scaled([graphs[b] for b in bs], s) for bs in split)
     torch.manual_seed(seed)
-    model = train.HybridPhysicsTransformer()
+    model = train.build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=train.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(seed)   # the batch order, drawn anew each epoch
     scaler = torch.amp.GradScaler("cpu", enabled=False)
@@ -133,7 +133,7 @@ def main():
           f"DT lambda_max / GAMMA > {ggd.BROWNIAN_MAX_DT_LAMBDA} for glasses {stiff}")
     split = train.split_bases(list(snaps), seed=SEED, n_test=N_TEST or None,
                               n_val=N_VAL or None)
-    graphs = {k: train.glass_graph(snap) for k, snap in snaps.items()}
+    graphs = {k: train.glass_graph(snap, train.CUTOFF) for k, snap in snaps.items()}
     rows = {}
     for name in labels(spectra[0]):
         y = {k: labels(spectra[k])[name] for k in snaps}

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, smap, space
 
-from .neighbours import NeighbourList, pair_list
+from .neighbours import NeighbourList
+from .pairs import pair_list
 from .potentials import pair_derivatives
 
 LIST_FORMATS = {"grad": partition.OrderedSparse, "dense": partition.Dense,   # kernel -> list

@@ -52,7 +52,8 @@ from softglass.files import system_of
 from .dynamics import _fire_chunk, _fire_init, run_chunks
 from .forces import energy_or_forces, force_block_rows, list_format, pair_forces
 from .hessian import hessian_from_pairs, pair_hessian_blocks
-from .neighbours import allocate_neighbors, pair_list
+from .neighbours import allocate_neighbors
+from .pairs import pair_list
 from .potentials import pair_derivatives, smoothed_lj
 from .sparse_solver import MultifrontalCholesky, atom_graph, nested_dissection_tree
 

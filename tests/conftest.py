@@ -46,7 +46,7 @@ def small_model(train, tiny_glass, tmp_path_factory):
     for what these tests check: that the same glass gives the same numbers)."""
     import torch
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL)
+    model = train.build_model(**SMALL)
     y = torch.tensor(tiny_glass["softness_score"])
     x = torch.tensor(tiny_glass["eigenvalues"])
     scaling = dict(x_mean=x.mean(0).float(), x_std=x.std(0).float(), y_mean=y.mean().float(),
@@ -61,7 +61,7 @@ def small_model(train, tiny_glass, tmp_path_factory):
 @pytest.fixture(scope="session")
 def graph(train, tiny_glass):
     """The tiny glass as a PyG graph."""
-    return train.glass_graph(tiny_glass)
+    return train.glass_graph(tiny_glass, train.CUTOFF)
 
 
 def write_metadata(data_dir, names, n_atoms):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from softglass import forces
+from softglass import pairs
 from softglass import hessian as hs
 
 import softglass.cli
@@ -58,8 +59,8 @@ def test_periodic_distances_and_labels_are_invariant(aug, ggd, tiny_glass):
     system = ggd.make_system(p["n_atoms"], p["density"], p["species_ratio"], p["sigma"],
                              p["epsilon"], p["seed"])
     i, j, rij, r, _, d1, d2 = forces.pairs_with_parameters(tiny_glass["positions"], system)
-    rot_rij = module.fractional_minimum_image(snap["positions"][j] - snap["positions"][i],
-                                              snap["cell"])
+    rot_rij = pairs.fractional_minimum_image(snap["positions"][j] - snap["positions"][i],
+                                                  snap["cell"])
     assert np.allclose(rot_rij, rij @ snap["rotation"].T, atol=1e-10)
     assert np.allclose(np.linalg.norm(rot_rij, axis=1), r, atol=1e-10)
     # the seed's way (rotated positions in the unrotated cube) changes distances: the reason for the cell

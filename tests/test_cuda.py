@@ -39,8 +39,8 @@ def test_amp_training_resumes_like_an_uninterrupted_run(train, dataset, tmp_path
 def test_float16_predictions_agree_with_cpu_float32(train, tiny_glass, tmp_path):
     from conftest import SMALL
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL, fast_kernels=False)
-    g = train.glass_graph(tiny_glass)
+    model = train.build_model(**SMALL, fast_kernels=False)
+    g = train.glass_graph(tiny_glass, train.CUTOFF)
     x = torch.cat([g.x[:, :2], (g.x[:, 2:] - g.x[:, 2:].mean(0)) / g.x[:, 2:].std(0)], 1)
     with torch.no_grad():
         cpu = model.eval()(x, g.edge_index, g.edge_dist)
@@ -52,11 +52,11 @@ def test_float16_predictions_agree_with_cpu_float32(train, tiny_glass, tmp_path)
 
 def test_checkpointed_blocks_give_the_same_gradients_on_the_gpu(train, tiny_glass):
     from conftest import SMALL
-    g = train.glass_graph(tiny_glass).cuda()
+    g = train.glass_graph(tiny_glass, train.CUTOFF).cuda()
     grads = []
     for use in (False, True):
         torch.manual_seed(0)
-        model = train.HybridPhysicsTransformer(**SMALL, use_checkpoint=use).cuda().train()
+        model = train.build_model(**SMALL, use_checkpoint=use).cuda().train()
         model(g.x, g.edge_index, g.edge_dist).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -64,7 +64,7 @@ def _same_trajectory(a, b, rel=1e-5, atol=1e-5):
 @pytest.mark.parametrize("world", [2, 4])
 def test_processes_share_each_update_of_the_single_process_order(train, n, world):
     batch, accum = 2, 4
-    alone = train.micro_batches(n, torch.Generator().manual_seed(3), batch=batch, accum=accum)
+    alone = train.micro_batches(n, torch.Generator().manual_seed(3), 0, 1, batch, accum)
     shares = [train.micro_batches(n, torch.Generator().manual_seed(3), r, world, batch, accum)
               for r in range(world)]
     assert all(len(s) == len(alone) for s in shares)

@@ -56,7 +56,8 @@ def test_every_cited_run_output_exists(doc, path):
 
 @pytest.mark.parametrize("doc,path", SCRIPTS, ids=[f"{d}:{p}" for d, p in SCRIPTS])
 def test_every_cited_script_exists(doc, path):
-    candidates = [path] + [os.path.join(folder, path) for folder in ("tests", "benchmarks", "experiments")]
+    candidates = [path] + [os.path.join(folder, path)
+                           for folder in ("tests", "benchmarks", "experiments", "softglass")]
     assert any(os.path.exists(os.path.join(ROOT, c)) for c in candidates), \
         f"{doc} cites {path}, which is not here"
 

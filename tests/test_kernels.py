@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import message_kernels as mk
+from softglass import message_kernels as mk
 from conftest import SMALL
 
 pytestmark = pytest.mark.skipif(not mk.available(),
@@ -47,8 +47,8 @@ def test_fused_model_equals_reference_model(train, graph, dtype, points, tol):
     a fine table the only difference left is the interpolation error (~h^2); in float32 at the
     default table size, float32 rounding and the interpolation (relative tolerance)."""
     torch.manual_seed(0)
-    ref = train.HybridPhysicsTransformer(**SMALL, fast_kernels=False).to(dtype)
-    fused = train.HybridPhysicsTransformer(**SMALL, fast_kernels=True,
+    ref = train.build_model(**SMALL, fast_kernels=False).to(dtype)
+    fused = train.build_model(**SMALL, fast_kernels=True,
                                            filter_table_points=points).to(dtype)
     fused.load_state_dict(ref.state_dict())
     assert fused.uses_fused_path(torch.device("cpu"))
@@ -90,7 +90,7 @@ def test_without_a_compiler_the_reference_path_is_used(train, graph, monkeypatch
     with pytest.raises(RuntimeError, match="failed"):
         mk._build()
     monkeypatch.setattr(mk, "available", lambda: False)
-    model = train.HybridPhysicsTransformer(**SMALL)
+    model = train.build_model(**SMALL)
     assert not model.uses_fused_path(torch.device("cpu"))
     with torch.no_grad():
         assert torch.isfinite(model(graph.x, graph.edge_index, graph.edge_dist)).all()
@@ -99,7 +99,7 @@ def test_without_a_compiler_the_reference_path_is_used(train, graph, monkeypatch
 def test_fused_path_runs_under_cpu_bfloat16_autocast(train, graph):
     """CPU_BF16=true: the kernels take float32 copies and autograd casts the gradients back."""
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL, fast_kernels=True)
+    model = train.build_model(**SMALL, fast_kernels=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         pred = model(graph.x, graph.edge_index, graph.edge_dist)
     pred.float().square().mean().backward()

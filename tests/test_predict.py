@@ -129,7 +129,7 @@ def test_labels_of_another_structure_are_not_scored(predict, tiny_glass, small_m
     R is withheld, saying why. The potential recorded in the header (as train.py and predict.py
     write it) is used instead of the constants, and then R is reported; a potential given on the
     command line wins over the header."""
-    import figures
+    from softglass import figures
     box = tiny_glass["box_size"]
     args = lambda name: [f"--INPUT={tmp_path / name}", f"--MODEL={small_model}"]  # noqa: E731
     figures.write_extxyz(str(tmp_path / "bare.xyz"), tiny_glass["positions"],
@@ -154,7 +154,7 @@ def test_a_glass_outside_the_training_densities_is_flagged(predict, tiny_glass, 
                                                            tmp_path, capsys):
     """Positions in Angstrom instead of sigma (x 2.5): density 0.077, far outside the model's
     training range: said at start."""
-    import figures
+    from softglass import figures
     figures.write_extxyz(str(tmp_path / "angstrom.xyz"), tiny_glass["positions"] * 2.5,
                          tiny_glass["species"], 2.5 * tiny_glass["box_size"] * np.eye(3), {})
     args = [f"--INPUT={tmp_path / 'angstrom.xyz'}", "--MODEL=", f"--TRAINED_MODEL={small_model}",

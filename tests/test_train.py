@@ -12,20 +12,20 @@ from conftest import SMALL, write_metadata
 
 
 def test_parameter_count_near_850k(train):
-    n = train.count_parameters(train.HybridPhysicsTransformer())
+    n = train.count_parameters(train.build_model())
     assert abs(n - 850_000) / 850_000 < 0.05
 
 
 def test_rotated_glass_with_its_cell_gives_the_same_graph_and_prediction(train, tiny_glass, graph):
     import augment_data
     q = augment_data.random_rotation(np.random.default_rng(7))
-    rotated = train.glass_graph(augment_data.rotate_glass(tiny_glass, q, 0))
+    rotated = train.glass_graph(augment_data.rotate_glass(tiny_glass, q, 0), train.CUTOFF)
     key = lambda g: np.lexsort(g.edge_index.numpy())  # noqa: E731
     a, b = key(graph), key(rotated)
     assert torch.equal(graph.edge_index[:, a], rotated.edge_index[:, b])
     assert torch.allclose(graph.edge_dist[a], rotated.edge_dist[b], atol=1e-5)
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL).eval()
+    model = train.build_model(**SMALL).eval()
     with torch.no_grad():
         p0 = model(graph.x, graph.edge_index, graph.edge_dist)
         p1 = model(rotated.x, rotated.edge_index, rotated.edge_dist)
@@ -34,7 +34,7 @@ def test_rotated_glass_with_its_cell_gives_the_same_graph_and_prediction(train, 
 
 def test_permuting_atoms_permutes_predictions(train, graph):
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL).eval()
+    model = train.build_model(**SMALL).eval()
     perm = torch.randperm(graph.num_nodes)
     inv = torch.argsort(perm)
     with torch.no_grad():
@@ -56,7 +56,7 @@ def test_edges_are_the_pairs_within_the_cutoff(train, tiny_glass, graph):
 
 def test_a_few_steps_lower_the_loss(train, graph):
     torch.manual_seed(0)
-    model = train.HybridPhysicsTransformer(**SMALL)
+    model = train.build_model(**SMALL)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     y = (graph.y - graph.y.mean()) / graph.y.std()
     losses = []
@@ -73,7 +73,7 @@ def test_checkpointed_blocks_give_the_same_gradients(train, graph):
     grads = []
     for use in (False, True):
         torch.manual_seed(0)
-        model = train.HybridPhysicsTransformer(**SMALL, use_checkpoint=use,
+        model = train.build_model(**SMALL, use_checkpoint=use,
                                                fast_kernels=False).train()
         model(graph.x, graph.edge_index, graph.edge_dist).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))

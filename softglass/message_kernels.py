@@ -39,7 +39,8 @@ import threading
 
 import torch
 
-KERNEL_CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".kernel_cache")
+KERNEL_CACHE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                ".kernel_cache")     # the repository root, git-ignored
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno"]
 
 # One body, instantiated for float (suffix _f32) and double (_f64).

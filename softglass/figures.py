@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 
-from augment_data import wrapped_fractional
-from softglass import files
-from softglass.files import atomic_write_bytes
+from . import files
+from .files import atomic_write_bytes
+from .pairs import wrapped_fractional
 
 
 def _pyplot():
