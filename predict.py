@@ -591,7 +591,9 @@ def main(argv=None):
     print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f}),"
           f" potential from {glass['potential_from']}; model trained on "
           f"{card.get('n_atoms')}-atom glasses, {card.get('label', 'softness')} over {n_modes} "
-          f"modes, commit {str(card.get('commit'))[:12]}")
+          f"modes, commit {str(card.get('commit'))[:12]}"
+          + (f"; its test R {card['test']['R']:.4f} on {card['test']['n_glasses']} held-out "
+             f"glasses" if "test" in card else ""))
     warn_outside_training(glass, card)
     try:
         described = relax_and_describe(glass, ggd, n_modes, card.get("label", "softness"))

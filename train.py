@@ -773,6 +773,13 @@ def train_and_test(device, rank, world, t_start):
                    seed=SEED, baselines=baselines, **record)
     atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
                        json.dumps(results, indent=2).encode())
+    # the model file describes itself: how it tested and against which baselines (models/ ships
+    # such files, and predict.py says what it applies)
+    card = torch.load(best_path, map_location="cpu", weights_only=True)
+    card["test"] = dict(R=test["R"], per_glass_R_mean=test["per_glass_R_mean"],
+                        per_glass_R_std=test["per_glass_R_std"], n_glasses=len(test_b),
+                        baselines=baselines, threads=torch.get_num_threads())
+    save_torch(best_path, card)
     print(f"test R = {test['R']:.4f}  R^2 = {test['R2']:.4f}  MAE = {test['MAE']:.4f}  "
           f"per-glass R = {test['per_glass_R_mean']:.4f} +- {test['per_glass_R_std']:.4f}")
 

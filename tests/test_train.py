@@ -143,6 +143,9 @@ def test_training_end_to_end_and_resume(train, dataset, tmp_path, tiny_glass):
     assert set(results["split"]["test"]).isdisjoint(results["split"]["train"])
     best = torch.load(out / "hybrid_physics_best.pth", weights_only=True)
     assert {"state_dict", "y_mean", "y_std", "x_mean", "x_std"} <= set(best)
+    # the model file describes itself: its data, label and test R (models/ ships such files)
+    assert best["test"]["R"] == results["test_R"] and best["test"]["baselines"] == \
+        results["baselines"] and best["label"] == "softness" and best["data_fingerprint"]
     for png in ("training_curves.png", "test_predicted_vs_true.png", "test_glass_slice.png"):
         assert (out / png).stat().st_size > 1000, png
     xyz = (out / "test_glass.xyz").read_text().splitlines()
