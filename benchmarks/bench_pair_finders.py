@@ -79,7 +79,7 @@ def finders():
     """{name: fn(frac, cell, r_cut) -> (M, 2) int pairs i < j}, frac the fractional positions and
     cell the 3x3 matrix of column cell vectors."""
     import numpy as np
-    from softglass.neighbours import periodic_pairs
+    from softglass.pairs import periodic_pairs
 
     def kdtree(frac, cell, r_cut):      # as the project calls it: a cubic box takes real positions
         if np.allclose(cell, np.diag(np.diag(cell))) and np.ptp(np.diag(cell)) == 0:
