@@ -52,8 +52,8 @@ import uuid
 import numpy as np
 
 from softglass.cli import apply_overrides, constants_of, exit_on_help, normalise_argv
-from softglass.files import (GlassFileError, atomic_write_pickle, load_glass, name_list,
-                             record_wall_time, same_value, sha256_of_json)
+from softglass.files import (GlassFileError, atomic_write_pickle, check_writable, load_glass,
+                             name_list, record_wall_time, same_value, sha256_of_json)
 
 # ================================ constants ====================================================
 N_CONFIGS = 120                     # base glasses
@@ -321,20 +321,6 @@ def stray_files(n_configs):
                   if name.fullmatch(f) and int(name.fullmatch(f)[1]) >= n_configs)
 
 
-def check_writable(directory):
-    """Create DATA_DIR if need be and write and remove a file there: a folder this run cannot
-    write is an error now, not a failure of every glass after its computation."""
-    import tempfile
-    try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
-            pass
-    except OSError as err:
-        raise SystemExit(f"error: DATA_DIR={directory}: cannot write there "
-                         f"({type(err).__name__}: {err.strerror or err}); choose another "
-                         "--DATA_DIR")
-
-
 def remove_stale_temp_files():
     """Temp files of writes cut short by a kill (atomic writes never leave a partial target)."""
     for tmp in glob.glob(os.path.join(DATA_DIR, ".*.tmp")):
@@ -560,7 +546,7 @@ def main(argv=None):
         check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
-    check_writable(DATA_DIR)
+    check_writable(DATA_DIR, "DATA_DIR")
     remove_stale_temp_files()
     protocol, digest = glass_protocol(ggd)
     todo = glasses_to_make(protocol, digest)

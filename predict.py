@@ -38,14 +38,13 @@ prediction of another input (X.pkl and X.xyz in one folder): that is refused bef
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from softglass.cli import apply_overrides, exit_on_help
-from softglass.files import (GlassFileError, atomic_write_bytes, load_glass, read_structure,
-                             write_extxyz)
+from softglass.files import (GlassFileError, atomic_write_bytes, check_writable, load_glass,
+                             read_structure, write_extxyz)
 
 # ================================ constants ====================================================
 # --- input and output ---
@@ -436,14 +435,7 @@ def check_outputs(paths, input_path):
     """Before any work: the output folder must be writable (else the whole computation is lost
     at the end); outputs of another input with the same stem (X.pkl beside X.xyz) are refused, not
     replaced; outputs of this input are replaced, saying so."""
-    folder = os.path.dirname(paths["json"])
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise GlassFileError(f"{folder}: cannot write the outputs there ({err.strerror}): choose "
-                             "another --OUTPUT_DIR")
+    check_writable(os.path.dirname(paths["json"]), "OUTPUT_DIR", "the outputs ")
     if os.path.exists(paths["json"]):
         try:
             with open(paths["json"]) as fh:

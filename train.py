@@ -40,7 +40,7 @@ import numpy as np
 
 from softglass import figures
 from softglass.cli import apply_overrides, constants_of, exit_on_help, or_constants
-from softglass.files import GlassFileError, atomic_write_bytes, read_wall_times
+from softglass.files import GlassFileError, atomic_write_bytes, check_writable, read_wall_times
 
 # ================================ constants ====================================================
 # --- data ---
@@ -605,19 +605,6 @@ def check_settings():
         if globals()[name] < 0:
             raise SystemExit(f"error: {name}={globals()[name]}: must be >= 0 (0: "
                              f"{'no time limit' if name == 'TIME_LIMIT_MIN' else 'torch default'})")
-
-
-def check_writable(directory, name):
-    """Create `directory` if need be and write and remove a file there, so that an output folder
-    this run cannot write is an error at the start, not after the training."""
-    import tempfile
-    try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
-            pass
-    except OSError as err:
-        raise SystemExit(f"error: {name}={directory}: cannot write there ({type(err).__name__}: "
-                         f"{err.strerror or err}); choose another --{name}")
 
 
 def main(argv=None):

@@ -42,6 +42,20 @@ def atomic_write_bytes(path, data):
         raise
 
 
+def check_writable(directory, constant, what=""):
+    """Create `directory` if need be and write and remove a file there: an output folder this run
+    cannot write is an error at the start (SystemExit naming `constant`, the script's setting,
+    and `what` it was to hold), not a loss of the computation at its end."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test_"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"error: {constant}={directory}: cannot write {what}there "
+                         f"({type(err).__name__}: {err.strerror or err}); choose another "
+                         f"--{constant}")
+
+
 def atomic_write_pickle(path, obj):
     atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
