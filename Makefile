@@ -18,6 +18,19 @@ pipeline: install
 	$(PY) augment_data.py
 	$(PY) train.py
 
+# The shipped models (after `make pipeline`, on its data): the default model it trained (the seed's
+# label, S over 10 modes) and one trained on S over 100 modes, copied into models/ with their
+# results (runs/model_default_s10/, runs/model_s100/). Each file carries its data fingerprint,
+# label and test R; predict.py falls back on models/default_s10.pth.
+models: install
+	test -f hybrid_physics_best.pth || { echo "make models: run make pipeline first"; exit 1; }
+	$(PY) train.py --LABEL_MODES=100 --OUT_DIR=s100
+	mkdir -p models runs/model_default_s10 runs/model_s100
+	cp hybrid_physics_best.pth models/default_s10.pth
+	cp results.json training_curves.png runs/model_default_s10/
+	cp s100/hybrid_physics_best.pth models/s100.pth
+	cp s100/results.json s100/training_curves.png runs/model_s100/
+
 # The optional fifth step (after `make pipeline`): does softness find where the glass yields?
 validate: install
 	$(PY) validate_rearrangements.py
@@ -43,4 +56,4 @@ investigate: install
 	$(PY) experiments/what_drives_r.py
 	$(PY) experiments/do_unconverged_glasses_change_r.py
 
-.PHONY: install pipeline validate test bench investigate gpu-check
+.PHONY: install pipeline models validate test bench investigate gpu-check

@@ -535,7 +535,7 @@ def describe_compute_path(device):
     if device.type != "cpu" or not FAST_KERNELS:
         return "reference PyG path" + (f" on {device}" if device.type != "cpu" else "")
     if message_kernels.available():
-        return "fused CPU kernels (message_kernels.py)"
+        return "fused CPU kernels (softglass/message_kernels.py)"
     import warnings
     warnings.warn(f"fused CPU kernels unavailable ({message_kernels.build_error()}): training "
                   "runs the reference PyG path, ~30x slower (README: macOS)", stacklevel=2)
