@@ -87,8 +87,8 @@ EPOCHS = 24                     # epochs at most (seed: 200). A count, not a clo
                                 # length does not depend on the machine's speed or load (same
                                 # data, SEED, code and thread count: the same model bit for bit).
                                 # 24 is what the former default, a 43-minute wall-clock budget,
-                                # held on the 2-core development CPU (runs/train_s100: 24 epochs,
-                                # best 13; runs/pipeline_ff8b601: early stop at 26, best 5);
+                                # held on the 2-core development CPU (runs/train_s100_grad: 24
+                                # epochs, best 13; runs/pipeline_dense_r2: early stop at 26, best 5);
                                 # --EPOCHS=200: the seed's schedule
 EARLY_STOP_PATIENCE = 20        # epochs without a better validation loss before stopping
 TIME_LIMIT_MIN = 0.0            # optional wall-clock budget of one run, minutes (0: none): no epoch
@@ -99,8 +99,9 @@ USE_AMP = True                  # float16 autocast + GradScaler on CUDA
 CPU_BF16 = False                # bfloat16 autocast on CPU: measured 3x slower here, so off
 USE_CHECKPOINT = True           # activation checkpointing of the hybrid blocks, reference path only
                                 # (the fused path keeps no per-edge tensors, so it needs none)
-FAST_KERNELS = True             # CPU: fused C kernels of message_kernels.py (falls back to the
-                                # reference PyG path, with a warning, where they cannot be built)
+FAST_KERNELS = True             # CPU: fused C kernels of softglass/message_kernels.py (falls back
+                                # to the reference PyG path, with a warning, where they cannot be
+                                # built)
 FILTER_TABLE_POINTS = 4096      # fused path: w(r) tabulated on this many points, linear interpolation
 FILTER_TABLE_RMIN = 0.5         # sigma_AA, table start (below any pair distance in a glass)
 NUM_THREADS = 0                 # torch CPU threads (0: torch's default)

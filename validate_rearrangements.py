@@ -161,7 +161,7 @@ def shear_protocol():
 
 def relaxation():
     """How the shear's FIRE and factors compute (softglass.shear.Relaxation): generate_glass_data's
-    constants of those names, read now (a worker has applied their overrides)."""
+    constants of those names (its defaults: this script's command line does not set them)."""
     return aqs.Relaxation(**{f.name: getattr(ggd, f.name.upper())
                              for f in dataclasses.fields(aqs.Relaxation)})
 

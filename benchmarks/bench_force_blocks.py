@@ -16,7 +16,7 @@ With FIRE_REPEATS > 0, also the pipeline's FIRE phase (generate_glass_data.inher
 from one quenched state of FIRE_N_ATOMS atoms (make_system, PREP_HEAT_STEPS + PREP_QUENCH_STEPS
 Brownian steps), alternately with one block and with generate_glass_data's blocks: seconds, steps,
 ms per step (compilation included once) and the minimum's energy.
-Measured on 2026-12-04 (runs/scaling/force_blocks/): the order does not matter (random memory
+Measured (runs/scaling/force_blocks/): the order does not matter (random memory
 order is not the cost), the block size does (the (3, N, M) planes of one block stay in cache).
 """
 import json

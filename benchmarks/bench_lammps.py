@@ -128,8 +128,8 @@ def pin_threads(threads, cpu):
         # single-threaded Eigen ops; not intra_op_parallelism_threads=1: with one pool thread
         # a 10^4-atom run deadlocked while the k-d tree was rebuilt by a pure_callback inside
         # the compiled loop (its input's copy waited for the pool's only thread, which ran the
-        # loop waiting for the callback; the rebuild is on the host between chunks since
-        # 2026-12-04). The affinity keeps XLA's pool on the one core.
+        # loop waiting for the callback; the rebuild is now on the host between chunks).
+        # The affinity keeps XLA's pool on the one core.
         flags = "--xla_cpu_multi_thread_eigen=false"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     os.environ["OMP_NUM_THREADS"] = str(threads)

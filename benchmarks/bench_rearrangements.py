@@ -66,7 +66,7 @@ def the_glass(tmp):
 def main():
     apply_overrides(globals())
     import dataclasses
-    from softglass import shear as aqs_shear
+    from softglass import shear
     import validate_rearrangements as vr
     protocol = vr.shear_protocol()          # validate_rearrangements' defaults, then ours on top
     protocol = dataclasses.replace(
@@ -79,7 +79,7 @@ def main():
         print(f"{path}: {len(snap['species'])} atoms")
         rows = []
         for d in DIRECTIONS.split(","):
-            res = aqs_shear.shear_to_first_event(snap, d.strip(), protocol,
+            res = shear.shear_to_first_event(snap, d.strip(), protocol,
                                                  relaxation=vr.relaxation())
             row = dict(direction=d, status=res["status"], strain=res.get("event_strain"),
                        energy_drop=res.get("energy_drop"), coarse=res.get("coarse_steps"),

@@ -59,7 +59,7 @@ def reference_records():
 
 def atoms_of_records(records):
     """The atom count of the reference's glasses (their files may be gone): recorded per event
-    since 2026-12-05 (n_atoms), else read from the percentiles themselves, which are
+    (n_atoms) by newer runs, else read from the percentiles themselves, which are
     (atoms below the hit) / (N - 1) for the random indicator (no ties): the smallest N - 1 that
     makes every one an integer."""
     counts = {r["n_atoms"] for r in records if "n_atoms" in r}

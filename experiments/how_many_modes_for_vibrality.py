@@ -17,7 +17,7 @@ paired by event.
 A run folder holds events/ (validate_rearrangements.py's OUT_DIR); its glasses are the ones
 named there, read from GLASS_DIR (relative to the run folder: glasses/ in does_size_change_the_yield.py's
 layout; for a run on train.py's split, --GLASS_DIR=$PWD/data); a result that names another glass
-file's content (glass_sha256, recorded since 2026-12-06) or atom count is refused. Dense eigh of
+file's content (glass_sha256, in newer records) or atom count is refused. Dense eigh of
 a 3N x 3N Hessian costs ~1 s at N = 500 and ~10 s at N = 1000 on one core.
 """
 import json

@@ -7,8 +7,8 @@ events and show how much one set's ranking of the indicators is that set's.
     python experiments/pooled_yield.py --RUNS=grad=/path/run1,dense=/path/run2
         [--OUT_FILE=pooled.json]
 
-Each RUNS entry is name=source: a run's rearrangements.json (it keeps every event's scores since
-2026-12-05), or a checkout where `python validate_rearrangements.py` ran on train.py's split
+Each RUNS entry is name=source: a run's rearrangements.json (newer ones keep every event's
+scores), or a checkout where `python validate_rearrangements.py` ran on train.py's split
 (source/results.json names the test glasses, source/rearrangements holds the events and the
 indicator cache, scored afresh). Prints, per set and pooled, each indicator's hit percentile and
 share of hits in the top 5% with by-glass 95% intervals, and the pooled paired differences of the

@@ -1,7 +1,7 @@
 """Run from the repository root:
     python experiments/stamp_legacy_events.py runs/yield_n500_models/events
 
-One-off (2026-12-06): copy the N = 500 runs' legacy event files (written before results named
+One-off: copy the N = 500 runs' legacy event files (written before results named
 their glass's sha256) into a new run folder, stamped with the sha256 of the data/n500 glass file
 they will be scored with, after checking that glass is array-equal to the one each result names
 (positions, species, eigenvalues, labels, energy: the files differ only in their timings)."""

@@ -4,7 +4,7 @@ The force kernel ("grad", "dense", "dense_r2") chooses how a compiled phase gets
 "grad" differentiates the pair energy summed on a half (OrderedSparse) neighbour list; "dense"
 and "dense_r2" sum pair forces along the rows of a Dense list (dense_pair_forces), "dense_r2" with
 phi'(r)/r in closed form in r^2 where the potential has one. energy_and_forces recomputes energy
-and forces in float64 from an independent pair list (neighbours.pair_list).
+and forces in float64 from an independent pair list (pairs.pair_list).
 """
 from . import jax_config  # noqa: F401  (float64)
 

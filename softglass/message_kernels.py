@@ -1,18 +1,18 @@
-"""Fused CPU kernels for the two message-passing branches of train.py's hybrid block.
+"""Fused CPU kernels for the two message-passing branches of the hybrid block (softglass.model).
 
 Why: on a CPU the plain PyG block spends most of its time moving [edges x hidden] tensors
 (gathers x[src], their backward scatters, elementwise products), not computing. These kernels
 visit every edge once, per destination atom, and keep nothing per edge in memory.
 
-What they compute (identical to train.HybridBlock's reference path):
+What they compute (identical to softglass.model.HybridBlock's reference path):
 - physics message  out_i = sum_{j in N(i)} x_j * w(r_ij), with w(r) = MLP(phi(r)) fc(r) looked up
-  by linear interpolation in a table W[k] = w(r_k) on a uniform grid (train.py builds W from the
+  by linear interpolation in a table W[k] = w(r_k) on a uniform grid (the model builds W from the
   filter MLP with autograd, so the filter parameters still learn through the table);
 - neighbour attention  out_i = sum_j alpha_ij v_j,  alpha_ij = softmax_j(q_i.k_j fc(r_ij)/sqrt(d)),
   computed flash-attention style: the forward keeps only log-sum-exp per atom and head.
 
 Both backward passes rely on the graph being symmetric (edge j->i present with the same distance
-as i->j: train.periodic_edges builds it so), which lets every gradient be written as a gather
+as i->j: softglass.graphs.periodic_edges builds it so), which lets every gradient be written as a gather
 over the destination's own CSR row: no atomics, no per-edge buffers, one OpenMP loop over atoms.
 The gradient of the filter table is a sum over edges into table rows; it is summed per table row
 over the edges sorted by bin, so no two threads add into one number.

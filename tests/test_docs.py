@@ -63,8 +63,8 @@ def test_every_cited_script_exists(doc, path):
 
 
 def test_the_yield_tables_are_the_committed_runs():
-    """The yield table and its paired differences (docs/report.md section 14.3, README's first
-    table until Dec 2026) are experiments/which_indicator_finds_the_yield.py's output on the
+    """The yield table and its paired differences (docs/report.md section 14.3, once README's first
+    table) are experiments/which_indicator_finds_the_yield.py's output on the
     committed rearrangements.json files, word for word (line breaks aside): a number typed in, or
     left behind when a run is replaced, fails here."""
     from conftest import load_benchmark

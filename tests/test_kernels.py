@@ -1,8 +1,9 @@
-"""message_kernels.py: the fused CPU path computes the reference model (gradcheck, agreement)."""
+"""softglass/message_kernels.py: the fused CPU path computes the reference model (gradcheck, agreement)."""
 import pytest
 import torch
 
 from softglass import message_kernels as mk
+from softglass.model import cosine_cutoff
 from conftest import SMALL
 
 pytestmark = pytest.mark.skipif(not mk.available(),
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.skipif(not mk.available(),
 def _csr(train, graph, points=256, head_dim=4):
     dist = graph.edge_dist.double()
     return mk.CSRGraph(graph.edge_index, dist, graph.num_nodes, train.FILTER_TABLE_RMIN,
-                       train.CUTOFF, points, train.cosine_cutoff(dist, train.CUTOFF), head_dim)
+                       train.CUTOFF, points, cosine_cutoff(dist, train.CUTOFF), head_dim)
 
 
 def test_physics_message_gradcheck(train, graph):
@@ -81,7 +82,7 @@ def test_distances_outside_the_table_are_refused(train, graph):
     dist = graph.edge_dist.double()
     with pytest.raises(ValueError, match="outside the filter table"):
         mk.CSRGraph(graph.edge_index, dist, graph.num_nodes, 1.5, train.CUTOFF, 64,
-                    train.cosine_cutoff(dist, train.CUTOFF), 4)
+                    cosine_cutoff(dist, train.CUTOFF), 4)
 
 
 def test_without_a_compiler_the_reference_path_is_used(train, graph, monkeypatch, tmp_path):
