@@ -308,21 +308,19 @@ def read_glass(path, given=frozenset()):
 def check_overlaps(glass, path):
     """Refuse atoms closer than OVERLAP_FRACTION of their pair's sigma before FIRE, naming them:
     from there FIRE diverges or the eigensolver fails, far from the cause."""
-    from scipy.spatial import cKDTree
+    from softglass.pairs import pair_list
     sigma = np.asarray(glass["potential"]["sigma"], float)
-    box, species = glass["box"], glass["species"]
-    pos = np.mod(glass["positions"], box)
-    pairs = cKDTree(pos, boxsize=box).query_pairs(OVERLAP_FRACTION * float(sigma.max()),
-                                                  output_type="ndarray")
-    if not len(pairs):
+    species = glass["species"]
+    first, second, rij = pair_list(glass["positions"], glass["box"],
+                                   OVERLAP_FRACTION * float(sigma.max()))
+    if not len(first):
         return
-    d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
-    d = np.linalg.norm(d - box * np.round(d / box), axis=1)
-    ratio = d / sigma[species[pairs[:, 0]], species[pairs[:, 1]]]
+    d = np.linalg.norm(rij, axis=1)
+    ratio = d / sigma[species[first], species[second]]
     close = ratio < OVERLAP_FRACTION
     if close.any():
         k = int(np.argmin(ratio))
-        i, j = (int(x) for x in pairs[k])
+        i, j = int(first[k]), int(second[k])
         line = glass.get("line")
         at = (lambda a: f"atom {a}" + (f" (line {line[a]})" if line is not None else ""))
         names = "AB"
@@ -415,10 +413,9 @@ def write_softness_xyz(path, described, glass, pred, true, comment):
     positions = described["positions"] / glass["box"] @ glass["cell"]
     columns = ({} if true is None else dict(softness_true=true))
     columns.update(softness_pred=pred, lambda_local=described["eigenvalues"])
-    p = glass["potential"]
+    from softglass.figures import potential_info
     info = dict(species_A=glass["elements"][0], species_B=glass["elements"][1],
-                sigma=np.ravel(p["sigma"]), epsilon=np.ravel(p["epsilon"]),
-                r_onset=float(p["r_onset"]), r_cutoff=float(p["r_cutoff"]), comment=comment)
+                **potential_info(glass["potential"]), comment=comment)
     write_extxyz(path, np.asarray(glass["elements"])[glass["species"]], positions, glass["cell"],
                  columns, info)
 
