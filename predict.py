@@ -480,21 +480,6 @@ def check_model_file(path):
                              "hybrid_physics_best.pth beside it")
 
 
-def load_model(path, device):
-    """train.load_trained_model, with a file whose weights do not fit the architecture it records
-    (edited, or written by another version) refused naming it, not with torch's traceback."""
-    import train
-    try:
-        return train.load_trained_model(path, device)
-    except GlassFileError:
-        raise
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise GlassFileError(f"{path}: its weights do not match the architecture it records "
-                             f"({type(err).__name__}: {first}); use a hybrid_physics_best.pth "
-                             "written by this train.py") from None
-
-
 def true_softness(glass, described, n_modes, label="softness"):
     """The labels to score against and what they are, or (None, reason). A file's labels belong
     to the file's structure: if FIRE moved the median atom more than LABEL_MOVE_TOL they are not
@@ -572,7 +557,7 @@ def main(argv=None):
     ggd.enable_compilation_cache(ggd.JAX_CACHE_DIR)
     device = train.choose_device(DEVICE)            # refuses cuda without a GPU, names the fix
     try:
-        model, scaling, card = load_model(model_path, device)
+        model, scaling, card = train.load_trained_model(model_path, device)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     n_modes = int(card.get("n_soft_modes") or 10)

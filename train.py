@@ -510,10 +510,16 @@ def load_trained_model(path, device=None, fast_kernels=None):
         raise GlassFileError(f"{path}: not a model file of this train.py ({type(err).__name__}: "
                              f"{first_line}); use the hybrid_physics_best.pth that train.py "
                              "writes") from None
-    model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=(
-        FAST_KERNELS if fast_kernels is None else fast_kernels))
-    model.load_state_dict(best["state_dict"])
-    scaling = {k: best[k] for k in ("x_mean", "x_std", "y_mean", "y_std")}
+    try:        # weights that do not fit the architecture the file records (edited, other code)
+        model = HybridPhysicsTransformer(**arch, use_checkpoint=False, fast_kernels=(
+            FAST_KERNELS if fast_kernels is None else fast_kernels))
+        model.load_state_dict(best["state_dict"])
+        scaling = {k: best[k] for k in ("x_mean", "x_std", "y_mean", "y_std")}
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise GlassFileError(f"{path}: its weights do not match the architecture it records "
+                             f"({type(err).__name__}: {first}); use a hybrid_physics_best.pth "
+                             "written by this train.py") from None
     return model.to(device).eval(), scaling, best
 
 
