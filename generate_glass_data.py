@@ -116,6 +116,33 @@ ND_LEAF_ATOMS = 64              # atoms; nested dissection (sparse path) stops c
                                 # at N = 10^4: the same fill and flops within 6%)
 MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent structure is an overlap
 
+# --- other glass formers (--POTENTIAL=cuzr or sw): molecular dynamics in LAMMPS's metal units ---
+# (Angstrom, eV, ps, amu, kelvin). Random occupancy of a simple-cubic grid at the density, melted
+# (Nose-Hoover NVT), quenched linearly to 0 K at a constant rate, then FIRE and the labels as above
+# (N_ATOMS, SEED, N_SOFT_MODES, N_ZERO_MODES and the eigensolver's constants are shared).
+POTENTIAL = "ka"                # "ka": Kob-Andersen (the sections above); "cuzr": Cu64Zr36, EAM of
+                                # Mendelev et al. 2009; "sw": amorphous Si, Stillinger-Weber (Vink 2001)
+CUZR_CU_FRACTION = 0.64         # fraction of Cu atoms (species 0, "A"); Zr is species 1 ("B")
+CUZR_DENSITY = 0.0592           # atoms / A^3 (atomic volume 16.9 A^3, 7.2 g/cm^3), near the glass at
+                                # zero pressure; the inherent structure's pressure is recorded
+CUZR_T_MELT = 2000.0            # K; melt, well above the liquidus (~1200 K)
+CUZR_QUENCH_RATE = 1e13         # K/s; MD quench rates of CuZr glasses run 1e10-1e13 K/s (Ding et
+                                # al. 2014: 1e10-1e12): ours is the fast end, what 2 cores afford
+CUZR_DT = 0.002                 # ps; time step (Cu mass 63.5 amu: 2 fs is the usual EAM step)
+SW_DENSITY = 0.0490             # atoms / A^3: amorphous Si, 2.28 g/cm^3, 1.8% below the crystal's
+                                # 0.0499 (Custer et al., APL 64, 437 (1994))
+SW_T_MELT = 3000.0              # K; melt (Vink's stronger three-body term raises SW's melting point)
+SW_QUENCH_RATE = 1e13           # K/s
+SW_DT = 0.001                   # ps; time step (Si: 28.1 amu and stiffer bonds than CuZr)
+MD_MELT_TIME = 20.0             # ps held at the melt temperature (the liquid forgets the grid)
+MD_TAU_STEPS = 100              # Nose-Hoover chain period, in time steps
+MD_SKIN = 1.0                   # A; neighbour-list skin of the MD and FIRE
+MD_FORCE_TOL = 1e-10            # eV/A; inherent structure when max_i |F_i| < this
+MD_ZERO_MODE_TOL = 1e-6         # eV/A^2; |lambda| below this is a zero mode
+MD_FIRE_DT_MAX_STEPS = 5.0      # FIRE's largest step, in MD time steps (its first step is one)
+MD_MIN_PAIR_DISTANCE = 1.5      # A; a closer pair in the inherent structure is an overlap (bonds:
+                                # Cu-Cu 2.5 A, Si-Si 2.35 A)
+
 # --- files ---
 DATA_DIR = "data"               # folder of the output (created if missing)
 OUTPUT_FILE = "glass_data_{size}.pkl"   # the snapshot written into DATA_DIR; {size} is N_ATOMS as
@@ -140,6 +167,8 @@ if _IMPORT_CACHE:
 import jax                                                      # noqa: E402
 import jax.numpy as jnp                                         # noqa: E402
 from softglass import dynamics, forces, hessian as hs, system as systems   # noqa: E402
+from softglass import molecular_dynamics as md                             # noqa: E402
+from softglass.formers import check_former, make_potential                  # noqa: E402
 from softglass.forces import energy_and_forces                            # noqa: E402, F401
 from softglass.hessian import check_hessian, hessian, local_hessian_eigenvalues   # noqa: E402
 from softglass.pairs import min_pair_distance                        # noqa: E402
@@ -282,6 +311,121 @@ def softness_labels(r, system):
     return vals, softness_from_modes(vecs), local_hessian_eigenvalues(local), d_min
 
 
+# ================================ other glass formers (--POTENTIAL=cuzr, sw) =====================
+def former_constants():
+    """(density, melt temperature, quench rate, time step, fraction of species 0) of POTENTIAL."""
+    if POTENTIAL == "cuzr":
+        return CUZR_DENSITY, CUZR_T_MELT, CUZR_QUENCH_RATE, CUZR_DT, CUZR_CU_FRACTION
+    return SW_DENSITY, SW_T_MELT, SW_QUENCH_RATE, SW_DT, 1.0
+
+
+def md_settings(dt):
+    """The MD's settings (softglass.molecular_dynamics.MDSettings) at time step dt."""
+    return md.MDSettings(dt=dt, tau=MD_TAU_STEPS * dt, skin=MD_SKIN, chunk_steps=CHUNK_STEPS,
+                         show_progress=SHOW_PROGRESS)
+
+
+def grid_start(n_atoms, box, rng):
+    """Random occupancy of a simple-cubic grid of ceil(N^(1/3))^3 sites: no two atoms closer than
+    the grid spacing (~ the mean spacing), so the melt starts without overlaps."""
+    n = int(np.ceil(n_atoms ** (1 / 3) - 1e-9))
+    sites = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return (sites[rng.choice(len(sites), n_atoms, replace=False)] + 0.5) * (box / n)
+
+
+def melt_and_quench(potential, r, box, species, key, t_melt, quench_rate, dt, log=print):
+    """Nose-Hoover NVT: MD_MELT_TIME at t_melt, then T ramped linearly towards 0 K at
+    quench_rate (K/s; steps = t_melt / rate / dt; the thermostat stops at 1% of t_melt,
+    softglass.molecular_dynamics.KT_FLOOR, and FIRE goes on from there). Returns the positions
+    and the quench's steps."""
+    settings = md_settings(dt)
+    melt_steps = int(round(MD_MELT_TIME / dt))
+    quench_steps = int(round(t_melt / quench_rate / (dt * 1e-12)))
+    state = md.nvt(potential, r, box, species, key, t_melt, t_melt, melt_steps, "melt",
+                   settings=settings)
+    log(f"  melt: T = {md.temperature(state, potential):.0f} K after {melt_steps} steps")
+    state = md.nvt(potential, None, box, species, None, t_melt, 0.0, quench_steps, "quench",
+                   settings=settings, state=state)
+    return np.mod(np.asarray(state.position, np.float64), box), quench_steps
+
+
+def former_labels(potential, r, box, species):
+    """Step 6 for a many-body potential: the Hessian by automatic differentiation (checked as
+    KA's), its lowest modes, softness and the local-Hessian eigenvalues. The modes are the
+    Hessian's, not the mass-weighted dynamical matrix's, as for KA: shear instabilities and
+    barriers follow the energy landscape's curvature, which masses do not change."""
+    h, local = hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
+    check_hessian(h, local)
+    vals, vecs = lowest_modes(h, N_ZERO_MODES + N_SOFT_MODES, r, box)
+    hs.check_modes(vals, N_ZERO_MODES, MD_ZERO_MODE_TOL)
+    d_min = min_pair_distance(r, box)
+    if d_min < MD_MIN_PAIR_DISTANCE:
+        raise RuntimeError(f"overlap: closest pair at {d_min:.3f} < {MD_MIN_PAIR_DISTANCE} A")
+    return vals, softness_from_modes(vecs), local_hessian_eigenvalues(local), d_min
+
+
+def pressure(potential, r, box, species):
+    """P = -dE/dV at fixed fractional coordinates (bar in metal units: 1 eV/A^3 = 1.602e6 bar),
+    by differentiating the energy of the uniformly scaled box (T = 0: no kinetic term)."""
+    idx = jnp.asarray(md.exact_neighbours(potential, r, box))
+    s = jnp.asarray(species, jnp.int32)
+    frac = jnp.asarray(r / box)
+
+    def energy_of_volume(volume):
+        length = volume ** (1 / 3)
+        return potential.energy(frac * length, idx, s, md.minimum_image(length))
+
+    return float(-jax.grad(energy_of_volume)(jnp.float64(box ** 3))) * 1.602176634e6
+
+
+def make_former_glass(n_atoms=None, seed=None, log=print):
+    """A glass of POTENTIAL (cuzr or sw): grid start, melt, quench, FIRE, labels; the snapshot
+    in the seed's schema (lengths in A, energies in eV, eigenvalues in eV/A^2), its potential's
+    parameters recorded."""
+    n_atoms, seed = or_constants(globals(), n_atoms=n_atoms, seed=seed)
+    potential = make_potential(POTENTIAL)
+    density, t_melt, rate, dt, fraction = former_constants()
+    box = systems.box_length(n_atoms, density)
+    if box <= 2 * (potential.cutoff + MD_SKIN):
+        raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A, not wider than twice "
+                         f"{POTENTIAL}'s cutoff plus the skin ({2 * (potential.cutoff + MD_SKIN):.2f}"
+                         f" A): use more atoms")
+    rng = np.random.default_rng(seed)
+    species = systems.assign_species(n_atoms, fraction, rng)
+    seconds = {}
+    t0 = time.perf_counter()
+    r, quench_steps = melt_and_quench(potential, grid_start(n_atoms, box, rng), box, species,
+                                      jax.random.PRNGKey(seed), t_melt, rate, dt, log)
+    seconds["melt_quench"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    fire = dynamics.Fire(dt_start=dt, dt_max=MD_FIRE_DT_MAX_STEPS * dt, max_dt_omega=np.inf,
+                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS, skin=MD_SKIN)
+    r, e_is, max_force, n_fire = md.inherent_structure(potential, r, box, species, fire=fire,
+                                                      settings=md_settings(dt))
+    seconds["fire"] = round(time.perf_counter() - t0, 3)
+    log(f"  inherent structure: E/N = {e_is / n_atoms:.6f} eV, max|F| = {max_force:.2e} eV/A "
+        f"after {n_fire} FIRE steps")
+    t0 = time.perf_counter()
+    vals, softness, eigenvalues, d_min = former_labels(potential, r, box, species)
+    seconds["hessian"] = round(time.perf_counter() - t0, 3)
+    p = pressure(potential, r, box, species)
+    log(f"  lowest Hessian eigenvalues: {np.array2string(vals[:6], precision=4)}; "
+        f"closest pair {d_min:.3f} A; pressure {p:.0f} bar")
+    parameters = dict(
+        potential=potential.record(), units=potential.units, n_atoms=int(n_atoms),
+        density=float(density), temperature=float(t_melt), quench_rate=float(rate),
+        quench_steps=int(quench_steps), melt_time=float(MD_MELT_TIME), dt=float(dt),
+        species_ratio=float(fraction), seed=int(seed), max_force=max_force,
+        n_fire_steps=int(n_fire), force_tol=float(MD_FORCE_TOL),
+        n_soft_modes=int(N_SOFT_MODES), lowest_eigenvalues=np.asarray(vals, np.float64),
+        min_pair_distance=d_min, pressure_bar=p, seconds=seconds,
+        versions=dict(jax=jax.__version__, numpy=np.__version__))
+    return dict(positions=r, species=species.astype(np.int64), box_size=float(box),
+                softness_score=softness.astype(np.float64),
+                eigenvalues=eigenvalues.astype(np.float64), energy=float(e_is),
+                parameters=parameters)
+
+
 # ================================ one glass ======================================================
 # Constants that do not change the glass made: where it is written, the compilation cache and the
 # progress bars. Every other one shapes it (CHUNK_STEPS too: FIRE stops at chunk boundaries).
@@ -297,6 +441,9 @@ _RECORDED_UNLESS = {"FORCE_KERNEL": "grad"}
 # dense kernel (its forces are summed in blocks): recorded only for such a glass, so every smaller
 # one keeps the protocol hash it had before they existed.
 _BLOCKED_ONLY = ("FORCE_BLOCK_ROWS", "FORCE_ONE_BLOCK_MAX_ATOMS")
+# Constants of the other glass formers: recorded only for their glasses, so that a Kob-Andersen
+# glass keeps the protocol hash it had before they existed.
+_FORMER_ONLY = ("POTENTIAL", "CUZR_", "SW_", "MD_")
 
 
 def protocol_constants(n_atoms=None):
@@ -309,7 +456,8 @@ def protocol_constants(n_atoms=None):
                                                 FORCE_ONE_BLOCK_MAX_ATOMS) > 0
     return {k: v for k, v in constants_of(globals()).items() if k not in _NOT_PROTOCOL
             and not (k in _RECORDED_UNLESS and v == _RECORDED_UNLESS[k])
-            and (blocked or k not in _BLOCKED_ONLY)}
+            and (blocked or k not in _BLOCKED_ONLY)
+            and (POTENTIAL != "ka" or not k.startswith(_FORMER_ONLY))}
 
 
 def make_glass(n_atoms=None, density=None, temperature=None, quench_steps=None,
@@ -363,7 +511,9 @@ def output_file(n_atoms=None):
     n_atoms, = or_constants(globals(), n_atoms=n_atoms)
     size = f"{n_atoms // 1000}k" if n_atoms % 1000 == 0 else str(n_atoms)
     try:
-        return OUTPUT_FILE.format(size=size)
+        name = OUTPUT_FILE.format(size=size)
+        # another former's glass never takes a Kob-Andersen file's name: cuzr_glass_data_1k.pkl
+        return name if POTENTIAL == "ka" else f"{POTENTIAL}_{name}"
     except (KeyError, IndexError, ValueError) as err:
         raise SystemExit(f"error: OUTPUT_FILE={OUTPUT_FILE!r}: only {{size}} may be filled in "
                          f"({type(err).__name__}: {err})")
@@ -374,11 +524,21 @@ def main(argv=None):
     enable_compilation_cache(JAX_CACHE_DIR)
     t0 = time.perf_counter()
     path = os.path.join(DATA_DIR, output_file())
-    print(f"Kob-Andersen glass: N={N_ATOMS}, density={DENSITY}, T={TEMPERATURE}, "
-          f"quench {QUENCH_STEPS} steps, seed {SEED} -> {path}")
     try:
-        snap = make_glass()
-    except (ValueError, RuntimeError) as err:   # bad parameters or a failed physics check
+        check_former(POTENTIAL)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
+    if POTENTIAL == "ka":
+        print(f"Kob-Andersen glass: N={N_ATOMS}, density={DENSITY}, T={TEMPERATURE}, "
+              f"quench {QUENCH_STEPS} steps, seed {SEED} -> {path}")
+    else:
+        density, t_melt, rate, dt, _ = former_constants()
+        print(f"{POTENTIAL} glass: N={N_ATOMS}, density={density} /A^3, melt {t_melt} K, quench "
+              f"{rate:.0e} K/s, dt {dt} ps, seed {SEED} -> {path}")
+    try:
+        snap = make_glass() if POTENTIAL == "ka" else make_former_glass()
+    except (ValueError, RuntimeError, FileNotFoundError) as err:   # bad parameters, a missing
+        # potential file or a failed physics check
         raise SystemExit(f"error: {err}\nnothing written to {path}")
     validate_snapshot(snap, path, N_ATOMS)
     atomic_write_pickle(path, snap)

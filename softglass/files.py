@@ -112,6 +112,15 @@ SNAPSHOT_SCALARS = ("box_size", "energy")
 REQUIRED_PARAMETERS = ("sigma", "epsilon", "r_onset", "r_cutoff", "density", "temperature",
                        "quench_steps", "species_ratio", "seed", "max_force", "n_fire_steps",
                        "seconds")
+# a glass of another former (softglass.formers) records its potential instead of KA's pair table
+REQUIRED_FORMER_PARAMETERS = ("potential", "density", "temperature", "quench_steps",
+                              "species_ratio", "seed", "max_force", "n_fire_steps", "seconds")
+
+
+def former_of(snap):
+    """The glass former a snapshot records ("ka" when it names none: the seed's glasses)."""
+    potential = snap.get("parameters", {}).get("potential") if isinstance(snap, dict) else None
+    return potential.get("name", "ka") if isinstance(potential, dict) else "ka"
 
 
 def validate_snapshot(snap, path="<snapshot>", n_atoms=None):
@@ -149,7 +158,8 @@ def validate_snapshot(snap, path="<snapshot>", n_atoms=None):
     params = snap["parameters"]
     if not isinstance(params, dict):
         fail("'parameters' must be a dict")
-    missing = [k for k in REQUIRED_PARAMETERS if k not in params]
+    required = REQUIRED_PARAMETERS if former_of(snap) == "ka" else REQUIRED_FORMER_PARAMETERS
+    missing = [k for k in required if k not in params]
     if missing:
         fail(f"'parameters' lacks {missing}")
     return snap

@@ -1,6 +1,7 @@
 """The Hessian of an inherent structure and what the softness labels are made of.
 
   hessian              sparse 3N x 3N H = d^2 E / dr dr and the local 3x3 blocks D_i (its diagonal)
+  autodiff_hessian     the same for any potential (many-body ones), by automatic differentiation
   lowest_modes         its lowest eigenpairs: dense eigh for small N, shift-invert Lanczos on a
                        multifrontal Cholesky factor (sparse_solver) for large N
   softness_from_modes  S_i over the softest non-trivial modes (the seed's label)
@@ -48,6 +49,30 @@ def hessian_from_pairs(n_atoms, i, j, k):
     h = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(3 * n_atoms, 3 * n_atoms))
     return h, local
 
+
+
+def autodiff_hessian(energy_fn, positions, batch=96):
+    """H = d^2 E / dr dr of any potential (many-body ones: Stillinger-Weber, EAM) by automatic
+    differentiation: forward over reverse mode, H e_k = d/dt grad E(r + t e_k), for the 3N unit
+    vectors e_k in vmapped batches (the last one padded, so that one program is compiled).
+    Dense: 3N Hessian-vector products, each the cost of about two force evaluations; it is
+    neither symmetrised nor sparsified beyond dropping exact zeros, so that check_hessian sees
+    what autodiff gave. Returns (sparse H, the local 3x3 blocks D_i)."""
+    import jax
+    import jax.numpy as jnp
+    r = jnp.asarray(positions, jnp.float64)
+    n3 = r.size
+    gradient = jax.grad(energy_fn)
+    columns = jax.jit(jax.vmap(lambda v: jax.jvp(gradient, (r,), (v,))[1].ravel()))
+    h = np.empty((n3, n3))
+    for start in range(0, n3, batch):
+        k = np.arange(start, min(start + batch, n3))
+        basis = np.zeros((batch, n3))
+        basis[np.arange(len(k)), k] = 1.0
+        h[:, k] = np.asarray(columns(jnp.asarray(basis.reshape((batch,) + r.shape))))[:len(k)].T
+    idx = 3 * np.arange(n3 // 3)[:, None] + np.arange(3)
+    local = h[idx[:, :, None], idx[:, None, :]]
+    return scipy.sparse.csr_matrix(h), local
 
 
 def largest_hessian_eigenvalue(positions, system):

@@ -8,6 +8,8 @@ float64 forces and the Hessian.
 """
 from . import jax_config  # noqa: F401  (float64)
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,3 +91,44 @@ def pair_derivatives(r, sigma, epsilon, r_onset, r_cutoff):
     out = _pair_derivatives_jit(pad(r, 1.0), pad(sigma, 1.0), pad(epsilon, 0.0),
                                 np.float64(r_onset), np.float64(r_cutoff))
     return tuple(np.asarray(o)[:n] for o in out)
+
+
+# ================================ the plug-in interface ==========================================
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmoothedLJMixture:
+    """The smoothed Kob-Andersen mixture through the interface every plugged-in potential has
+    (softglass.molecular_dynamics): E = 1/2 sum_i sum_{j in row i} phi_ab(r_ij), phi the same
+    jax-md pair function as the compiled KA phases (smoothed_lj). The KA pipeline keeps its
+    faster pair kernels (softglass.forces); this form lets the many-body machinery (MD, FIRE,
+    the autodiff Hessian) be checked against them. sigma, epsilon: species x species;
+    r_onset, r_cutoff absolute. Hashes by identity (a static argument of jit)."""
+    sigma: tuple
+    epsilon: tuple
+    r_onset: float
+    r_cutoff: float
+    elements: tuple = ("A", "B")
+    masses: tuple = (1.0, 1.0)
+    name: str = "ka"
+    units: str = "lj"
+
+    @property
+    def cutoff(self):
+        return self.r_cutoff
+
+    def energy(self, positions, neighbours, species, displacement):
+        n = positions.shape[0]
+        present = neighbours < n
+        j = jnp.where(present, neighbours, 0)
+        d = displacement(positions[:, None, :], positions[j])
+        r_sq = jnp.where(present, jnp.sum(d * d, axis=-1), 1.0)   # padding at r = 1: finite
+        sigma, epsilon = jnp.asarray(self.sigma), jnp.asarray(self.epsilon)
+        pair = (species[:, None], species[j])
+        phi = smoothed_lj(self.r_onset, self.r_cutoff)(jnp.sqrt(r_sq), sigma=sigma[pair],
+                                                        epsilon=epsilon[pair])
+        return 0.5 * jnp.sum(jnp.where(present, phi, 0.0))
+
+    def record(self):
+        return dict(name=self.name, units=self.units, elements=list(self.elements),
+                    masses=list(self.masses), sigma=np.asarray(self.sigma).tolist(),
+                    epsilon=np.asarray(self.epsilon).tolist(), r_onset=float(self.r_onset),
+                    r_cutoff=float(self.r_cutoff))
