@@ -134,6 +134,8 @@ SW_DENSITY = 0.0490             # atoms / A^3: amorphous Si, 2.28 g/cm^3, 1.8% b
 SW_T_MELT = 3000.0              # K; melt (Vink's stronger three-body term raises SW's melting point)
 SW_QUENCH_RATE = 1e13           # K/s
 SW_DT = 0.001                   # ps; time step (Si: 28.1 amu and stiffer bonds than CuZr)
+SW_BOND_CUTOFF = 2.8            # A; bonded below this (g(r)'s first minimum, between a-Si's shells at
+                                # 2.35 and 3.8 A): the coordination and bond angles recorded
 MD_MELT_TIME = 20.0             # ps held at the melt temperature (the liquid forgets the grid)
 MD_TAU_STEPS = 100              # Nose-Hoover chain period, in time steps
 MD_SKIN = 1.0                   # A; neighbour-list skin of the MD and FIRE
@@ -167,7 +169,7 @@ if _IMPORT_CACHE:
 import jax                                                      # noqa: E402
 import jax.numpy as jnp                                         # noqa: E402
 from softglass import dynamics, forces, hessian as hs, system as systems   # noqa: E402
-from softglass import molecular_dynamics as md                             # noqa: E402
+from softglass import molecular_dynamics as md, structure                  # noqa: E402
 from softglass.formers import check_former, make_potential                  # noqa: E402
 from softglass.forces import energy_and_forces                            # noqa: E402, F401
 from softglass.hessian import check_hessian, hessian, local_hessian_eigenvalues   # noqa: E402
@@ -420,6 +422,10 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
         n_soft_modes=int(N_SOFT_MODES), lowest_eigenvalues=np.asarray(vals, np.float64),
         min_pair_distance=d_min, pressure_bar=p, seconds=seconds,
         versions=dict(jax=jax.__version__, numpy=np.__version__))
+    if POTENTIAL == "sw":                       # a network glass: four bonds, tetrahedral angles
+        parameters["network"] = structure.network_summary(r, box, SW_BOND_CUTOFF)
+        log("  network: {mean_coordination:.3f} bonds per atom, {fourfold_fraction:.1%} fourfold, "
+            "angles {bond_angle_mean:.1f} +- {bond_angle_std:.1f} deg".format(**parameters["network"]))
     return dict(positions=r, species=species.astype(np.int64), box_size=float(box),
                 softness_score=softness.astype(np.float64),
                 eigenvalues=eigenvalues.astype(np.float64), energy=float(e_is),
