@@ -43,8 +43,8 @@ import time
 import numpy as np
 
 from softglass.cli import apply_overrides, exit_on_help
-from softglass.files import (GlassFileError, atomic_write_bytes, check_writable, load_glass,
-                             read_structure, write_extxyz)
+from softglass.files import (GlassFileError, atomic_write_bytes, check_writable, former_of,
+                             load_glass, read_structure, write_extxyz)
 
 # ================================ constants ====================================================
 # --- input and output ---
@@ -74,6 +74,10 @@ MINIMIZE = True                 # FIRE to the inherent structure first (False: u
                                 # as they are; the model was trained on inherent structures)
 TRUE_LABELS = False             # also compute the true softness from the Hessian's lowest modes
                                 # (modes 4..3+n, n from the model file) and print R
+ANY_FORMER = False              # a .pkl glass of another former than the model's (its parameters name
+                                # it: cuzr, sw): refused unless True, then predicted as a transfer,
+                                # its lengths scaled to the model's mean density and its local
+                                # stiffnesses to the model's mean (the features made dimensionless)
 DEVICE = "cpu"                  # "cpu", "cuda" or "auto" for the model (the physics runs on the
                                 # CPU; the model in float32 either way)
 
@@ -266,6 +270,8 @@ def read_glass(path, given=frozenset()):
         cell = np.asarray(snap.get("cell", snap["box_size"] * np.eye(3)), float)
         positions, box = cubic_frame(np.asarray(snap["positions"], float), cell, path)
         p = snap["parameters"]
+        if former_of(snap) != "ka":
+            return former_glass(snap, positions, box, cell)
         potential = {k: (np.asarray(p[k], float) if k in ("sigma", "epsilon") else float(p[k]))
                      for k in ("sigma", "epsilon", "r_onset", "r_cutoff")}
         species = np.asarray(snap["species"], np.int64)
@@ -303,6 +309,68 @@ def read_glass(path, given=frozenset()):
                 line=s["line"], format=s["format"],
                 frame=s["frame"] if s["n_frames"] > 1 else None,
                 mapping=dict(A=name_a, B=name_b, source=source), elements=elements)
+
+
+def former_glass(snap, positions, box, cell):
+    """A glass of another former (softglass.formers) from its snapshot: an inherent structure
+    already, with its local-Hessian eigenvalues and labels, made by generate_glass_data.py
+    --POTENTIAL; predicted from those (no minimisation: the Kob-Andersen physics here does not
+    apply to it)."""
+    p = snap["parameters"]
+    elements = tuple(p["potential"]["elements"]) * 2
+    return dict(positions=positions, species=np.asarray(snap["species"], np.int64), box=box,
+                cell=cell, potential=None, potential_from=f"the snapshot ({p['potential']['name']})",
+                former=p["potential"]["name"], units=p.get("units", "metal"),
+                true=np.asarray(snap["softness_score"], float), label_modes=p.get("n_soft_modes"),
+                line=None, format="pkl", frame=None, snapshot=snap,
+                mapping=dict(A=0, B=1, source="the snapshot (0 is A, 1 is B)"),
+                elements=elements[:2])
+
+
+def check_former(glass, card, model_path):
+    """A glass of another former than the model's is refused unless ANY_FORMER: the model's
+    inputs (local stiffnesses, distances) are in its own former's units. With ANY_FORMER the
+    transfer is said and recorded."""
+    mine, model = glass.get("former", "ka"), card.get("former", "ka")
+    if mine == model:
+        return
+    if not ANY_FORMER:
+        raise SystemExit(
+            f"error: {INPUT} is a {mine} glass and {model_path} was trained on {model} glasses: "
+            f"its inputs (local stiffnesses, distances) are in {model}'s units, so its "
+            f"prediction would mean nothing here. Use a model trained on {mine} glasses, or "
+            f"--ANY_FORMER=True to predict it as a transfer (lengths and stiffnesses rescaled to "
+            f"the model's means: docs/report.md, section 17)")
+    warn(f"a transfer: a model trained on {model} glasses predicts a {mine} glass; its lengths "
+         f"are scaled to the model's mean density and its local stiffnesses to the model's mean")
+
+
+def transfer_scales(glass, card):
+    """(length scale, stiffness scale) that put a glass of another former in the model's units:
+    lengths so that its number density is the middle of the model's density range, local
+    stiffnesses so that their mean is the model's training mean (x_mean). (1, 1) for a glass of
+    the model's own former."""
+    if glass.get("former", "ka") == card.get("former", "ka"):
+        return 1.0, 1.0
+    n = len(glass["species"])
+    density = n / glass["box"] ** 3
+    length = float((density / np.mean(card["density_range"])) ** (1 / 3))
+    stiffness = float(np.mean(np.asarray(card["x_mean"])) /
+                      np.mean(glass["snapshot"]["eigenvalues"]))
+    return length, stiffness
+
+
+def describe_snapshot(glass, card):
+    """relax_and_describe's record for a former's snapshot: its own inherent structure and
+    features, in the model's units when it is a transfer."""
+    snap, p = glass["snapshot"], glass["snapshot"]["parameters"]
+    length, stiffness = transfer_scales(glass, card)
+    return dict(positions=glass["positions"], energy=float(snap["energy"]),
+                max_force=float(p["max_force"]), fire_steps=0,
+                eigenvalues=np.asarray(snap["eigenvalues"], float),
+                min_pair_distance=float(p.get("min_pair_distance", np.nan)), moved_max=0.0,
+                moved_median=0.0, length_scale=length, stiffness_scale=stiffness,
+                seconds=dict(fire=0.0, features=0.0))
 
 
 def check_overlaps(glass, path):
@@ -393,8 +461,10 @@ def predicted_softness(model, scaling, card, glass, described, device):
     """The model's softness per atom, in softness units (its standardisation undone)."""
     import torch
     import train
-    snap = dict(positions=described["positions"], species=glass["species"],
-                box_size=glass["box"], eigenvalues=described["eigenvalues"],
+    length = described.get("length_scale", 1.0)        # a transfer (transfer_scales): else 1
+    stiffness = described.get("stiffness_scale", 1.0)
+    snap = dict(positions=described["positions"] * length, species=glass["species"],
+                box_size=glass["box"] * length, eigenvalues=described["eigenvalues"] * stiffness,
                 softness_score=np.zeros(len(glass["species"])))
     graph = train.glass_graph(snap, cutoff=card["architecture"]["cutoff"])
     s = {k: v.cpu() for k, v in scaling.items()}
@@ -414,8 +484,10 @@ def write_softness_xyz(path, described, glass, pred, true, comment):
     columns = ({} if true is None else dict(softness_true=true))
     columns.update(softness_pred=pred, lambda_local=described["eigenvalues"])
     from softglass.figures import potential_info
-    info = dict(species_A=glass["elements"][0], species_B=glass["elements"][1],
-                **potential_info(glass["potential"]), comment=comment)
+    recorded = (potential_info(glass["potential"]) if glass["potential"] is not None else
+                dict(potential=glass["former"]))
+    info = dict(species_A=glass["elements"][0], species_B=glass["elements"][1], **recorded,
+                comment=comment)
     write_extxyz(path, np.asarray(glass["elements"])[glass["species"]], positions, glass["cell"],
                  columns, info)
 
@@ -537,7 +609,8 @@ def main(argv=None):
                  f"header): its potential is taken from the constants SIGMA={SIGMA}, "
                  f"EPSILON={EPSILON}, R_ONSET={R_ONSET}, R_CUTOFF={R_CUTOFF} (Kob-Andersen unless "
                  "set); give the glass's own on the command line if it was made with another")
-        check_overlaps(glass, INPUT)
+        if glass["potential"] is not None:      # a former's snapshot is an inherent structure
+            check_overlaps(glass, INPUT)
         check_outputs(paths, INPUT)
         model_path, model_source = resolve_model()
         check_model_file(model_path)
@@ -560,23 +633,32 @@ def main(argv=None):
         model, scaling, card = train.load_trained_model(model_path, device)
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
+    check_former(glass, card, model_path)
     n_modes = int(card.get("n_soft_modes") or 10)
     n = len(glass["species"])
-    print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} sigma (density {n / glass['box'] ** 3:.4f}),"
+    length = "sigma" if glass["potential"] is not None else "A"
+    print(f"{INPUT}: {n} atoms, box {glass['box']:.4f} {length} (density "
+          f"{n / glass['box'] ** 3:.4f}),"
           f" potential from {glass['potential_from']}; model trained on "
           f"{card.get('n_atoms')}-atom glasses, {card.get('label', 'softness')} over {n_modes} "
           f"modes, commit {str(card.get('commit'))[:12]}"
           + (f"; its test R {card['test']['R']:.4f} on {card['test']['n_glasses']} held-out "
              f"glasses" if "test" in card else ""))
-    warn_outside_training(glass, card)
+    if "snapshot" in glass:
+        described = describe_snapshot(glass, card)
+        note(f"{INPUT} is a {glass['former']} inherent structure: predicted from its own "
+             "features and labels (no minimisation here)")
+    else:
+        warn_outside_training(glass, card)
     try:
-        described = relax_and_describe(glass, ggd, n_modes, card.get("label", "softness"))
+        if "snapshot" not in glass:
+            described = relax_and_describe(glass, ggd, n_modes, card.get("label", "softness"))
     except (ValueError, RuntimeError) as err:       # too small a box, FIRE failed, bad Hessian
         raise SystemExit(f"error: {INPUT}: {err}")
     print(f"  {'inherent structure' if MINIMIZE else 'as given'}: E/N = "
           f"{described['energy'] / n:.6f}, max|F| = {described['max_force']:.2e} after "
           f"{described['fire_steps']} FIRE steps (atoms moved up to {described['moved_max']:.3g} "
-          f"sigma); closest pair {described['min_pair_distance']:.3f}")
+          f"{length}); closest pair {described['min_pair_distance']:.3f}")
     t0 = time.perf_counter()
     pred = predicted_softness(model, scaling, card, glass, described, device)
     seconds = dict(described["seconds"], model=time.perf_counter() - t0)

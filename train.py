@@ -40,7 +40,8 @@ import numpy as np
 
 from softglass import figures
 from softglass.cli import apply_overrides, constants_of, exit_on_help, or_constants
-from softglass.files import GlassFileError, atomic_write_bytes, check_writable, read_wall_times
+from softglass.files import (GlassFileError, atomic_write_bytes, check_writable, former_of,
+                             read_wall_times)
 
 # ================================ constants ====================================================
 # --- data ---
@@ -227,7 +228,7 @@ def load_dataset():
         relabelled = label_over_modes(LABEL_MODES, {b: files[b] for b in used}, LABEL)
     elif LABEL != "softness":
         raise SystemExit(f"error: LABEL={LABEL} needs LABEL_MODES > 0 (the modes it sums over)")
-    by_base, content, labels, densities = {}, {}, set(), []
+    by_base, content, labels, densities, formers = {}, {}, set(), [], set()
     for b, names in tqdm(sorted(used.items()), desc="graphs", unit="glass",
                          disable=os.environ.get("RANK", "0") != "0"):     # rank 0 under torchrun
         per_base = by_base.setdefault(b, [])
@@ -247,6 +248,7 @@ def load_dataset():
             for key in ("positions", "species", "cell", "softness_score", "eigenvalues"):
                 base_hash.update(np.ascontiguousarray(snap[key]).tobytes())
             labels.add(snap["parameters"].get("n_soft_modes"))
+            formers.add(former_of(snap))
             densities.append(float(snap["parameters"]["density"]))
             if ROTATION_SHORTCUT and per_base:
                 continue
@@ -256,6 +258,9 @@ def load_dataset():
                 g.edge_index = per_base[0].edge_index     # rotations share one edge list in memory
             per_base.append(g)
         content[str(b)] = base_hash.hexdigest()
+    if len(formers) > 1:
+        raise SystemExit(f"error: the glasses of {aug_dir} mix glass formers ({sorted(formers)}): "
+                         "a model learns one (their features are in different units)")
     if len(labels) > 1:
         raise SystemExit(f"error: the glasses of {aug_dir} mix softness labels (n_soft_modes "
                          f"{sorted(labels, key=str)}); regenerate them with one N_SOFT_MODES")
@@ -266,6 +271,7 @@ def load_dataset():
     fingerprint = hashlib.sha256(json.dumps(sorted(content.items())).encode()).hexdigest()
     stored_modes = labels.pop()
     info = dict(n_atoms=n_atoms, n_soft_modes=LABEL_MODES or stored_modes, label=LABEL,
+                former=formers.pop(),
                 data_fingerprint=fingerprint,
                 n_bases=len(by_base), n_rotations=N_ROTATIONS,
                 density_range=[min(densities), max(densities)], glasses=content)

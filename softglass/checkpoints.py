@@ -58,4 +58,4 @@ def model_file(model, scaling, epoch, info, record):
                 n_atoms=info["n_atoms"], n_soft_modes=info["n_soft_modes"],
                 label=info.get("label", "softness"), density_range=info.get("density_range"),
                 data_fingerprint=info["data_fingerprint"], commit=record["commit"],
-                config=record["config"])
+                config=record["config"], former=info.get("former", "ka"))

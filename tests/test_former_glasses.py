@@ -43,9 +43,19 @@ def test_a_box_too_small_for_the_cutoff_is_refused(ggd, tmp_path, monkeypatch):
         make(ggd, tmp_path, monkeypatch, "--POTENTIAL=sw", "--N_ATOMS=27")
 
 
-def test_a_tiny_cu64zr36_glass(ggd, tmp_path, monkeypatch):
-    name, snap = make(ggd, tmp_path, monkeypatch, "--POTENTIAL=cuzr", "--N_ATOMS=320",
-                      "--CUZR_QUENCH_RATE=1e15")
+@pytest.fixture(scope="module")
+def cuzr_glass(ggd, tmp_path_factory):
+    """A 320-atom Cu64Zr36 glass quenched at 1e15 K/s: (its file, the snapshot)."""
+    folder = tmp_path_factory.mktemp("cuzr")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        name, snap = make(ggd, folder, monkeypatch, "--POTENTIAL=cuzr", "--N_ATOMS=320",
+                          "--CUZR_QUENCH_RATE=1e15")
+    return folder / name, snap
+
+
+def test_a_tiny_cu64zr36_glass(ggd, cuzr_glass):
+    path, snap = cuzr_glass
+    name = path.name
     assert name == "cuzr_glass_data_320.pkl"
     validate_snapshot(snap, name, 320)
     p = snap["parameters"]
@@ -62,3 +72,39 @@ def test_a_missing_potential_file_is_named_before_any_work(ggd, tmp_path, monkey
     with pytest.raises(SystemExit, match="(?s)no/such.eam.fs.*nothing written"):
         make(ggd, tmp_path, monkeypatch, "--POTENTIAL=cuzr", "--N_ATOMS=320",
              "--CUZR_POTENTIAL_FILE=no/such.eam.fs")
+
+
+def test_predict_refuses_a_model_of_another_former_unless_told(cuzr_glass, tmp_path):
+    """The shipped Kob-Andersen model on a Cu-Zr glass: refused, saying why and what to do;
+    with ANY_FORMER=True predicted as a transfer (lengths and stiffnesses rescaled), said so in
+    the warnings the .json records, and scored against the glass's own labels."""
+    import json
+
+    import predict
+    path, snap = cuzr_glass
+    args = [f"--INPUT={path}", "--TRAINED_MODEL=/nonexistent.pth", f"--OUTPUT_DIR={tmp_path}"]
+    with pytest.raises(SystemExit, match="is a cuzr glass.*trained on ka glasses.*ANY_FORMER"):
+        predict.main(args)
+    assert not list(tmp_path.iterdir())                 # refused before writing anything
+    try:
+        summary = predict.main(args + ["--ANY_FORMER=True"])
+    finally:
+        predict.ANY_FORMER = False                      # main() sets the module's constants
+    assert any("a transfer" in w for w in summary["warnings"])
+    assert summary["R"] is not None and np.isfinite(summary["R"])
+    recorded = json.loads((tmp_path / (path.stem + "_softness.json")).read_text())
+    assert recorded["warnings"] == summary["warnings"]
+
+
+def test_a_transfer_rescales_lengths_and_stiffnesses(cuzr_glass):
+    """transfer_scales puts the glass at the middle of the model's density range and its mean
+    local stiffness at the model's mean; a glass of the model's own former is left alone."""
+    import predict
+    path, snap = cuzr_glass
+    glass = predict.read_glass(str(path))
+    card = dict(former="ka", density_range=[1.1, 1.3], x_mean=[10.0, 30.0, 50.0])
+    length, stiffness = predict.transfer_scales(glass, card)
+    n = len(snap["species"])
+    assert n / (snap["box_size"] * length) ** 3 == pytest.approx(1.2, rel=1e-12)
+    assert np.mean(snap["eigenvalues"]) * stiffness == pytest.approx(30.0, rel=1e-12)
+    assert predict.transfer_scales(glass, dict(card, former="cuzr")) == (1.0, 1.0)
