@@ -135,16 +135,18 @@ CUZR_T_MELT = 2000.0            # K; melt, well above the liquidus (~1200 K)
 CUZR_QUENCH_RATE = 1e13         # K/s; MD quench rates of CuZr glasses run 1e10-1e13 K/s (Ding et
                                 # al. 2014: 1e10-1e12): ours is the fast end, what 2 cores afford
 CUZR_DT = 0.002                 # ps; time step (Cu mass 63.5 amu: 2 fs is the usual EAM step)
+CUZR_SKIN = 1.0                 # A; neighbour-list skin (EAM's cost is linear in the list's length)
 SW_DENSITY = 0.0490             # atoms / A^3: amorphous Si, 2.28 g/cm^3, 1.8% below the crystal's
                                 # 0.0499 (Custer et al., APL 64, 437 (1994))
 SW_T_MELT = 3000.0              # K; melt (Vink's stronger three-body term raises SW's melting point)
 SW_QUENCH_RATE = 1e13           # K/s
 SW_DT = 0.001                   # ps; time step (Si: 28.1 amu and stiffer bonds than CuZr)
+SW_SKIN = 0.5                   # A; neighbour-list skin: SW's three-body sum grows as the list's
+                                # length squared (10 ms per MD step at 0.5, 16 at 1.0, N = 1000)
 SW_BOND_CUTOFF = 2.8            # A; bonded below this (g(r)'s first minimum, between a-Si's shells at
                                 # 2.35 and 3.8 A): the coordination and bond angles recorded
 MD_MELT_TIME = 20.0             # ps held at the melt temperature (the liquid forgets the grid)
 MD_TAU_STEPS = 100              # Nose-Hoover chain period, in time steps
-MD_SKIN = 1.0                   # A; neighbour-list skin of the MD and FIRE
 MD_FORCE_TOL = 1e-10            # eV/A; inherent structure when max_i |F_i| < this
 MD_ZERO_MODE_TOL = 1e-6         # eV/A^2; |lambda| below this is a zero mode
 MD_FIRE_DT_MAX_STEPS = 5.0      # FIRE's largest step, in MD time steps (its first step is one)
@@ -329,7 +331,8 @@ def former_constants():
 
 def md_settings(dt):
     """The MD's settings (softglass.molecular_dynamics.MDSettings) at time step dt."""
-    return md.MDSettings(dt=dt, tau=MD_TAU_STEPS * dt, skin=MD_SKIN, chunk_steps=CHUNK_STEPS,
+    skin = CUZR_SKIN if POTENTIAL == "cuzr" else SW_SKIN
+    return md.MDSettings(dt=dt, tau=MD_TAU_STEPS * dt, skin=skin, chunk_steps=CHUNK_STEPS,
                          show_progress=SHOW_PROGRESS)
 
 
@@ -394,10 +397,10 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
     potential = make_potential(POTENTIAL, CUZR_POTENTIAL_FILE)
     density, t_melt, rate, dt, fraction = former_constants()
     box = systems.box_length(n_atoms, density)
-    if box <= 2 * (potential.cutoff + MD_SKIN):
+    reach = 2 * (potential.cutoff + md_settings(dt).skin)
+    if box <= reach:
         raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A, not wider than twice "
-                         f"{POTENTIAL}'s cutoff plus the skin ({2 * (potential.cutoff + MD_SKIN):.2f}"
-                         f" A): use more atoms")
+                         f"{POTENTIAL}'s cutoff plus the skin ({reach:.2f} A): use more atoms")
     rng = np.random.default_rng(seed)
     species = systems.assign_species(n_atoms, fraction, rng)
     seconds = {}
@@ -407,7 +410,8 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
     seconds["melt_quench"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     fire = dynamics.Fire(dt_start=dt, dt_max=MD_FIRE_DT_MAX_STEPS * dt, max_dt_omega=np.inf,
-                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS, skin=MD_SKIN)
+                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS,
+                         skin=md_settings(dt).skin)
     r, e_is, max_force, n_fire = md.inherent_structure(potential, r, box, species, fire=fire,
                                                       settings=md_settings(dt))
     seconds["fire"] = round(time.perf_counter() - t0, 3)
