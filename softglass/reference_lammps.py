@@ -85,3 +85,20 @@ def energy_forces_virial(positions, types, box, masses, pair_commands, units="me
             lmp.close()
     virial = np.array([[w[0], w[3], w[4]], [w[3], w[1], w[5]], [w[4], w[5], w[2]]])
     return energy, forces, virial
+
+
+def pair_commands(record, folder):
+    """LAMMPS's pair_style and pair_coeff for a potential's record (potential.record()): the
+    EAM's own file; for Stillinger-Weber, its parameters written into folder/<name>.sw in
+    LAMMPS's format (epsilon sigma a lambda gamma costheta0 A B p q tol)."""
+    if record.get("kind") == "eam/fs":
+        return ["pair_style eam/fs",
+                f"pair_coeff * * {record['path']} {' '.join(record['elements'])}"]
+    if record.get("name") == "sw":
+        values = [record[k] for k in ("epsilon", "sigma", "a", "lambda", "gamma", "costheta0",
+                                      "A", "B", "p", "q")] + [0.0]
+        path = os.path.join(folder, "potential.sw")
+        with open(path, "w") as fh:
+            fh.write("Si Si Si " + " ".join(repr(float(v)) for v in values) + "\n")
+        return ["pair_style sw", f"pair_coeff * * {path} Si"]
+    raise ValueError(f"no LAMMPS pair style for the potential {record.get('name')!r}")
