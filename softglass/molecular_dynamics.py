@@ -5,7 +5,10 @@ A potential is an object with `name`, `elements`, `masses` (amu), `cutoff` (leng
 `record()` and `energy(positions, neighbours, species, displacement)`: the total energy given a
 Dense neighbour matrix (row i: the atoms within at least `cutoff` of i, padded with N) and a
 minimum-image displacement. Every phase here differentiates that one energy (forces by
-reverse mode), so a pair potential, Stillinger-Weber and EAM run through the same code.
+reverse mode), so a pair potential, Stillinger-Weber and EAM run through the same code; a
+potential may add `forces(...)` (same arguments) in closed form, which the MD and FIRE then use
+(faster than reverse mode; tests check it equals -grad E). The float64 check at the end and the
+Hessian always differentiate the energy.
 Units are the potential's own: for "metal", Angstrom, eV, ps and amu, with k_B in eV/K.
 
   nvt                Nose-Hoover chain NVT (Martyna, Klein, Tuckerman, JCP 97, 2635 (1992);
@@ -41,13 +44,19 @@ def minimum_image(box):
 
 
 def energy_on_list(potential, box):
-    """The potential's energy as jax-md's integrators call it: E(R, neighbor=, species=)."""
+    """What jax-md's integrators call, fn(R, neighbor=, species=): the potential's forces where
+    it has a closed form (a `forces` method: jax-md tells forces from an energy by the output's
+    shape), else its energy, which they differentiate."""
     displacement = minimum_image(box)
+    closed_form = getattr(potential, "forces", None)
 
     def energy(position, neighbor, species, **unused):
         return potential.energy(position, neighbor.idx, species, displacement)
 
-    return energy
+    def forces(position, neighbor, species, **unused):
+        return closed_form(position, neighbor.idx, species, displacement)
+
+    return energy if closed_form is None else forces
 
 
 def masses(potential, species):
