@@ -1,7 +1,8 @@
 """How well a per-atom indicator locates an event: the percentile rank of the event's hit, whether
 the hit is in the indicator's top share, the ROC AUC of the atoms that moved most, and means over
 events with a bootstrap interval that resamples glasses (a glass's six shear directions often
-trigger the same atom, so its events are not independent)."""
+trigger the same atom, so its events are not independent); a table of every indicator over a
+run's event records, and each model's difference to every other indicator paired by event."""
 import numpy as np
 
 
@@ -36,3 +37,45 @@ def bootstrap_by_glass(values, glass_ids, n_boot, rng):
     means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(values.mean()), float(lo), float(hi)
+
+
+def score_records(records, n_boot, seed):
+    """records: event records (softglass.events.event_record). Returns {indicator: scores}: the
+    mean over events of each measure (hit percentile, hit in the top share, AUC of the top
+    movers) with its by-glass bootstrap 95% interval (n_boot resamples, each measure drawn from a
+    generator seeded with `seed`), and the per-event percentiles with their glasses (the figure,
+    paired_differences)."""
+    table = {}
+    for name in sorted({k for r in records for k in r["scores"]}):
+        rows = [r for r in records if name in r["scores"]]
+        gid = [r["glass"] for r in rows]
+        pct, top, auc = zip(*(r["scores"][name] for r in rows))
+        rng = np.random.default_rng(seed)
+        # an AUC is None for an event kept without its movers and scored again (RESCORE)
+        with_auc = [(a, g) for a, g in zip(auc, gid) if a is not None]
+        table[name] = dict(
+            n_events=len(rows), n_glasses=len(set(gid)),
+            hit_percentile=bootstrap_by_glass(pct, gid, n_boot, rng),
+            hit_in_top=bootstrap_by_glass(top, gid, n_boot, rng),
+            top_movers_auc=(bootstrap_by_glass(*zip(*with_auc), n_boot, rng) if with_auc
+                            else None),
+            n_events_auc=len(with_auc),
+            per_event_percentile=[float(p) for p in pct], glass_of_event=gid)
+    return table
+
+
+def paired_differences(table, n_boot, seed):
+    """Each model's ("model", "model_<name>") hit percentile minus every other indicator's,
+    event by event (the same events), mean and by-glass bootstrap 95% interval: intervals of two
+    indicators overlap more than their difference is uncertain, since both see the same hard
+    and easy events."""
+    out = {}
+    for m in sorted(k for k in table if k == "model" or k.startswith("model_")):
+        for other in sorted(table):
+            a, b = table[m], table[other]
+            if other == m or a["glass_of_event"] != b["glass_of_event"]:
+                continue
+            diff = np.subtract(a["per_event_percentile"], b["per_event_percentile"])
+            out[f"{m} - {other}"] = bootstrap_by_glass(
+                diff, a["glass_of_event"], n_boot, np.random.default_rng(seed))
+    return out
