@@ -3,6 +3,7 @@ atoms, a slice through one test glass coloured by true and by predicted softness
 as extended XYZ (OVITO reads the cell, species and both softness columns). Every file is written
 atomically."""
 import io
+import os
 
 import numpy as np
 
@@ -106,3 +107,30 @@ def write_extxyz(path, positions, species, cell, columns, comment="", potential=
     info.update(potential_info(potential) if potential else {})
     info["comment"] = comment
     files.write_extxyz(path, np.asarray(names)[np.asarray(species)], pos, cell, columns, info)
+
+
+def test_figures(test_set, pairs, s, out_dir, load_copy):
+    """Hexbin of predicted vs true softness over the test atoms (one copy per base), and the
+    test glass with the median per-glass R as a slice figure and as extended XYZ, in out_dir.
+    pairs: standardized (prediction, target) per graph, s: the scaling that undoes it;
+    load_copy(path): augment_data.py's reader of the glass's copy."""
+    from .training import pearson
+    first = {}
+    for k, g in enumerate(test_set):
+        first.setdefault(g.base, k)
+    unit = lambda t: (t * s["y_std"] + s["y_mean"]).numpy()  # noqa: E731
+    pred = np.concatenate([unit(pairs[k][0]) for k in first.values()])
+    true = np.concatenate([unit(pairs[k][1]) for k in first.values()])
+    plot_hexbin(pred, true, float(np.corrcoef(pred, true)[0, 1]),
+                os.path.join(out_dir, "test_predicted_vs_true.png"))
+    per_glass = sorted((pearson(*pairs[k]), k) for k in first.values())
+    r, k = per_glass[len(per_glass) // 2]
+    g = test_set[k]
+    snap = load_copy(g.path)
+    title = f"test glass {g.base} ({os.path.basename(g.path)}): median per-glass R = {r:.3f}"
+    plot_slice(snap, unit(pairs[k][0]), unit(pairs[k][1]),
+               os.path.join(out_dir, "test_glass_slice.png"), title)
+    write_extxyz(os.path.join(out_dir, "test_glass.xyz"), snap["positions"], snap["species"],
+                 snap["cell"], dict(softness_true=unit(pairs[k][1]),
+                                    softness_pred=unit(pairs[k][0])),
+                 title, potential=snap["parameters"])
