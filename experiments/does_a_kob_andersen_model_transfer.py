@@ -81,13 +81,15 @@ def least_squares_r(snaps):
 def model_r(model, paths, out_dir):
     """predict.py --ANY_FORMER=True on each glass: R against its own labels."""
     import predict
+    from softglass.cli import constants_of
     rs = []
+    saved = constants_of(vars(predict))             # main() sets the module's constants
     for path in paths:
         try:
             summary = predict.main([f"--INPUT={path}", f"--MODEL={model}", "--ANY_FORMER=True",
                                     f"--OUTPUT_DIR={out_dir}"])
         finally:
-            predict.ANY_FORMER, predict.MODEL, predict.OUTPUT_DIR = False, "", ""
+            vars(predict).update(saved)
         rs.append(summary["R"])
     return rs
 

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from softglass.cli import constants_of
 from softglass.files import validate_snapshot
 
 FAST = ["--MD_MELT_TIME=1", "--SHOW_PROGRESS=False", "--JAX_CACHE_DIR="]
@@ -83,13 +84,14 @@ def test_predict_refuses_a_model_of_another_former_unless_told(cuzr_glass, tmp_p
     import predict
     path, snap = cuzr_glass
     args = [f"--INPUT={path}", "--TRAINED_MODEL=/nonexistent.pth", f"--OUTPUT_DIR={tmp_path}"]
-    with pytest.raises(SystemExit, match="is a cuzr glass.*trained on ka glasses.*ANY_FORMER"):
-        predict.main(args)
-    assert not list(tmp_path.iterdir())                 # refused before writing anything
+    saved = constants_of(vars(predict))                 # main() sets the module's constants
     try:
+        with pytest.raises(SystemExit, match="is a cuzr glass.*trained on ka glasses.*ANY_"):
+            predict.main(args)
+        assert not list(tmp_path.iterdir())             # refused before writing anything
         summary = predict.main(args + ["--ANY_FORMER=True"])
     finally:
-        predict.ANY_FORMER = False                      # main() sets the module's constants
+        vars(predict).update(saved)
     assert any("a transfer" in w for w in summary["warnings"])
     assert summary["R"] is not None and np.isfinite(summary["R"])
     recorded = json.loads((tmp_path / (path.stem + "_softness.json")).read_text())
