@@ -143,8 +143,8 @@ SW_T_MELT = 3000.0              # K; melt (Vink's stronger three-body term raise
 SW_QUENCH_RATE = 1e14           # K/s; a-Si by SW melt-quench is usually made at 1e11-1e13 K/s: the
                                 # same compromise as CUZR_QUENCH_RATE
 SW_DT = 0.001                   # ps; time step (Si: 28.1 amu and stiffer bonds than CuZr)
-SW_SKIN = 0.5                   # A; neighbour-list skin: SW's three-body sum grows as the list's
-                                # length squared (10 ms per MD step at 0.5, 16 at 1.0, N = 1000)
+SW_SKIN = 0.5                   # A; neighbour-list skin: a shorter list than Cu-Zr's (Si's bonds are
+                                # few: 4 within 2.8 A), rebuilt more often at 3000 K
 SW_BOND_CUTOFF = 2.8            # A; bonded below this (g(r)'s first minimum, between a-Si's shells at
                                 # 2.35 and 3.8 A): the coordination and bond angles recorded
 MD_MELT_TIME = 20.0             # ps held at the melt temperature (the liquid forgets the grid)
