@@ -127,10 +127,10 @@ CUZR_POTENTIAL_FILE = "CuZr_mm.eam.fs"  # Cu-Zr eam/fs file: a path, or a file o
                                 # fit; the 2009 fit for liquid and glass, Phil. Mag. 89, 967, is not
                                 # shipped there: give its file's path)
 CUZR_CU_FRACTION = 0.64         # fraction of Cu atoms (species 0, "A"); Zr is species 1 ("B")
-CUZR_DENSITY = 0.0608           # atoms / A^3 (atomic volume 16.4 A^3, 7.4 g/cm^3): the inherent
-                                # structure at zero pressure (measured on a 320-atom glass scaled
-                                # affinely: P = -4.5 GPa at 0.0592, +0.4 GPa at 0.0610); each glass
-                                # records its pressure
+CUZR_DENSITY = 0.0615           # atoms / A^3 (atomic volume 16.3 A^3, 7.5 g/cm^3): the inherent
+                                # structure at zero pressure, measured by scaling four 1000-atom
+                                # glasses of this protocol affinely (0.06143-0.06151; made at 0.0608
+                                # they were at -1.8 to -2.0 GPa); each glass records its pressure
 CUZR_T_MELT = 2000.0            # K; melt, well above the liquidus (~1200 K)
 CUZR_QUENCH_RATE = 1e14         # K/s; MD studies of CuZr glasses quench at 1e10-1e13 K/s: ours is
                                 # 10x their fastest, what 2 cores afford for a set of glasses (a

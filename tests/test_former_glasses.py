@@ -64,7 +64,7 @@ def test_a_tiny_cu64zr36_glass(ggd, cuzr_glass):
     assert len(p["potential"]["sha256"]) == 64                # which file, exactly
     assert p["max_force"] < ggd.MD_FORCE_TOL
     assert np.sum(snap["species"] == 0) == round(0.64 * 320)  # Cu64Zr36
-    assert abs(p["pressure_bar"]) < 2e4                       # near zero pressure (2 GPa)
+    assert abs(p["pressure_bar"]) < 3e4     # near zero pressure (a 1e15 K/s glass: ~+1.7 GPa)
     assert -4.6 < snap["energy"] / 320 < -4.2                 # eV per atom
     assert snap["softness_score"].sum() == pytest.approx(ggd.N_SOFT_MODES, rel=1e-10)
 
