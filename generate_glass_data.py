@@ -13,6 +13,12 @@ Brownian unit tau_B = gamma sigma_AA^2 / epsilon_AA):
 
 Outputs DATA_DIR/OUTPUT_FILE (default data/glass_data_1k.pkl for N = 1000, glass_data_10k.pkl
 for 10^4) in the seed's schema.
+
+Other glass formers (--POTENTIAL=cuzr: Cu64Zr36, Mendelev's EAM; --POTENTIAL=sw: amorphous Si,
+Stillinger-Weber) are made by molecular dynamics in metal units (Angstrom, eV, ps, K): a random
+grid start, a Nose-Hoover melt, a linear quench, FIRE, and step 6 with the Hessian by automatic
+differentiation (make_former_glass; docs/report.md, section 17), written as
+<potential>_<OUTPUT_FILE>.
 Run `python generate_glass_data.py --help` for the constants; override any with --NAME=value
 or --NAME value.
 """
