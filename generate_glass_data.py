@@ -320,12 +320,19 @@ def softness_labels(r, system):
     local D_i), its lowest modes (three zero modes, then positive), the softness S_i and the
     local-Hessian eigenvalues; no pair closer than MIN_PAIR_DISTANCE."""
     h, local = hessian(r, system)
+    return labels_from_hessian(h, local, r, system["box"], ZERO_MODE_TOL, MIN_PAIR_DISTANCE,
+                               "sigma")
+
+
+def labels_from_hessian(h, local, r, box, zero_tol, min_distance, unit):
+    """Step 6 from a Hessian and its diagonal blocks, for every former: the checks, the lowest
+    modes, the softness S_i and the local-Hessian eigenvalues."""
     check_hessian(h, local)
-    vals, vecs = lowest_modes(h, N_ZERO_MODES + N_SOFT_MODES, r, system["box"])
-    check_modes(vals)
-    d_min = min_pair_distance(r, system["box"])
-    if d_min < MIN_PAIR_DISTANCE:
-        raise RuntimeError(f"overlap: closest pair at {d_min:.3f} < {MIN_PAIR_DISTANCE} sigma")
+    vals, vecs = lowest_modes(h, N_ZERO_MODES + N_SOFT_MODES, r, box)
+    hs.check_modes(vals, N_ZERO_MODES, zero_tol)
+    d_min = min_pair_distance(r, box)
+    if d_min < min_distance:
+        raise RuntimeError(f"overlap: closest pair at {d_min:.3f} < {min_distance} {unit}")
     return vals, softness_from_modes(vecs), local_hessian_eigenvalues(local), d_min
 
 
@@ -352,12 +359,12 @@ def grid_start(n_atoms, box, rng):
     return (sites[rng.choice(len(sites), n_atoms, replace=False)] + 0.5) * (box / n)
 
 
-def melt_and_quench(potential, r, box, species, key, t_melt, quench_rate, dt, log=print):
+def melt_and_quench(potential, r, box, species, key, t_melt, quench_rate, settings, log=print):
     """Nose-Hoover NVT: MD_MELT_TIME at t_melt, then T ramped linearly towards 0 K at
     quench_rate (K/s; steps = t_melt / rate / dt; the thermostat stops at 1% of t_melt,
     softglass.molecular_dynamics.KT_FLOOR, and FIRE goes on from there). Returns the positions
     and the quench's steps."""
-    settings = md_settings(dt)
+    dt = settings.dt
     melt_steps = int(round(MD_MELT_TIME / dt))
     quench_steps = int(round(t_melt / quench_rate / (dt * 1e-12)))
     state = md.nvt(potential, r, box, species, key, t_melt, t_melt, melt_steps, "melt",
@@ -374,27 +381,7 @@ def former_labels(potential, r, box, species):
     Hessian's, not the mass-weighted dynamical matrix's, as for KA: shear instabilities and
     barriers follow the energy landscape's curvature, which masses do not change."""
     h, local = hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
-    check_hessian(h, local)
-    vals, vecs = lowest_modes(h, N_ZERO_MODES + N_SOFT_MODES, r, box)
-    hs.check_modes(vals, N_ZERO_MODES, MD_ZERO_MODE_TOL)
-    d_min = min_pair_distance(r, box)
-    if d_min < MD_MIN_PAIR_DISTANCE:
-        raise RuntimeError(f"overlap: closest pair at {d_min:.3f} < {MD_MIN_PAIR_DISTANCE} A")
-    return vals, softness_from_modes(vecs), local_hessian_eigenvalues(local), d_min
-
-
-def pressure(potential, r, box, species):
-    """P = -dE/dV at fixed fractional coordinates (bar in metal units: 1 eV/A^3 = 1.602e6 bar),
-    by differentiating the energy of the uniformly scaled box (T = 0: no kinetic term)."""
-    idx = jnp.asarray(md.exact_neighbours(potential, r, box))
-    s = jnp.asarray(species, jnp.int32)
-    frac = jnp.asarray(r / box)
-
-    def energy_of_volume(volume):
-        length = volume ** (1 / 3)
-        return potential.energy(frac * length, idx, s, md.minimum_image(length))
-
-    return float(-jax.grad(energy_of_volume)(jnp.float64(box ** 3))) * 1.602176634e6
+    return labels_from_hessian(h, local, r, box, MD_ZERO_MODE_TOL, MD_MIN_PAIR_DISTANCE, "A")
 
 
 def make_former_glass(n_atoms=None, seed=None, log=print):
@@ -405,7 +392,8 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
     potential = make_potential(POTENTIAL, CUZR_POTENTIAL_FILE)
     density, t_melt, rate, dt, fraction = former_constants()
     box = systems.box_length(n_atoms, density)
-    reach = 2 * (potential.cutoff + md_settings(dt).skin)
+    settings = md_settings(dt)
+    reach = 2 * (potential.cutoff + settings.skin)
     if box <= reach:
         raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A, not wider than twice "
                          f"{POTENTIAL}'s cutoff plus the skin ({reach:.2f} A): use more atoms")
@@ -414,21 +402,20 @@ def make_former_glass(n_atoms=None, seed=None, log=print):
     seconds = {}
     t0 = time.perf_counter()
     r, quench_steps = melt_and_quench(potential, grid_start(n_atoms, box, rng), box, species,
-                                      jax.random.PRNGKey(seed), t_melt, rate, dt, log)
+                                      jax.random.PRNGKey(seed), t_melt, rate, settings, log)
     seconds["melt_quench"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     fire = dynamics.Fire(dt_start=dt, dt_max=MD_FIRE_DT_MAX_STEPS * dt, max_dt_omega=np.inf,
-                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS,
-                         skin=md_settings(dt).skin)
+                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS, skin=settings.skin)
     r, e_is, max_force, n_fire = md.inherent_structure(potential, r, box, species, fire=fire,
-                                                      settings=md_settings(dt))
+                                                      settings=settings)
     seconds["fire"] = round(time.perf_counter() - t0, 3)
     log(f"  inherent structure: E/N = {e_is / n_atoms:.6f} eV, max|F| = {max_force:.2e} eV/A "
         f"after {n_fire} FIRE steps")
     t0 = time.perf_counter()
     vals, softness, eigenvalues, d_min = former_labels(potential, r, box, species)
     seconds["hessian"] = round(time.perf_counter() - t0, 3)
-    p = pressure(potential, r, box, species)
+    p = md.pressure(potential, r, box, species) * md.BAR[potential.units]
     log(f"  lowest Hessian eigenvalues: {np.array2string(vals[:6], precision=4)}; "
         f"closest pair {d_min:.3f} A; pressure {p:.0f} bar")
     parameters = dict(

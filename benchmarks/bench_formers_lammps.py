@@ -44,7 +44,7 @@ SEED = 0
 OUT_FILE = ""                   # JSON of the numbers ("" writes none)
 
 
-def ours(ggd, md, potential, start, box, species, steps, settings, t_melt):
+def ours(md, potential, start, box, species, steps, settings, t_melt):
     """Seconds for `steps` NVT steps from the state `start` (compiled beforehand)."""
     t0 = time.perf_counter()
     state = md.nvt(potential, None, box, species, None, t_melt, t_melt, steps, "bench",
@@ -99,8 +99,8 @@ def main(argv=None):
             state = md.nvt(potential, ggd.grid_start(n, box, rng), box, species,
                            jax.random.PRNGKey(SEED), t_melt, t_melt, PREP_STEPS, "prep",
                            settings=settings)
-            ours(ggd, md, potential, state, box, species, WARMUP_STEPS, settings, t_melt)
-            mine = [ours(ggd, md, potential, state, box, species, STEPS, settings, t_melt)
+            ours(md, potential, state, box, species, WARMUP_STEPS, settings, t_melt)
+            mine = [ours(md, potential, state, box, species, STEPS, settings, t_melt)
                     for _ in range(REPEATS)]
             positions = np.mod(np.asarray(state.position, np.float64), box)
             theirs = lammps_seconds(reference_lammps, potential, positions, box, species,

@@ -121,14 +121,13 @@ def main(argv=None):
     out = os.path.join(_ROOT, OUT_FILE)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     atomic_write_bytes(out, json.dumps(results, indent=2, default=str).encode())
-    print("former | " + " | ".join(k for k in results[FORMERS.split(",")[0]]
-                                   if isinstance(results[FORMERS.split(",")[0]][k], dict)
-                                   and "mean" in results[FORMERS.split(",")[0]][k]))
+    scored = [k for k, v in results[FORMERS.split(",")[0]].items()
+              if isinstance(v, dict) and "mean" in v]          # the indicators' columns
+    print("former | " + " | ".join(scored))
     for former in FORMERS.split(","):
         row = results[former]
-        cells = [f"{v['mean']:.3f} +- {v['std'] or 0:.3f}" for v in row.values()
-                 if isinstance(v, dict) and "mean" in v]
-        print(f"{former} | " + " | ".join(cells))
+        print(f"{former} | " + " | ".join(f"{row[k]['mean']:.3f} +- {row[k]['std'] or 0:.3f}"
+                                          for k in scored))
     print(f"wrote {out} in {results['seconds']:.0f}s")
 
 

@@ -15,6 +15,7 @@ Units are the potential's own: for "metal", Angstrom, eV, ps and amu, with k_B i
                      jax-md's simulate.nvt_nose_hoover), T held or ramped linearly
   inherent_structure FIRE (Bitzek et al., PRL 97, 170201 (2006)) to max|F| < force_tol
   energy_and_forces  float64, from an exact neighbour list built afresh (no skin)
+  pressure           -dE/dV of an inherent structure
 """
 from . import jax_config  # noqa: F401  (float64)
 
@@ -32,6 +33,7 @@ from .neighbours import KDTREE, NeighbourList, _row_bucket, allocate_neighbors, 
 KB = {"metal": 8.617333262e-5, "lj": 1.0}          # k_B: eV/K (CODATA 2018); reduced units
 # F = m a with F in eV/Angstrom, a in Angstrom/ps^2 and m in amu: m [eV ps^2/A^2] = m [amu] * this
 MASS_UNIT = {"metal": 1.0364269656262175e-4, "lj": 1.0}
+BAR = {"metal": 1.602176634e6}    # bar per eV/A^3 (pressure in metal units)
 KT_FLOOR = 1e-2            # the lowest thermostat temperature, as a fraction of the highest
 
 
@@ -226,3 +228,17 @@ def energy_function(potential, box, species, positions):
     s = jnp.asarray(species, jnp.int32)
     displacement = minimum_image(jnp.float64(box))
     return lambda r: potential.energy(r, idx, s, displacement)
+
+
+def pressure(potential, positions, box, species):
+    """P = -dE/dV at fixed fractional coordinates (energy / length^3; T = 0, so no kinetic
+    term), by differentiating the energy of the uniformly scaled box."""
+    idx = jnp.asarray(exact_neighbours(potential, positions, box))
+    s = jnp.asarray(species, jnp.int32)
+    frac = jnp.asarray(positions / box)
+
+    def energy_of_volume(volume):
+        length = volume ** (1 / 3)
+        return potential.energy(frac * length, idx, s, minimum_image(length))
+
+    return float(-jax.grad(energy_of_volume)(jnp.float64(box ** 3)))
