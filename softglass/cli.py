@@ -184,6 +184,14 @@ def _is_overridable_literal(text):
         return False
 
 
+def script_constants(path):
+    """{NAME: value} of the UPPER_CASE constants of the script at `path` as its source sets them
+    (literal values only), read without running it: no jax or torch, no command line of its
+    own. For a script that follows another's settings as they stand in its file."""
+    return {name: ast.literal_eval(text) for _, name, text, _ in _documented_constants(path)
+            if _is_overridable_literal(text)}
+
+
 def help_text(namespace, forwarded=(), hide=()):
     """The --help of a script: a usage line, then each constant with its current value and its
     comment, grouped as in the source. `forwarded`: scripts (paths relative to this one) whose
