@@ -228,12 +228,12 @@ def model_prediction(model, snap):
     """predict.py's path: the snapshot is an inherent structure already, so its positions and
     stored local-Hessian eigenvalues are the model's input."""
     import torch
-    import predict
+    from softglass.prediction import predicted_softness
     net, scaling, card = model
     glass = dict(species=np.asarray(snap["species"]), box=float(snap["box_size"]))
     described = dict(positions=np.asarray(snap["positions"], np.float64),
                      eigenvalues=np.asarray(snap["eigenvalues"], np.float64))
-    return predict.predicted_softness(net, scaling, card, glass, described, torch.device("cpu"))
+    return predicted_softness(net, scaling, card, glass, described, torch.device("cpu"))
 
 
 def more_models():

@@ -5,7 +5,7 @@ For each former of FORMERS, N_GLASSES glasses of N_ATOMS atoms (generate_glass_d
 DATA_DIR/<former>/), each scored with:
   - each model of MODELS (trained on Kob-Andersen) through predict.py --ANY_FORMER=True: lengths
     scaled to the model's mean density and local stiffnesses to its mean (the features made
-    dimensionless, predict.transfer_scales);
+    dimensionless, softglass.prediction.transfer_scales);
   - lambda_1, the smallest local-Hessian eigenvalue (no training; a dimensionless ranking);
   - least squares on the features (species one-hot, the three local eigenvalues over their mean)
     fitted on the other glasses of the same former (leave one glass out): a model trained on the

@@ -10,6 +10,7 @@ import torch
 
 from softglass.cli import constants_of
 from softglass.files import atomic_write_pickle
+from softglass.structure_input import read_extxyz
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def write_xyz(path, positions, species, cell, extra=""):
 
 
 def read_column(predict, path, name):
-    columns, _, _ = predict.read_extxyz(str(path))
+    columns, _, _ = read_extxyz(str(path))
     return columns[name][:, 0] if columns[name].shape[1] == 1 else columns[name]
 
 

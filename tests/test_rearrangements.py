@@ -467,8 +467,8 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     assert not np.allclose(second["values"]["gbt"], first["values"]["gbt"])
     # a second model (MORE_MODELS name=path) is scored beside MODEL, as predict.py sees it
     import torch
-    import predict
     import train
+    from softglass.prediction import predicted_softness
     model_path = small_model
     monkeypatch.setattr(vr, "MORE_MODELS", "")
     summary = vr.main(args + [f"--MORE_MODELS=s100={model_path}"])
@@ -476,7 +476,7 @@ def test_trees_indicator_from_the_split_and_no_stale_cache(vr, tiny_glass, event
     assert summary["more_models"]["s100"]["file"] == str(model_path)
     third = safe_load_pickle(str(cache))
     loaded = train.load_trained_model(str(model_path))
-    expected = predict.predicted_softness(
+    expected = predicted_softness(
         *loaded, dict(species=np.asarray(tiny_glass["species"]), box=tiny_glass["box_size"]),
         dict(positions=tiny_glass["positions"], eigenvalues=tiny_glass["eigenvalues"]),
         torch.device("cpu"))

@@ -9,6 +9,8 @@ import pytest
 import softglass.files
 from softglass.cli import constants_of
 from softglass.files import GlassFileError
+from softglass.prediction import write_softness_xyz
+from softglass.structure_input import cubic_frame, read_extxyz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KA = dict(sigma=np.array([[1.0, 0.8], [0.8, 0.88]]), epsilon=np.array([[1.0, 1.5], [1.5, 0.5]]),
@@ -78,7 +80,7 @@ def test_the_committed_test_file_reads_as_before(predict):
     glass = predict.read_glass(path)
     assert np.array_equal(glass["cell"], cell) and np.array_equal(glass["true"], true)
     assert np.array_equal(glass["species"], np.where(names == "A", 0, 1))
-    old_positions, _ = predict.cubic_frame(pos, cell, path)
+    old_positions, _ = cubic_frame(pos, cell, path)
     assert np.array_equal(glass["positions"], old_positions)
     assert glass["potential"]["r_cutoff"] == 2.409401347
     assert glass["mapping"]["source"] == "the file's own A/B labels"
@@ -94,7 +96,7 @@ def test_what_predict_writes_opens_in_ase_and_reads_back_the_same(predict, latti
     described = dict(positions=pos, eigenvalues=np.tile([1.0, 2.0, 3.0], (216, 1)))
     pred, true = np.linspace(-1, 1, 216), np.linspace(0, 1, 216)
     out = tmp_path / "g_softness.xyz"
-    predict.write_softness_xyz(str(out), described, glass, pred, true, "a comment; R = 0.5")
+    write_softness_xyz(str(out), described, glass, pred, true, "a comment; R = 0.5")
     atoms = ase.io.read(str(out))
     assert atoms.get_chemical_symbols() == ["Ni" if s == 0 else "P" for s in species]
     assert atoms.info["species_A"] == "Ni" and atoms.info["species_B"] == "P"
@@ -104,7 +106,7 @@ def test_what_predict_writes_opens_in_ase_and_reads_back_the_same(predict, latti
         "the file's header"
     assert np.allclose(back["positions"], pos, atol=1e-7) and np.allclose(back["true"], true)
     assert np.array_equal(back["potential"]["sigma"], KA["sigma"])
-    columns, _, header = predict.read_extxyz(str(out))
+    columns, _, header = read_extxyz(str(out))
     assert columns["lambda_local"].shape == (216, 3) and header["r_cutoff"] == 2.5
 
 

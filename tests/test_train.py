@@ -264,6 +264,7 @@ def test_predict_gives_train_evaluation_numbers(train, dataset, tmp_path):
     """predict.py on a test glass's file, with the model file train.py wrote, reproduces the
     per-atom predictions and R of train.py's own test evaluation."""
     import predict
+    from softglass.structure_input import potential_from_header, read_extxyz
     out = tmp_path / "o"
     _run(train, _args(dataset, out, 2))
     results = json.loads((out / "results.json").read_text())
@@ -279,11 +280,11 @@ def test_predict_gives_train_evaluation_numbers(train, dataset, tmp_path):
     finally:
         vars(predict).update(saved)
     assert summary["R"] == pytest.approx(record["R"], abs=1e-5)
-    ours, _, _ = predict.read_extxyz(str(tmp_path / f"{record['file'][:-4]}_softness.xyz"))
-    theirs, _, header = predict.read_extxyz(str(out / "test_glass.xyz"))   # train.py's own
+    ours, _, _ = read_extxyz(str(tmp_path / f"{record['file'][:-4]}_softness.xyz"))
+    theirs, _, header = read_extxyz(str(out / "test_glass.xyz"))   # train.py's own
     assert np.allclose(ours["softness_pred"], theirs["softness_pred"], atol=2e-6)
     assert np.allclose(ours["pos"], theirs["pos"], atol=1e-8)       # written in the same cell
-    assert predict.potential_from_header(header, "test_glass.xyz")["r_cutoff"] == 2.5
+    assert potential_from_header(header, "test_glass.xyz")["r_cutoff"] == 2.5
 
 
 def test_baselines_on_a_known_signal(train, graph):
