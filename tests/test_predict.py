@@ -196,3 +196,23 @@ def test_a_lammps_dump_predicts_as_the_snapshot(predict, tiny_glass, small_model
     assert (np.array(ours.get_chemical_symbols()) == "Ni").sum() == 160
     assert np.array_equal(ours.arrays["softness_pred"], theirs.arrays["softness_pred"])
     assert dump["species"]["A"] == "2" and dump["input_format"] == "lammps-dump-text"
+
+
+def test_predict_relaxes_with_the_generators_settings(predict, monkeypatch):
+    """predict.py imports no other script, yet its FIRE, eigensolver and overlap check are
+    generate_glass_data.py's as that file sets them (an edit there reaches predict.py)."""
+    import dataclasses
+
+    import generate_glass_data as ggd
+    from softglass.cli import script_constants
+    from softglass.indicators import Spectrum
+    for name, value in script_constants(ggd.__file__).items():
+        monkeypatch.setattr(ggd, name, value)       # the file's values (conftest shortens some)
+    physics = predict.glass_physics()
+    assert physics.fire == ggd.fire_settings()
+    assert physics.engine == dataclasses.replace(ggd.engine(),
+                                                 show_progress=physics.engine.show_progress)
+    assert physics.spectrum == Spectrum(ggd.N_ZERO_MODES, ggd.ZERO_MODE_TOL,
+                                        ggd.DENSE_EIGH_MAX_ATOMS, ggd.EIGSH_SHIFT,
+                                        ggd.ND_LEAF_ATOMS)
+    assert physics.min_pair_distance == ggd.MIN_PAIR_DISTANCE
