@@ -40,10 +40,7 @@ Constants of generate_glass_data.py (the protocol: HEAT_STEPS, FORCE_TOL, ...) m
 here too, and are forwarded to the workers.
 """
 import contextlib
-import glob
-import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -51,9 +48,11 @@ import uuid
 
 import numpy as np
 
+from softglass import glass_set
 from softglass.cli import apply_overrides, constants_of, exit_on_help, normalise_argv
 from softglass.files import (GlassFileError, atomic_write_pickle, check_writable, load_glass,
-                             name_list, record_wall_time, same_value, sha256_of_json)
+                             name_list, record_wall_time, sha256_of_json)
+from softglass.glass_set import simulation_seed, summary     # noqa: F401  (gdd.simulation_seed)
 
 # ================================ constants ====================================================
 N_CONFIGS = 120                     # base glasses
@@ -97,25 +96,18 @@ exit_on_help(globals(), forwarded=["generate_glass_data.py"],   # read, not impo
 
 
 # ================================ the draw =======================================================
+def ranges():
+    """The ranges glass k draws from (softglass.glass_set.Ranges), read when called so that
+    --NAME=value reaches them."""
+    return glass_set.Ranges(density=DENSITY_RANGE, temperature=TEMPERATURE_RANGE,
+                            quench_steps=QUENCH_STEPS_RANGE, species_ratio=SPECIES_RATIO_RANGE,
+                            sigma_scale=SIGMA_SCALE_RANGE, epsilon_scale=EPSILON_SCALE_RANGE)
+
+
 def draw_parameters(k, seed, ggd):
-    """Parameters of glass k: a generator seeded by (seed, k) alone, drawn in a fixed order."""
-    rng = np.random.default_rng([seed, k])
-    density = rng.uniform(*DENSITY_RANGE)
-    temperature = rng.uniform(*TEMPERATURE_RANGE)
-    quench_steps = int(rng.integers(QUENCH_STEPS_RANGE[0], QUENCH_STEPS_RANGE[1] + 1))
-    species_ratio = rng.uniform(*SPECIES_RATIO_RANGE)
-    sigma_scale = rng.uniform(*SIGMA_SCALE_RANGE)
-    epsilon_scale = rng.uniform(*EPSILON_SCALE_RANGE)
-    return dict(density=float(density), temperature=float(temperature),
-                quench_steps=quench_steps, species_ratio=float(species_ratio),
-                sigma_scale=float(sigma_scale), epsilon_scale=float(epsilon_scale),
-                sigma=np.asarray(ggd.SIGMA) * sigma_scale,
-                epsilon=np.asarray(ggd.EPSILON) * epsilon_scale)
-
-
-def simulation_seed(seed, k, attempt):
-    """Deterministic sub-seed of glass k's attempt: positions, species and Brownian noise."""
-    return int(np.random.SeedSequence([seed, k, attempt]).generate_state(1)[0])
+    """Parameters of glass k: a generator seeded by (seed, k) alone, drawn in a fixed order
+    (softglass.glass_set.draw_parameters), scaling generate_glass_data's SIGMA and EPSILON."""
+    return glass_set.draw_parameters(k, seed, ranges(), ggd.SIGMA, ggd.EPSILON)
 
 
 def glass_path(k):
@@ -185,14 +177,6 @@ def make_glass_k(k, seed, n_atoms, path, digest, ggd):
     return k, None, failures
 
 
-def summary(snap, path):
-    """One metadata record: the file, its parameters, e_IS/N, max|F| and seconds."""
-    p = snap["parameters"]
-    return dict(file=os.path.basename(path), parameters=p,
-                e_per_atom=float(snap["energy"] / len(snap["positions"])),
-                max_force=float(p["max_force"]), seconds=float(p.get("wall_seconds", 0.0)))
-
-
 # ================================ the protocol ===================================================
 # This script's constants that do not change glass k: how many glasses, where, how many processes.
 _NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "SCHEDULER", "DATA_DIR", "FILE_PATTERN",
@@ -211,51 +195,10 @@ def glass_protocol(ggd):
     return protocol, sha256_of_json(protocol)
 
 
-def protocol_changes(old, new):
-    """Why a stored glass's protocol is not this run's, for the message: the constants that
-    differ, when the glass recorded them."""
-    if not isinstance(old, dict):
-        return "made without a recorded protocol (older code)"
-    changes = []
-    for script in sorted(set(old) | set(new)):
-        was, now = old.get(script) or {}, new.get(script) or {}
-        changes += [f"{name} {was.get(name, '(unset)')!r} -> {now.get(name, '(unset)')!r}"
-                    for name in sorted(set(was) | set(now))
-                    if not same_value(was.get(name), now.get(name))]
-    return "made with " + (", ".join(changes) if changes else "another protocol hash")
-
-
-# what each range's values must be: (lowest allowed, whether the lowest itself is allowed,
-# highest allowed or None); the shape (two numbers) and type are softglass.cli's overrides' to check
-_RANGE_LIMITS = dict(DENSITY_RANGE=(0.0, False, None), TEMPERATURE_RANGE=(0.0, False, None),
-                     QUENCH_STEPS_RANGE=(1, True, None), SPECIES_RATIO_RANGE=(0.0, True, 1.0),
-                     SIGMA_SCALE_RANGE=(0.0, False, None), EPSILON_SCALE_RANGE=(0.0, False, None))
-
-
-def check_ranges():
-    """Refuse, before any cluster starts or glass is made, a parameter range that is not
-    (low, high) with low <= high inside its allowed values: numpy would draw from a reversed
-    uniform range without a word, and a reversed integer range fails in every worker, late."""
-    for name, (lowest, closed, highest) in _RANGE_LIMITS.items():
-        low, high = globals()[name]
-        if low > high:
-            raise SystemExit(f"error: {name}=({low}, {high}): reversed; expected (low, high) "
-                             f"with low <= high, e.g. --{name}={high},{low}")
-        if low < lowest or (low == lowest and not closed) or (highest is not None
-                                                               and high > highest):
-            allowed = (f"{'>=' if closed else '>'} {lowest}" if highest is None
-                       else f"in [{lowest}, {highest}]")
-            raise SystemExit(f"error: {name}=({low}, {high}): its values must be {allowed}")
-
-
 def check_densest_box(ggd):
     """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
-    largest-sigma corner of the ranges: the minimum-image convention would break there."""
-    from softglass.potentials import absolute_cutoffs
-    from softglass.system import check_minimum_image
-    r_cut = absolute_cutoffs(np.asarray(ggd.SIGMA) * SIGMA_SCALE_RANGE[1], ggd.R_ONSET,
-                             ggd.R_CUTOFF)[1]
-    check_minimum_image(N_ATOMS, DENSITY_RANGE[1], r_cut)
+    largest-sigma corner of the ranges (softglass.glass_set.check_densest_box)."""
+    glass_set.check_densest_box(N_ATOMS, ranges(), ggd.SIGMA, ggd.R_ONSET, ggd.R_CUTOFF)
 
 
 def refuse_ineffective(forwarded):
@@ -267,66 +210,18 @@ def refuse_ineffective(forwarded):
                              f"{_NO_EFFECT_HERE[name]}")
 
 
+def split_overrides(argv, ggd):
+    """--NAME=value (or --NAME value) arguments, as --NAME=value: this script's constants, and
+    the protocol's (forwarded)."""
+    ours, theirs = [], []
+    own = set(constants_of(globals()))
+    for arg in normalise_argv(argv):       # `--NAME value` -> `--NAME=value` before splitting
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        (theirs if name not in own and name in constants_of(vars(ggd)) else ours).append(arg)
+    return ours, theirs
+
+
 # ================================ the set ========================================================
-def existing_glass_status(k, seed, n_atoms, protocol, digest):
-    """(keep, why not): a finished file is kept if it loads, validates, was drawn for this
-    (SEED, k) with this atom count and made with this protocol (digest: its hash). Otherwise
-    `why` says what differs; ('', None) for a missing or unreadable file (simply made again)."""
-    path = glass_path(k)
-    if not os.path.exists(path):
-        return False, None
-    try:
-        snap = load_glass(path)
-    except GlassFileError as err:
-        print(f"  {err}: regenerating", flush=True)
-        return False, None
-    p = snap["parameters"]
-    if len(snap["positions"]) != n_atoms:
-        return False, f"{path}: has {len(snap['positions'])} atoms, not N_ATOMS={n_atoms}"
-    if p.get("index") != k or p.get("draw_seed") != seed:
-        return False, (f"{path}: made for index {p.get('index')}, SEED {p.get('draw_seed')}, "
-                       f"not {k}, {seed}")
-    if p.get("protocol_hash") != digest:
-        return False, f"{path}: {protocol_changes(p.get('protocol'), protocol)}"
-    return True, None
-
-
-def glasses_to_make(protocol, digest):
-    """Indices of the glasses to make. Glasses made with other settings are remade only with
-    REGENERATE=True; otherwise the run stops before touching them, naming what differs."""
-    todo, differ = [], []
-    for k in range(N_CONFIGS):
-        keep, why = existing_glass_status(k, SEED, N_ATOMS, protocol, digest)
-        if not keep:
-            todo.append(k)
-        if why:
-            differ.append(why)
-    if differ and not REGENERATE:
-        shown = "\n  ".join(differ[:5]) + (f"\n  ... and {len(differ) - 5} more"
-                                           if len(differ) > 5 else "")
-        raise SystemExit(f"error: {len(differ)} glasses in {DATA_DIR} were made with other "
-                         f"settings:\n  {shown}\nRerun with the settings they were made with, "
-                         f"use another --DATA_DIR, or pass --REGENERATE=True to remake them.")
-    for why in differ:
-        print(f"  {why}: regenerating", flush=True)
-    return todo
-
-
-def stray_files(n_configs):
-    """Files named like glasses of this set but not in it (left by an earlier, larger run): the
-    next steps use only the files metadata.pkl lists, so these are reported, never deleted."""
-    head, tail = FILE_PATTERN.split("{", 1)[0], FILE_PATTERN.rsplit("}", 1)[1]
-    name = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
-    return sorted(f for f in os.listdir(DATA_DIR)
-                  if name.fullmatch(f) and int(name.fullmatch(f)[1]) >= n_configs)
-
-
-def remove_stale_temp_files():
-    """Temp files of writes cut short by a kill (atomic writes never leave a partial target)."""
-    for tmp in glob.glob(os.path.join(DATA_DIR, ".*.tmp")):
-        os.unlink(tmp)
-
-
 def build_metadata(ggd, n_configs, digest):
     """metadata.pkl, rebuilt from the files themselves (never from memory of this run): the set
     of glasses the next steps use, all made with the protocol hashed as `digest`."""
@@ -346,193 +241,67 @@ def build_metadata(ggd, n_configs, digest):
     return meta
 
 
-def split_overrides(argv, ggd):
-    """--NAME=value (or --NAME value) arguments, as --NAME=value: this script's constants, and
-    the protocol's (forwarded)."""
-    ours, theirs = [], []
-    own = set(constants_of(globals()))
-    for arg in normalise_argv(argv):       # `--NAME value` -> `--NAME=value` before splitting
-        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
-        (theirs if name not in own and name in constants_of(vars(ggd)) else ours).append(arg)
-    return ours, theirs
-
-
-@contextlib.contextmanager
-def dask_warnings_held_back():
-    """Dask's warnings in this process (the local scheduler and nannies, the client: a worker that
-    died and was restarted, ...) are held back: the caller prints them (`show`) if glasses
-    failed, and they are printed if the run stops on an error other than Ctrl-C. Dask's errors
-    are printed at once (silence_logs=ERROR), and not again."""
-    held = []
-
-    class Hold(logging.Handler):
-        def emit(self, record):
-            if record.levelno < logging.ERROR:
-                held.append(self.format(record))
-
-        def show(self):
-            for line in held:
-                print(line, file=sys.stderr, flush=True)
-            held.clear()
-
-    hold = Hold(logging.WARNING)
-    hold.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
-    logger = logging.getLogger("distributed")
-    logger.addHandler(hold)
-    try:
-        yield hold
-    except Exception:
-        hold.show()
-        raise
-    finally:
-        logger.removeHandler(hold)
-
-
-class ShutdownNoise(logging.Filter):
-    """Drops a log record whose exception (or message) is a connection closed under it,
-    CommClosedError or tornado's StreamClosedError: what Dask intermittently logs when the
-    workers, the scheduler and the client close while a heartbeat or a reply is in flight
-    (dask/distributed issues 7192, 3581). Every other record passes. `install` puts it on every
-    logging handler of this process (Dask's loggers, asyncio's and tornado's for a task's
-    unretrieved error, the last-resort handler), `remove` takes it off again."""
-    CLOSED = ("CommClosedError", "StreamClosedError")
-
-    def __init__(self):
-        super().__init__()
-        self.handlers = set()
-
-    def filter(self, record):
-        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        return not (exc in self.CLOSED or any(n in record.getMessage() for n in self.CLOSED))
-
-    def install(self):
-        loggers = [logging.getLogger()] + [logging.getLogger(name) for name in
-                                           list(logging.root.manager.loggerDict)]
-        self.handlers = {h for lg in loggers for h in lg.handlers} | (
-            {logging.lastResort} if logging.lastResort else set())
-        for h in self.handlers:
-            h.addFilter(self)
-
-    def remove(self):
-        for h in self.handlers:
-            h.removeFilter(self)
-        self.handlers = set()
-
-
-@contextlib.contextmanager
-def shutdown_noise_dropped():
-    """A ShutdownNoise, not yet installed: the caller installs it once the results are in, for
-    the shutdown of the cluster; it is removed when the context ends."""
-    noise = ShutdownNoise()
-    try:
-        yield noise
-    finally:
-        noise.remove()
-
-
-def quiet_worker_shutdown():
-    """Run in each worker of the local cluster (client.run) before the cluster closes: the same
-    filter on the worker process's handlers (its log goes to this run's stderr); the process
-    ends with the cluster."""
-    ShutdownNoise().install()
-
-
 def make_glasses(todo, digest, own_overrides, ggd_overrides):
     """Make the glasses `todo` on a Dask cluster, one bar over glasses: an embedded local cluster
-    of N_WORKERS processes or, with SCHEDULER, an existing one. Returns the failures
-    {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C too): the
-    client first, then the cluster (the ExitStack closes in reverse order); once the results
-    are in, a connection error of that shutdown is dropped from the log (ShutdownNoise).
-    """
-    import dask
-    from distributed import Client, LocalCluster
-    import generate_diverse_data as module      # (importable by the workers, never __main__)
-    with shutdown_noise_dropped() as noise, dask_warnings_held_back() as held, \
-            contextlib.ExitStack() as stack:
-        if SCHEDULER:
-            try:
-                client = stack.enter_context(Client(SCHEDULER, set_as_default=False))
-            except OSError as err:
-                raise SystemExit(f"error: no Dask scheduler reached at SCHEDULER={SCHEDULER!r}: "
-                                 f"{err}")
-            threads = client.nthreads()
-            print(f"  {SCHEDULER}: {len(threads)} worker(s) now, {sum(threads.values())} "
-                  f"thread(s) (a worker process makes one glass at a time)", flush=True)
-        else:
-            stack.enter_context(dask.config.set({
-                # a glass waits on the scheduler until a worker is free (as in a process pool),
-                # never queued behind another on a busy worker (the default, 1.1, sends 2 to each)
-                "distributed.scheduler.worker-saturation": 1.0,
-                # workers with this process's environment (a pool's): Dask's default sets
-                # OMP/MKL/OPENBLAS_NUM_THREADS=1, which would change the Hessian's LAPACK threads
-                "distributed.nanny.pre-spawn-environ": {}}))
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=min(N_WORKERS, len(todo)), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
-                # no memory limit: the default (memory / N_WORKERS) would have the nanny kill a
-                # worker making a big glass (its dense Hessian) that the machine can hold
-                memory_limit=0))
-            client = stack.enter_context(Client(cluster, set_as_default=False))
+    of N_WORKERS processes or, with SCHEDULER, an existing one (softglass.dask_cluster). Returns
+    the failures {k: messages}. Every cluster, client and bar is closed however this ends (Ctrl-C
+    too): the client first, then the cluster (the ExitStack closes in reverse order); once the
+    results are in, a connection error of that shutdown is dropped from the log."""
+    from softglass import dask_cluster       # (dask and distributed: before holding their logs)
+    with dask_cluster.shutdown_noise_dropped() as noise, \
+            dask_cluster.dask_warnings_held_back() as held, contextlib.ExitStack() as stack:
+        client = dask_cluster.open_client(stack, SCHEDULER, min(N_WORKERS, len(todo)))
         failed = run_glasses(client, todo, digest, own_overrides, ggd_overrides)
         if failed:
             held.show()
         if not SCHEDULER:           # our workers end with the cluster (a shared one's are left)
             with contextlib.suppress(Exception):
-                client.run(module.quiet_worker_shutdown)
+                client.run(dask_cluster.quiet_worker_shutdown)
         noise.install()
     return failed
 
 
 def run_glasses(client, todo, digest, own_overrides, ggd_overrides):
-    """Submit glass k of `todo` as one task each to the Dask `client`'s workers and collect them
-    as they finish; returns the failures {k: messages}. A glass whose task failed for good (its
-    worker died allowed-failures times: KilledWorker; or an exception) is a failure of that glass
-    alone. Each result is released once read: a later death of its worker never remakes it."""
+    """Glass k of `todo` as one task each on the Dask `client`'s workers, collected as they
+    finish (softglass.dask_cluster.results_as_finished); returns the failures {k: messages}. A
+    glass whose task failed for good (its worker died allowed-failures times: KilledWorker; or
+    an exception) is a failure of that glass alone."""
     import generate_glass_data as ggd
     # the task function by reference to an importable module (never __main__'s copy of it), so
     # the workers import it themselves
     import generate_diverse_data as module
-    from distributed import as_completed
     from tqdm import tqdm
+    from softglass.dask_cluster import results_as_finished
     ggd_overrides = dict(ggd_overrides, JAX_CACHE_DIR=ggd.JAX_CACHE_DIR and os.path.abspath(
         ggd.JAX_CACHE_DIR))     # the parent's folder, wherever a worker starts
-    run, keys, failed = uuid.uuid4().hex[:8], {}, {}
-    pending = as_completed(loop=client.loop)
-    for k in todo:     # a new key per run: never a result of another run, or of this glass's file
-        keys[f"glass-{k:03d}-{run}"] = k
-        pending.add(client.submit(module.make_one, (
-            k, SEED, N_ATOMS, os.path.abspath(glass_path(k)), digest, own_overrides,
-            ggd_overrides), key=f"glass-{k:03d}-{run}"))
+    run, failed = uuid.uuid4().hex[:8], {}
+    tasks = [(f"glass-{k:03d}-{run}", (k, SEED, N_ATOMS, os.path.abspath(glass_path(k)), digest,
+                                       own_overrides, ggd_overrides)) for k in todo]
+    keys = {key: task[0] for key, task in tasks}
     with tqdm(total=len(todo), desc="glasses", unit="glass") as bar:
-        for future in pending:
-            k = keys[future.key]
-            try:
-                _, rec, failures = future.result()
-            except Exception as err:      # KilledWorker, CancelledError, an error in make_one
+        for key, result, err in results_as_finished(client, module.make_one, tasks):
+            k = keys[key]
+            if err is not None:     # KilledWorker, CancelledError, an error in make_one
                 rec, failures = None, [f"{type(err).__name__}: {err}"]
                 tqdm.write(f"  glass {k:03d} FAILED: {failures[-1]}")
             else:
+                _, rec, failures = result
                 if rec is None:
                     tqdm.write(f"  glass {k:03d} FAILED after {MAX_ATTEMPTS} attempts: "
                                f"{failures[-1]}")
-            finally:
-                future.release()
             if rec is None:
                 failed[k] = failures
             else:
-                p = rec["parameters"]
-                tqdm.write(f"  glass {k:03d}: rho {p['density']:.3f}  T {p['temperature']:.3f}"
-                           f"  quench {p['quench_steps']}  x_A {p['species_ratio']:.3f}  "
-                           f"sigma*{p['sigma_scale']:.3f}  eps*{p['epsilon_scale']:.3f}  "
-                           f"e_IS/N {rec['e_per_atom']:.4f}  max|F| {rec['max_force']:.1e}"
-                           f"  {rec['seconds']:.1f}s" + (f"  (attempt {p['attempt']})"
-                                                         if p["attempt"] else ""))
+                tqdm.write(glass_set.progress_line(k, rec))
             bar.update(1)
     return failed
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+# ================================ main ===========================================================
+def configure(argv):
+    """This script's and generate_glass_data's overrides applied (the latter forwarded to the
+    workers), the settings checked before any cluster starts. Returns generate_glass_data and
+    both overrides."""
     import generate_glass_data as ggd
     ours, theirs = split_overrides(argv, ggd)
     refuse_ineffective(theirs)
@@ -541,15 +310,22 @@ def main(argv=None):
     vars(ggd).update(ggd_overrides)
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
-    check_ranges()
+    glass_set.check_ranges(ranges())
     try:
         check_densest_box(ggd)
     except ValueError as err:
         raise SystemExit(f"error: {err}")
     check_writable(DATA_DIR, "DATA_DIR")
-    remove_stale_temp_files()
+    return ggd, own_overrides, ggd_overrides
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    ggd, own_overrides, ggd_overrides = configure(argv)
+    glass_set.remove_stale_temp_files(DATA_DIR)
     protocol, digest = glass_protocol(ggd)
-    todo = glasses_to_make(protocol, digest)
+    todo = glass_set.glasses_to_make([glass_path(k) for k in range(N_CONFIGS)], SEED, N_ATOMS,
+                                     protocol, digest, REGENERATE, DATA_DIR)
     where = (f"on the Dask scheduler {SCHEDULER} (its workers; N_WORKERS is not used)"
              if SCHEDULER else f"with {N_WORKERS} worker(s)")
     print(f"{N_CONFIGS} glasses of {N_ATOMS} atoms in {DATA_DIR}: {N_CONFIGS - len(todo)} done, "
@@ -573,7 +349,7 @@ def main(argv=None):
     build_metadata(ggd, N_CONFIGS, digest)
     print(f"made {len(todo)} glasses in {time.perf_counter() - t0:.1f}s; wrote "
           f"{os.path.join(DATA_DIR, METADATA_FILE)}", flush=True)
-    strays = stray_files(N_CONFIGS)
+    strays = glass_set.stray_files(DATA_DIR, FILE_PATTERN, N_CONFIGS)
     if strays:
         print(f"note: {len(strays)} file(s) in {DATA_DIR} look like glasses but are not in this "
               f"set of {N_CONFIGS} (not in {METADATA_FILE}, not used by the next steps, left in "

@@ -89,6 +89,7 @@ def make_glasses_at_size(indices):
     N_WORKERS; a file already there for (k, SEED, N_ATOMS, protocol) is kept. Returns paths."""
     import generate_diverse_data as gdd
     import generate_glass_data as ggd
+    from softglass import glass_set
     own = dict(N_ATOMS=N_ATOMS, DATA_DIR=os.path.join(OUT_DIR, "glasses"), N_WORKERS=N_WORKERS)
     vars(gdd).update(own)
     try:
@@ -99,7 +100,8 @@ def make_glasses_at_size(indices):
     protocol, digest = gdd.glass_protocol(ggd)
     todo = []
     for k in indices:
-        keep, why = gdd.existing_glass_status(k, gdd.SEED, N_ATOMS, protocol, digest)
+        keep, why = glass_set.existing_glass_status(gdd.glass_path(k), k, gdd.SEED, N_ATOMS,
+                                                    protocol, digest)
         if why:
             raise SystemExit(f"error: {why}; remove it or use another --OUT_DIR")
         if not keep:

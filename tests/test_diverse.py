@@ -408,8 +408,8 @@ def test_only_closed_connection_errors_of_the_shutdown_are_dropped():
     it is removed, that error is printed like any other."""
     import logging
 
-    import generate_diverse_data as gdd
     from distributed.comm.core import CommClosedError
+    from softglass import dask_cluster
     seen = []
 
     class Capture(logging.Handler):
@@ -429,7 +429,7 @@ def test_only_closed_connection_errors_of_the_shutdown_are_dropped():
         logger.error(f"{tag} message: CommClosedError: in <TCP (closed)>")
 
     log_errors("before")
-    with gdd.shutdown_noise_dropped() as noise:
+    with dask_cluster.shutdown_noise_dropped() as noise:
         log_errors("running")
         noise.install()
         log_errors("shutdown")
