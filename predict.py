@@ -143,23 +143,7 @@ def reading():
 
 def glass_physics():
     """generate_glass_data.py's FIRE, eigensolver and overlap check (prediction.Physics)."""
-    from softglass import dynamics, indicators
-    g = script_constants(_GLASS_SCRIPT)
-    engine = dynamics.Engine(
-        force_kernel=g["FORCE_KERNEL"], neighbour_list=g["NEIGHBOUR_LIST"],
-        force_block_rows=g["FORCE_BLOCK_ROWS"],
-        force_one_block_max_atoms=g["FORCE_ONE_BLOCK_MAX_ATOMS"],
-        capacity_margin=g["CAPACITY_MARGIN"], chunk_steps=g["CHUNK_STEPS"],
-        show_progress=sys.stderr.isatty())
-    fire = dynamics.Fire(dt_start=g["FIRE_DT_START"], dt_max=g["FIRE_DT_MAX"],
-                         max_dt_omega=g["FIRE_MAX_DT_OMEGA"], force_tol=g["FORCE_TOL"],
-                         max_steps=g["MAX_FIRE_STEPS"], skin=g["SKIN_MINIMIZE"])
-    spectrum = indicators.Spectrum(
-        n_zero_modes=g["N_ZERO_MODES"], zero_mode_tol=g["ZERO_MODE_TOL"],
-        dense_eigh_max_atoms=g["DENSE_EIGH_MAX_ATOMS"], eigsh_shift=g["EIGSH_SHIFT"],
-        nd_leaf_atoms=g["ND_LEAF_ATOMS"])
-    return prediction.Physics(engine=engine, fire=fire, spectrum=spectrum,
-                              min_pair_distance=g["MIN_PAIR_DISTANCE"])
+    return prediction.physics_from(script_constants(_GLASS_SCRIPT), sys.stderr.isatty())
 
 
 def read_glass(path, given=frozenset()):

@@ -132,3 +132,42 @@ class SmoothedLJMixture:
                     masses=list(self.masses), sigma=np.asarray(self.sigma).tolist(),
                     epsilon=np.asarray(self.epsilon).tolist(), r_onset=float(self.r_onset),
                     r_cutoff=float(self.r_cutoff))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TruncatedShiftedLJMixture:
+    """Kob and Andersen's own mixture (PRE 51, 4626 (1995)), as most liquid simulations run it:
+    phi_ab(r) - phi_ab(rc_ab) below rc_ab = cutoff_ratio sigma_ab, zero beyond; the energy is
+    continuous at rc_ab and the force jumps there. Our SmoothedLJMixture instead switches every
+    pair off between 2.0 and 2.5 sigma_AA, so its A-B and B-B pairs reach further; this one lets a
+    configuration of such a liquid be minimised in its own potential, to see how much the choice
+    moves an inherent structure. Same interface as SmoothedLJMixture."""
+    sigma: tuple
+    epsilon: tuple
+    cutoff_ratio: float = 2.5
+    elements: tuple = ("A", "B")
+    masses: tuple = (1.0, 1.0)
+    name: str = "ka_truncated"
+    units: str = "lj"
+
+    @property
+    def cutoff(self):
+        return self.cutoff_ratio * float(np.max(self.sigma))
+
+    def energy(self, positions, neighbours, species, displacement):
+        n = positions.shape[0]
+        present = neighbours < n
+        j = jnp.where(present, neighbours, 0)
+        d = displacement(positions[:, None, :], positions[j])
+        r_sq = jnp.where(present, jnp.sum(d * d, axis=-1), 1.0)
+        pair = (species[:, None], species[j])
+        sigma, epsilon = jnp.asarray(self.sigma)[pair], jnp.asarray(self.epsilon)[pair]
+        lj = lambda a: 4 * epsilon * (a ** 6 - a ** 3)       # noqa: E731   a = (sigma/r)^2
+        rc_sq = (self.cutoff_ratio * sigma) ** 2
+        phi = lj(sigma ** 2 / r_sq) - lj(1.0 / self.cutoff_ratio ** 2)
+        return 0.5 * jnp.sum(jnp.where(present & (r_sq < rc_sq), phi, 0.0))
+
+    def record(self):
+        return dict(name=self.name, units=self.units, elements=list(self.elements),
+                    masses=list(self.masses), sigma=np.asarray(self.sigma).tolist(),
+                    epsilon=np.asarray(self.epsilon).tolist(), cutoff_ratio=self.cutoff_ratio)

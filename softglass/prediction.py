@@ -27,6 +27,26 @@ class Physics:
     min_pair_distance: float    # sigma_AA; a closer pair in the inherent structure is an overlap
 
 
+def physics_from(g, show_progress):
+    """Physics from generate_glass_data.py's constants g ({NAME: value}, cli.script_constants)."""
+    from . import dynamics, indicators
+    engine = dynamics.Engine(
+        force_kernel=g["FORCE_KERNEL"], neighbour_list=g["NEIGHBOUR_LIST"],
+        force_block_rows=g["FORCE_BLOCK_ROWS"],
+        force_one_block_max_atoms=g["FORCE_ONE_BLOCK_MAX_ATOMS"],
+        capacity_margin=g["CAPACITY_MARGIN"], chunk_steps=g["CHUNK_STEPS"],
+        show_progress=show_progress)
+    fire = dynamics.Fire(dt_start=g["FIRE_DT_START"], dt_max=g["FIRE_DT_MAX"],
+                         max_dt_omega=g["FIRE_MAX_DT_OMEGA"], force_tol=g["FORCE_TOL"],
+                         max_steps=g["MAX_FIRE_STEPS"], skin=g["SKIN_MINIMIZE"])
+    spectrum = indicators.Spectrum(
+        n_zero_modes=g["N_ZERO_MODES"], zero_mode_tol=g["ZERO_MODE_TOL"],
+        dense_eigh_max_atoms=g["DENSE_EIGH_MAX_ATOMS"], eigsh_shift=g["EIGSH_SHIFT"],
+        nd_leaf_atoms=g["ND_LEAF_ATOMS"])
+    return Physics(engine=engine, fire=fire, spectrum=spectrum,
+                   min_pair_distance=g["MIN_PAIR_DISTANCE"])
+
+
 def start_jax(cache_dir):
     """Turn on the XLA compilation cache in cache_dir ("" none). Importing jax-md compiles ~120
     tiny programs: when the folder exists they are read from it (every program kept, as
