@@ -28,33 +28,46 @@ def _args(data_dir, cache_dir, n_configs, workers, extra=()):
             + [f"--{k}={v}" for k, v in protocol.items()] + list(extra))
 
 
-def _run(*args, **kw):
-    out = subprocess.run(_args(*args, **kw), capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout + out.stderr
-
-
 def _main_here(capsys, *args, **kw):
-    """The script's main() called in this process with _args(*args, **kw), for runs that make no
-    glass (a refusal, or a set already made): no second interpreter importing jax (~8 s each).
-    Returns (exit code, stdout, stderr) as the script's process would have them (a SystemExit
-    message goes to stderr with code 1); the constants of both scripts are restored after."""
-    import generate_diverse_data as gdd
-    import generate_glass_data as ggd
-    import softglass.cli
-    import softglass.files
-    saved = [(module, softglass.cli.constants_of(vars(module))) for module in (gdd, ggd)]
+    """The script's main() called in this process with _args(*args, **kw): no second interpreter
+    importing jax (~8 s each). For a refusal, a set already made, and a run that makes glasses
+    where what is tested is the resume and repair logic rather than the command line (those
+    glasses are made, as always, by the local Dask cluster's worker processes, spawned from this
+    one). Returns (exit code, stdout, stderr) as the script's process would have them (a
+    SystemExit message goes to stderr with code 1); the constants of both scripts, and the
+    environment (a cluster's nannies may set thread variables in it), are restored after."""
     code, message = 0, ""
     capsys.readouterr()
     try:
-        gdd.main(_args(*args, **kw)[2:])
+        _main_restoring(*args, **kw)
     except SystemExit as err:
         code, message = (1, str(err)) if isinstance(err.code, str) else (err.code, "")
+    out, err = capsys.readouterr()
+    return code, out, err + message
+
+
+def _main_restoring(*args, **kw):
+    """generate_diverse_data.main(_args(*args, **kw)) in this process; the constants of both
+    scripts and the environment restored after, however it ends."""
+    import generate_diverse_data as gdd
+    import generate_glass_data as ggd
+    import softglass.cli
+    saved = [(module, softglass.cli.constants_of(vars(module))) for module in (gdd, ggd)]
+    environ = dict(os.environ)
+    try:
+        gdd.main(_args(*args, **kw)[2:])
     finally:
         for module, constants in saved:
             vars(module).update(constants)
-    out, err = capsys.readouterr()
-    return code, out, err + message
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _main_succeeds(capsys, *args, **kw):
+    """_main_here for a run that must succeed: its stdout and stderr together."""
+    code, out, err = _main_here(capsys, *args, **kw)
+    assert code == 0, out + err
+    return out + err
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +77,10 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_glasses(tmp_path_factory, cache):
+    """Two glasses made by one worker of the local cluster (main() run here: the command line is
+    tested by the runs killed below, which are processes of their own)."""
     d = tmp_path_factory.mktemp("one_worker")
-    _run(str(d), cache, 2, 1)
+    _main_restoring(str(d), cache, 2, 1)
     return d
 
 
@@ -94,7 +109,7 @@ def test_every_file_validates_and_parameters_stay_in_range(two_glasses):
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory, cache):
     d = tmp_path_factory.mktemp("two_workers")
-    _run(str(d), cache, 2, 2)
+    _main_restoring(str(d), cache, 2, 2)
     return d
 
 
@@ -221,9 +236,10 @@ def test_a_worker_of_an_existing_cluster_killed_mid_glass_loses_only_that_glass(
     assert timings["scheduler"] == address and "workers" not in timings
 
 
-def test_kill_after_first_glass_then_resume(tmp_path, cache):
+def test_kill_after_first_glass_then_resume(tmp_path, cache, capsys):
     """SIGKILL of the run (parent and worker) once glass 0 is written, glass 1 under way (a glass
-    takes seconds; the file is polled every 0.2 s): the rerun keeps glass 0 and makes glass 1."""
+    takes seconds; the file is polled every 0.2 s): the rerun keeps glass 0 and makes glass 1.
+    The killed run is a process of its own (the kill is the point); the rerun is main() here."""
     proc = subprocess.Popen(_args(str(tmp_path), cache, 2, 1), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -235,7 +251,7 @@ def test_kill_after_first_glass_then_resume(tmp_path, cache):
     proc.wait()
     assert first.exists(), "the first glass never appeared"
     before = (first.read_bytes(), first.stat().st_mtime_ns)
-    out = _run(str(tmp_path), cache, 2, 1)
+    out = _main_succeeds(capsys, str(tmp_path), cache, 2, 1)
     assert "1 done, 1 to make" in out, out
     assert (first.read_bytes(), first.stat().st_mtime_ns) == before
     assert sorted(f for f in os.listdir(tmp_path)) == [
@@ -244,13 +260,13 @@ def test_kill_after_first_glass_then_resume(tmp_path, cache):
         load_glass(str(tmp_path / f"glass_data_{k:03d}.pkl"), n_atoms=N)
 
 
-def test_corrupt_file_is_reported_and_regenerated(two_glasses, tmp_path, cache):
+def test_corrupt_file_is_reported_and_regenerated(two_glasses, tmp_path, cache, capsys):
     for k in range(2):
         (tmp_path / f"glass_data_{k:03d}.pkl").write_bytes(
             (two_glasses / f"glass_data_{k:03d}.pkl").read_bytes())
     bad = tmp_path / "glass_data_001.pkl"
     bad.write_bytes(bad.read_bytes()[:1000])
-    out = _run(str(tmp_path), cache, 2, 1)
+    out = _main_succeeds(capsys, str(tmp_path), cache, 2, 1)
     assert "glass_data_001.pkl: not a valid snapshot" in out and "1 done, 1 to make" in out
     good = load_glass(str(two_glasses / "glass_data_001.pkl"))
     assert np.allclose(load_glass(str(bad))["positions"], good["positions"], atol=1e-8)
@@ -298,7 +314,8 @@ def test_rerun_keeps_a_glass_of_the_same_protocol_and_remakes_one_of_another(
     assert "made with HEAT_STEPS 300 -> 200" in err
     assert "--REGENERATE=True" in err
     assert (tmp_path / names[0]).read_bytes() == first                 # nothing touched
-    out = _run(str(tmp_path), cache, 2, 1, extra=["--HEAT_STEPS=200", "--REGENERATE=True"])
+    out = _main_succeeds(capsys, str(tmp_path), cache, 2, 1,
+                         extra=["--HEAT_STEPS=200", "--REGENERATE=True"])
     assert "glass_data_000.pkl: made with HEAT_STEPS 300 -> 200: regenerating" in out, out
     assert "glass_data_001.pkl: made without a recorded protocol" in out
     assert "0 done, 2 to make" in out

@@ -14,10 +14,13 @@ from softglass import formers, forces, hessian as hs, molecular_dynamics as md
 
 @pytest.fixture(scope="module")
 def ka_start():
-    """A quenched (not yet minimised) 256-atom KA configuration and its plug-in potential."""
-    ggd.SHOW_PROGRESS = False
-    system = ggd.make_system(n_atoms=256, seed=3)
-    r, _, _ = ggd.quenched_configuration(system, 0.44, 300, 3, log=lambda *a: None)
+    """A quenched (not yet minimised) 256-atom KA configuration and its plug-in potential.
+    (SHOW_PROGRESS is set off for the quench and restored: a module fixture must not leak a
+    constant into the other test files.)"""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(ggd, "SHOW_PROGRESS", False)
+        system = ggd.make_system(n_atoms=256, seed=3)
+        r, _, _ = ggd.quenched_configuration(system, 0.44, 300, 3, log=lambda *a: None)
     return system, r, formers.make_potential("ka", **system)
 
 
