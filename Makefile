@@ -35,6 +35,11 @@ models: install
 validate: install
 	$(PY) validate_rearrangements.py
 
+# Softness against dynamic propensity (docs/report.md, section 18): the public ensembles of
+# ../shared/data/propensity (or --ENSEMBLE_DIR); 20-30 min on 2 cores (runs/propensity_botan_t044).
+propensity: install
+	$(PY) propensity.py
+
 test: install
 	$(PY) -m pytest -q tests
 
@@ -56,4 +61,4 @@ investigate: install
 	$(PY) experiments/what_drives_r.py
 	$(PY) experiments/do_unconverged_glasses_change_r.py
 
-.PHONY: install pipeline models validate test bench investigate gpu-check
+.PHONY: install pipeline models validate propensity test bench investigate gpu-check

@@ -19,7 +19,8 @@ For each ensemble of ENSEMBLE_DIR (public data, BOTAN's format: softglass/isocon
                 as mean +- std; pooled over all configurations too (the roadmap's convention)
   5. learn      our architecture trained on propensity: the configurations but VALIDATION for
                 training (fine-tuned from START_MODEL), the VALIDATION ones to choose the epoch and
-                to score; gradient-boosted trees on the same inputs beside it
+                to score; beside it gradient-boosted trees on the same inputs and least squares
+                on the coarse-grained indicators
   6. write      OUT_DIR/results.json, table.md, propensity.png, the trained model
 
 Per-configuration physics is cached in OUT_DIR/configurations (keyed on the file's sha256 and the
@@ -258,27 +259,7 @@ def with_coarse_grained(values, positions, box):
     return out
 
 
-# ================================ 4. scores ======================================================
-def scores(indicators, targets, species):
-    """Pearson and Spearman R of every indicator with propensity over the SCORED_SPECIES atoms:
-    per configuration, their mean +- std, and pooled over all configurations."""
-    from softglass.isoconfigurational import correlations, summary
-    per = {}
-    for c, values in indicators.items():
-        mask = species[c] == SCORED_SPECIES
-        per[c] = {name: correlations(v, targets[c], mask) for name, v in values.items()}
-    names = next(iter(per.values())).keys()
-    table = {}
-    for name in names:
-        rows = {c: per[c][name] for c in per}
-        mask = np.concatenate([species[c] == SCORED_SPECIES for c in per])
-        pooled = correlations(np.concatenate([indicators[c][name] for c in per]),
-                              np.concatenate([targets[c] for c in per]), mask)
-        table[name] = dict(summary(rows), pooled=pooled, n_configurations=len(rows))
-    return per, table
-
-
-# ================================ 5. learning propensity =========================================
+# ================================ 5. learning propensity (step 4, the scores: isoconfigurational) =========================================
 def graph_of(physics, species, box, target):
     """The inherent structure as the model's graph, labelled with `target`."""
     from softglass.graphs import glass_graph
@@ -378,60 +359,19 @@ def train_on_propensity(train_graphs, val_graphs, val_species, val_p, log=print)
 
 
 # ================================ 6. outputs =====================================================
-def write_table(path, table, learned):
-    """table.md: every indicator's R (mean +- std over configurations, pooled), best first."""
-    lines = ["| indicator | Pearson R | Spearman R | pooled Pearson |", "|---|---|---|---|"]
-    rows = sorted(table.items(), key=lambda kv: -kv[1]["pearson"]["mean"])
-    for name, t in rows + sorted(learned.items()):
-        lines.append(f"| {name} | {t['pearson']['mean']:.3f} +- {t['pearson']['std']:.3f} | "
-                     f"{t['spearman']['mean']:.3f} +- {t['spearman']['std']:.3f} | "
-                     f"{t['pooled']['pearson']:.3f} |")
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-
-
-def plot(path, table, learned):
-    """Mean Pearson R (+- std over configurations) of each indicator, best first."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = sorted(table.items(), key=lambda kv: kv[1]["pearson"]["mean"]) + \
-        sorted(learned.items())
-    fig, ax = plt.subplots(figsize=(6, 0.28 * len(rows) + 1.2))
-    y = np.arange(len(rows))
-    ax.barh(y, [t["pearson"]["mean"] for _, t in rows],
-            xerr=[t["pearson"]["std"] for _, t in rows],
-            color=["C1" if n in learned else "C0" for n, _ in rows])
-    ax.set_yticks(y, [n for n, _ in rows], fontsize=7)
-    ax.set_xlabel("Pearson R with propensity (A atoms)")
-    ax.set_title("structure alone (blue); trained on propensity, validation (orange)",
-                 fontsize=8)
-    fig.tight_layout()
-    from io import BytesIO
-    buf = BytesIO()
-    fig.savefig(buf, dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # ================================ main ===========================================================
-def main(argv=None):
-    apply_overrides(globals(), argv)
-    t_start = time.perf_counter()
-    try:
-        files, validation = ensemble_files()
-        from softglass.isoconfigurational import read_ensemble
-        ensembles = {config_number(f): read_ensemble(f, DENSITY) for f in files}
-    except GlassFileError as err:
-        raise SystemExit(f"error: {err}")
-    check_writable(OUT_DIR, "OUT_DIR", "the results ")
-    if NUM_THREADS:
-        import torch
-        torch.set_num_threads(NUM_THREADS)
-    print(f"{len(files)} ensembles in {here(ENSEMBLE_DIR)}: N = "
-          f"{len(next(iter(ensembles.values()))['species'])}, "
-          f"{next(iter(ensembles.values()))['replicas']} replicas each")
-    settings = glass_settings()
-    models = load_models()
+def check_settings():
+    """Refuse, before anything is read, settings no run can use."""
+    mode_counts()
+    if TARGET not in ("propensity", "log"):
+        raise SystemExit(f"error: TARGET={TARGET!r}: expected 'propensity' or 'log'")
+    if EPOCHS < 0 or COARSE_GRAIN_LENGTH < 0:
+        raise SystemExit("error: EPOCHS and COARSE_GRAIN_LENGTH must be >= 0")
+
+
+def structural_indicators(ensembles, files, settings, models):
+    """Steps 2-3 for every configuration: (physics, indicators, species, propensities), each a
+    {configuration number: ...}."""
     physics, indicators, species, targets = {}, {}, {}, {}
     for k, (c, ens) in enumerate(ensembles.items()):
         ph = configuration_physics(files[k], ens, settings,
@@ -446,10 +386,47 @@ def main(argv=None):
               f" max|F| = {ph['fire']['max_force']:.1e} after {ph['fire']['steps']} FIRE steps;"
               f" atoms moved {ph['fire']['moved_median']:.3f} (median), "
               f"{ph['fire']['moved_max']:.3f} (max) sigma")
-    per, table = scores(indicators, targets, species)
-    learned, training = {}, None
-    if EPOCHS > 0:
-        learned, training = learn(ensembles, physics, indicators, files, validation)
+    return physics, indicators, species, targets
+
+
+def write_outputs(results, table, learned, t_start):
+    """Step 6: results.json, table.md, propensity.png, and the headline printed."""
+    from softglass import isoconfigurational as iso
+    atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
+                       json.dumps(results, indent=1).encode())
+    iso.write_table(os.path.join(OUT_DIR, "table.md"), table, learned)
+    iso.plot_scores(os.path.join(OUT_DIR, "propensity.png"), table, learned)
+    best = max(table.items(), key=lambda kv: kv[1]["pearson"]["mean"])
+    print(f"best from structure alone: {best[0]}, Pearson R = {best[1]['pearson']['mean']:.3f} "
+          f"+- {best[1]['pearson']['std']:.3f} over {len(results['ensembles'])} configurations")
+    for name, t in learned.items():
+        print(f"{name}: Pearson R = {t['pearson']['mean']:.3f} on the validation configurations")
+    print(f"wrote {OUT_DIR}/results.json, table.md, propensity.png "
+          f"in {time.perf_counter() - t_start:.0f} s")
+
+
+def main(argv=None):
+    apply_overrides(globals(), argv)
+    check_settings()
+    t_start = time.perf_counter()
+    from softglass import isoconfigurational as iso
+    try:                                        # every file checked before any physics
+        files, validation = ensemble_files()
+        ensembles = {config_number(f): iso.read_ensemble(f, DENSITY) for f in files}
+    except GlassFileError as err:
+        raise SystemExit(f"error: {err}")
+    check_writable(OUT_DIR, "OUT_DIR", "the results ")
+    if NUM_THREADS:
+        import torch
+        torch.set_num_threads(NUM_THREADS)
+    first = next(iter(ensembles.values()))
+    print(f"{len(files)} ensembles in {here(ENSEMBLE_DIR)}: N = {len(first['species'])}, "
+          f"{first['replicas']} replicas each")
+    physics, indicators, species, targets = structural_indicators(
+        ensembles, files, glass_settings(), load_models())
+    per, table = iso.score_table(indicators, targets, species, SCORED_SPECIES)
+    learned, training = ({}, None) if EPOCHS == 0 else learn(ensembles, physics, indicators,
+                                                             files, validation)
     results = dict(ensembles=[os.path.basename(f) for f in files], density=DENSITY,
                    scored_species=SCORED_SPECIES, mode_counts=list(mode_counts()),
                    coarse_grain=dict(length=COARSE_GRAIN_LENGTH, cutoff=COARSE_GRAIN_CUTOFF),
@@ -459,17 +436,7 @@ def main(argv=None):
                                                      seconds=p["seconds"])
                                         for c, p in physics.items()},
                    wall_seconds=time.perf_counter() - t_start)
-    atomic_write_bytes(os.path.join(OUT_DIR, "results.json"),
-                       json.dumps(results, indent=1).encode())
-    write_table(os.path.join(OUT_DIR, "table.md"), table, learned)
-    plot(os.path.join(OUT_DIR, "propensity.png"), table, learned)
-    best = max(table.items(), key=lambda kv: kv[1]["pearson"]["mean"])
-    print(f"best from structure alone: {best[0]}, Pearson R = {best[1]['pearson']['mean']:.3f} "
-          f"+- {best[1]['pearson']['std']:.3f} over {len(files)} configurations")
-    for name, t in learned.items():
-        print(f"{name}: Pearson R = {t['pearson']['mean']:.3f} on the validation configurations")
-    print(f"wrote {OUT_DIR}/results.json, table.md, propensity.png "
-          f"in {time.perf_counter() - t_start:.0f} s")
+    write_outputs(results, table, learned, t_start)
     return results
 
 

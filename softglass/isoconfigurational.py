@@ -13,7 +13,7 @@ Ensembles are read in the format of the BOTAN repository (Shiba et al., J. Chem.
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .files import GlassFileError
+from .files import GlassFileError, atomic_write_bytes
 
 ENSEMBLE_KEYS = ("types", "initial_positions", "positions")
 
@@ -111,3 +111,58 @@ def summary(per_config):
         v = np.array([c[name] for c in per_config.values()])
         out[name] = dict(mean=float(v.mean()), std=float(v.std()))
     return out
+
+
+def score_table(indicators, targets, species, scored_species):
+    """Pearson and Spearman R of every indicator with propensity over the atoms of
+    scored_species: ({configuration: {indicator: R}}, {indicator: mean +- std over
+    configurations and pooled over all of them}). Arguments are {configuration: ...}."""
+    per = {}
+    for c, values in indicators.items():
+        mask = species[c] == scored_species
+        per[c] = {name: correlations(v, targets[c], mask) for name, v in values.items()}
+    names = next(iter(per.values())).keys()
+    table = {}
+    for name in names:
+        rows = {c: per[c][name] for c in per}
+        mask = np.concatenate([species[c] == scored_species for c in per])
+        pooled = correlations(np.concatenate([indicators[c][name] for c in per]),
+                              np.concatenate([targets[c] for c in per]), mask)
+        table[name] = dict(summary(rows), pooled=pooled, n_configurations=len(rows))
+    return per, table
+
+
+# ================================ propensity.py's table and figure ==============================
+def write_table(path, table, learned):
+    """table.md: every indicator's R (mean +- std over configurations, pooled), best first."""
+    lines = ["| indicator | Pearson R | Spearman R | pooled Pearson |", "|---|---|---|---|"]
+    rows = sorted(table.items(), key=lambda kv: -kv[1]["pearson"]["mean"])
+    for name, t in rows + sorted(learned.items()):
+        lines.append(f"| {name} | {t['pearson']['mean']:.3f} +- {t['pearson']['std']:.3f} | "
+                     f"{t['spearman']['mean']:.3f} +- {t['spearman']['std']:.3f} | "
+                     f"{t['pooled']['pearson']:.3f} |")
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def plot_scores(path, table, learned):
+    """Mean Pearson R (+- std over configurations) of each indicator, best first."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = sorted(table.items(), key=lambda kv: kv[1]["pearson"]["mean"]) + \
+        sorted(learned.items())
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    ax.barh(y, [t["pearson"]["mean"] for _, t in rows],
+            xerr=[t["pearson"]["std"] for _, t in rows],
+            color=["C1" if n in learned else "C0" for n, _ in rows])
+    ax.set_yticks(y, [n for n, _ in rows], fontsize=7)
+    ax.set_xlabel("Pearson R with propensity (A atoms)")
+    ax.set_title("structure alone (blue); trained on propensity, validation (orange)",
+                 fontsize=8)
+    fig.tight_layout()
+    from io import BytesIO
+    buf = BytesIO()
+    fig.savefig(buf, dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
