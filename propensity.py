@@ -372,10 +372,15 @@ def check_settings():
 def structural_indicators(ensembles, files, settings, models):
     """Steps 2-3 for every configuration: (physics, indicators, species, propensities), each a
     {configuration number: ...}."""
+    from softglass.pairs import min_pair_distance
     physics, indicators, species, targets = {}, {}, {}, {}
     for k, (c, ens) in enumerate(ensembles.items()):
         ph = configuration_physics(files[k], ens, settings,
                                    os.path.join(OUT_DIR, "configurations"), k < TRUNCATED_CHECKS)
+        d_min = min_pair_distance(ph["positions"], ens["box"])
+        if d_min < settings[0].min_pair_distance:       # the glasses' overlap check
+            raise SystemExit(f"error: {files[k]}: its inherent structure has a pair at {d_min:.3f}"
+                             f" < {settings[0].min_pair_distance} sigma (an overlap)")
         values = dict(ph["values"])
         for name, loaded in models.items():
             values[f"model_{name}"] = model_prediction(loaded, ph["positions"], ens["species"],
@@ -385,7 +390,7 @@ def structural_indicators(ensembles, files, settings, models):
         print(f"configuration {c}: inherent structure E/N = {ph['fire']['energy_per_atom']:.5f},"
               f" max|F| = {ph['fire']['max_force']:.1e} after {ph['fire']['steps']} FIRE steps;"
               f" atoms moved {ph['fire']['moved_median']:.3f} (median), "
-              f"{ph['fire']['moved_max']:.3f} (max) sigma")
+              f"{ph['fire']['moved_max']:.3f} (max) sigma; closest pair {d_min:.3f}")
     return physics, indicators, species, targets
 
 
