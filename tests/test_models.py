@@ -11,7 +11,8 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = [("default_s10.pth", "model_default_s10", "softness", 10)]
+SHIPPED = [("default_s10.pth", "model_default_s10", "softness", 10),
+           ("s100.pth", "model_s100", "softness", 100)]
 
 
 @pytest.mark.parametrize("name,record,label,modes", SHIPPED)
