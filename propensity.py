@@ -259,13 +259,14 @@ def with_coarse_grained(values, positions, box):
     return out
 
 
-# ================================ 5. learning propensity (step 4, the scores: isoconfigurational) =========================================
-def graph_of(physics, species, box, target):
-    """The inherent structure as the model's graph, labelled with `target`."""
+# ================================ 5. learning propensity =======================================
+def graph_of(physics, species, box, target, cutoff):
+    """The inherent structure as the model's graph (edges within `cutoff`, START_MODEL's),
+    labelled with `target`."""
     from softglass.graphs import glass_graph
     snap = dict(positions=physics["positions"], species=species, box_size=box,
                 eigenvalues=physics["eigenvalues"], softness_score=target)
-    return glass_graph(snap, 2.5)
+    return glass_graph(snap, cutoff)
 
 
 def learned_target(p):
@@ -358,8 +359,7 @@ def train_on_propensity(train_graphs, val_graphs, val_species, val_p, log=print)
     return model, best, history, s
 
 
-# ================================ 6. outputs =====================================================
-# ================================ main ===========================================================
+# ================================ 6. outputs, and main ===========================================
 def check_settings():
     """Refuse, before anything is read, settings no run can use."""
     mode_counts()
@@ -450,8 +450,10 @@ def learn(ensembles, physics, indicators, files, validation):
     from softglass.isoconfigurational import correlations, summary
     val_c = [config_number(f) for f in validation]
     train_c = [c for c in ensembles if c not in val_c]
+    import torch
+    cutoff = torch.load(here(START_MODEL), weights_only=True)["architecture"]["cutoff"]
     graph = lambda c: graph_of(physics[c], ensembles[c]["species"], ensembles[c]["box"],  # noqa
-                               learned_target(ensembles[c]["propensity"]))
+                               learned_target(ensembles[c]["propensity"]), cutoff)
     tr, va = [graph(c) for c in train_c], [graph(c) for c in val_c]
     val_species = [ensembles[c]["species"] for c in val_c]
     val_p = [ensembles[c]["propensity"] for c in val_c]

@@ -56,7 +56,8 @@ def read_ensemble(path, density):
     for name, values in (("initial_positions", x0), ("positions", runs)):
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
-            raise GlassFileError(f"{path}: {name} is not finite at index {tuple(int(v) for v in bad[0])}")
+            where = tuple(int(v) for v in bad[0])
+            raise GlassFileError(f"{path}: {name} is not finite at index {where}")
     box = (n / density) ** (1 / 3)
     slack = 1e-6 * box
     if x0.min() < -slack or x0.max() > box + slack:
