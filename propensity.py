@@ -36,6 +36,7 @@ import numpy as np
 
 from softglass.cli import apply_overrides, exit_on_help
 from softglass.files import GlassFileError, atomic_write_bytes, check_writable
+from softglass.prediction import displacement_from
 
 # ================================ constants ====================================================
 # --- data ---
@@ -147,12 +148,6 @@ def glass_settings():
     return physics_from(g, show_progress=False), potential
 
 
-def displacement(before, after, box):
-    """|r_after - r_before| per atom under periodic boundaries, the rigid shift removed."""
-    from softglass.prediction import displacement_from
-    return displacement_from(before, after, box)
-
-
 def configuration_physics(path, ens, settings, cache_dir, check_truncated):
     """Steps 2-3 of one ensemble, cached in cache_dir under a key naming the file's content and
     the settings: the inherent structure, its local-Hessian eigenvalues (the model's input) and
@@ -161,6 +156,7 @@ def configuration_physics(path, ens, settings, cache_dir, check_truncated):
     from softglass import isoconfigurational as iso
     from softglass.files import atomic_write_pickle, file_sha256, safe_load_pickle
     from softglass.forces import pairs_with_parameters
+    from softglass.indicators import modal_indicators
     physics, potential = settings
     key = dict(file=file_sha256(path), modes=list(mode_counts()), density=DENSITY,
                fire=repr(physics.fire), spectrum=repr(physics.spectrum),
@@ -174,25 +170,20 @@ def configuration_physics(path, ens, settings, cache_dir, check_truncated):
     t0 = time.perf_counter()
     r, energy, max_force, steps, _ = dynamics.inherent_structure(
         ens["positions"], system, fire=physics.fire, engine=physics.engine)
-    moved = displacement(ens["positions"], r, ens["box"])
+    moved = displacement_from(ens["positions"], r, ens["box"])
     h, local = hs.hessian(r, system)
     hs.check_hessian(h, local)
-    sp = physics.spectrum
-    n_zero, n_modes = sp.n_zero_modes, max(mode_counts())
-    vals, vecs = hs.lowest_modes(h, n_zero + n_modes, r, ens["box"],
-                                 dense_max_atoms=sp.dense_eigh_max_atoms, shift=sp.eigsh_shift,
-                                 leaf_atoms=sp.nd_leaf_atoms)
-    hs.check_modes(vals, n_zero, sp.zero_mode_tol)
+    values, vals = modal_indicators(h, r, ens["box"], mode_counts(), physics.spectrum)
+    values[f"vibrality{max(mode_counts())}"] = values.pop("vibrality")
     i, j, *_, phi, _, _ = pairs_with_parameters(r, system)
-    values = {f"S{m}": hs.softness_from_modes(vecs, n_zero, m) for m in mode_counts()}
-    values[f"vibrality{n_modes}"] = hs.vibrality_from_modes(vals, vecs, n_zero, n_modes)
     eig = hs.local_hessian_eigenvalues(local)
     values["-lambda_1"] = -eig[:, 0]
     values["energy"] = iso.per_atom_energy(phi, i, j, len(r))
     out = dict(key=key, positions=r, eigenvalues=eig, values=values,
                fire=dict(energy_per_atom=energy / len(r), max_force=max_force, steps=int(steps),
                          moved_median=float(np.median(moved)), moved_max=float(moved.max())),
-               lowest_eigenvalue=float(vals[n_zero]), seconds=time.perf_counter() - t0)
+               lowest_eigenvalue=float(vals[physics.spectrum.n_zero_modes]),
+               seconds=time.perf_counter() - t0)
     if check_truncated:
         out["truncated"] = truncated_inherent_structure(physics, potential, ens, r)
     atomic_write_pickle(cache, out)
@@ -213,8 +204,8 @@ def truncated_inherent_structure(physics, potential, ens, ours):
     r, energy, max_force, steps = md.inherent_structure(mixture, ens["positions"], ens["box"],
                                                         ens["species"], fire=fire,
                                                         settings=settings)
-    apart = displacement(ours, r, ens["box"])
-    moved = displacement(ens["positions"], r, ens["box"])
+    apart = displacement_from(ours, r, ens["box"])
+    moved = displacement_from(ens["positions"], r, ens["box"])
     return dict(energy_per_atom=energy / len(r), max_force=max_force, steps=int(steps),
                 from_ours_median=float(np.median(apart)), from_ours_max=float(apart.max()),
                 moved_median=float(np.median(moved)))

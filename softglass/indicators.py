@@ -42,18 +42,26 @@ def indicators_of(snap, mode_counts, spectrum, seed=0, predictors=None):
     system = system_of(snap)
     positions = np.asarray(snap["positions"], np.float64)
     h, _ = hs.hessian(positions, system)
-    n_zero, n_modes = spectrum.n_zero_modes, max(mode_counts)
-    vals, vecs = hs.lowest_modes(h, n_zero + n_modes, positions, float(snap["box_size"]),
-                                 dense_max_atoms=spectrum.dense_eigh_max_atoms,
-                                 shift=spectrum.eigsh_shift, leaf_atoms=spectrum.nd_leaf_atoms)
-    hs.check_modes(vals, n_zero, spectrum.zero_mode_tol)
-    out = {f"S{m}": hs.softness_from_modes(vecs, n_zero, m) for m in mode_counts}
-    out["vibrality"] = hs.vibrality_from_modes(vals, vecs, n_zero, n_modes)
+    out, _ = modal_indicators(h, positions, float(snap["box_size"]), mode_counts, spectrum)
     out["-lambda_1"] = -np.asarray(snap["eigenvalues"], np.float64)[:, 0]
     out["random"] = np.random.default_rng(seed).random(len(positions))
     for name, predict in (predictors or {}).items():
         out[name] = predict(snap)
     return out
+
+
+def modal_indicators(h, positions, box, mode_counts, spectrum):
+    """From the Hessian h: S_n for n in mode_counts and vibrality over the largest n, its lowest
+    modes found and checked (three zero modes, then positive) as spectrum says. Returns
+    ({"S<n>": ..., "vibrality": ...}, the eigenvalues)."""
+    n_zero, n_modes = spectrum.n_zero_modes, max(mode_counts)
+    vals, vecs = hs.lowest_modes(h, n_zero + n_modes, positions, box,
+                                 dense_max_atoms=spectrum.dense_eigh_max_atoms,
+                                 shift=spectrum.eigsh_shift, leaf_atoms=spectrum.nd_leaf_atoms)
+    hs.check_modes(vals, n_zero, spectrum.zero_mode_tol)
+    out = {f"S{m}": hs.softness_from_modes(vecs, n_zero, m) for m in mode_counts}
+    out["vibrality"] = hs.vibrality_from_modes(vals, vecs, n_zero, n_modes)
+    return out, vals
 
 
 def glass_indicators(name, path, cache_dir, mode_counts, seed, made_by, compute):

@@ -11,9 +11,9 @@ Ensembles are read in the format of the BOTAN repository (Shiba et al., J. Chem.
 `types` (N), `initial_positions` (N x 3) and `positions` (R x N x 3, unwrapped, at one time).
 """
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .files import GlassFileError, atomic_write_bytes
+from .pairs import pair_list
 
 ENSEMBLE_KEYS = ("types", "initial_positions", "positions")
 
@@ -86,11 +86,8 @@ def coarse_grained(values, positions, box, length, cutoff):
     values = np.asarray(values, np.float64)
     if length <= 0:
         return values
-    tree = cKDTree(np.mod(positions, box), boxsize=box)
-    pairs = tree.query_pairs(cutoff, output_type="ndarray")
-    i, j = pairs[:, 0], pairs[:, 1]
-    d = positions[j] - positions[i]
-    w = np.exp(-np.linalg.norm(d - box * np.round(d / box), axis=1) / length)
+    i, j, rij = pair_list(np.mod(positions, box), box, cutoff)
+    w = np.exp(-np.linalg.norm(rij, axis=1) / length)
     n = len(values)
     total = values + np.bincount(i, w * values[j], n) + np.bincount(j, w * values[i], n)
     weight = 1.0 + np.bincount(i, w, n) + np.bincount(j, w, n)

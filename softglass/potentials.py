@@ -94,6 +94,18 @@ def pair_derivatives(r, sigma, epsilon, r_onset, r_cutoff):
 
 
 # ================================ the plug-in interface ==========================================
+def dense_rows(positions, neighbours, species, displacement):
+    """A Dense neighbour matrix (N x width, padded with N) as pair rows: which entries are
+    atoms, r_ij^2 (padding at r = 1, finite) and the species pair (index into species x species
+    tables) of every entry."""
+    n = positions.shape[0]
+    present = neighbours < n
+    j = jnp.where(present, neighbours, 0)
+    d = displacement(positions[:, None, :], positions[j])
+    r_sq = jnp.where(present, jnp.sum(d * d, axis=-1), 1.0)
+    return present, r_sq, (species[:, None], species[j])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SmoothedLJMixture:
     """The smoothed Kob-Andersen mixture through the interface every plugged-in potential has
@@ -116,13 +128,8 @@ class SmoothedLJMixture:
         return self.r_cutoff
 
     def energy(self, positions, neighbours, species, displacement):
-        n = positions.shape[0]
-        present = neighbours < n
-        j = jnp.where(present, neighbours, 0)
-        d = displacement(positions[:, None, :], positions[j])
-        r_sq = jnp.where(present, jnp.sum(d * d, axis=-1), 1.0)   # padding at r = 1: finite
+        present, r_sq, pair = dense_rows(positions, neighbours, species, displacement)
         sigma, epsilon = jnp.asarray(self.sigma), jnp.asarray(self.epsilon)
-        pair = (species[:, None], species[j])
         phi = smoothed_lj(self.r_onset, self.r_cutoff)(jnp.sqrt(r_sq), sigma=sigma[pair],
                                                         epsilon=epsilon[pair])
         return 0.5 * jnp.sum(jnp.where(present, phi, 0.0))
@@ -155,12 +162,7 @@ class TruncatedShiftedLJMixture:
         return self.cutoff_ratio * float(np.max(self.sigma))
 
     def energy(self, positions, neighbours, species, displacement):
-        n = positions.shape[0]
-        present = neighbours < n
-        j = jnp.where(present, neighbours, 0)
-        d = displacement(positions[:, None, :], positions[j])
-        r_sq = jnp.where(present, jnp.sum(d * d, axis=-1), 1.0)
-        pair = (species[:, None], species[j])
+        present, r_sq, pair = dense_rows(positions, neighbours, species, displacement)
         sigma, epsilon = jnp.asarray(self.sigma)[pair], jnp.asarray(self.epsilon)[pair]
         lj = lambda a: 4 * epsilon * (a ** 6 - a ** 3)       # noqa: E731   a = (sigma/r)^2
         rc_sq = (self.cutoff_ratio * sigma) ** 2
