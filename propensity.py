@@ -53,7 +53,7 @@ OUT_DIR = "propensity"          # results.json, table.md, propensity.png, propen
 MODE_COUNTS = "10,30,100,300"   # softness S_n over the n lowest non-trivial Hessian modes
                                 # (comma list); vibrality over the largest n
 MODELS = "default=models/default_s10.pth,s100=models/s100.pth"  # name=model file (train.py's),
-                                # scored as predictors; a missing file is skipped with a note
+                                # scored as predictors (a missing file is an error)
 COARSE_GRAIN_LENGTH = 1.0       # sigma_AA; x_i -> sum_j exp(-r_ij/l) x_j / sum_j exp(-r_ij/l)
                                 # over j within COARSE_GRAIN_CUTOFF (i included); 0: off
 COARSE_GRAIN_CUTOFF = 3.0       # sigma_AA
@@ -212,8 +212,8 @@ def truncated_inherent_structure(physics, potential, ens, ours):
 
 
 def load_models():
-    """{name: (model, scaling, card)} of MODELS (name=path, comma separated); a missing file is
-    skipped with a note, a file that is no model file is an error."""
+    """{name: (model, scaling, card)} of MODELS (name=path, comma separated); a malformed entry,
+    a missing file or one that is no model file is an error naming it."""
     from softglass.checkpoints import load_trained_model
     import torch
     models = {}
@@ -222,8 +222,7 @@ def load_models():
         if not sep or not name or not path:
             raise GlassFileError(f"MODELS: {item!r} is not name=path")
         if not os.path.exists(here(path)):
-            print(f"note: {path} not found: model {name!r} is not scored")
-            continue
+            raise GlassFileError(f"{path}: model file not found (MODELS {name})")
         models[name] = load_trained_model(here(path), torch.device("cpu"), True,
                                           "hybrid_physics_best.pth")
     return models
@@ -409,6 +408,7 @@ def main(argv=None):
     try:                                        # every file checked before any physics
         files, validation = ensemble_files()
         ensembles = {config_number(f): iso.read_ensemble(f, DENSITY) for f in files}
+        models = load_models()
     except GlassFileError as err:
         raise SystemExit(f"error: {err}")
     check_writable(OUT_DIR, "OUT_DIR", "the results ")
@@ -419,7 +419,7 @@ def main(argv=None):
     print(f"{len(files)} ensembles in {here(ENSEMBLE_DIR)}: N = {len(first['species'])}, "
           f"{first['replicas']} replicas each")
     physics, indicators, species, targets = structural_indicators(
-        ensembles, files, glass_settings(), load_models())
+        ensembles, files, glass_settings(), models)
     per, table = iso.score_table(indicators, targets, species, SCORED_SPECIES)
     learned, training = ({}, None) if EPOCHS == 0 else learn(ensembles, physics, indicators,
                                                              files, validation)

@@ -150,3 +150,6 @@ def test_propensity_script_refuses_bad_input_before_any_physics(tiny_glass, tmp_
     with pytest.raises(SystemExit, match="VALIDATION=7"):
         propensity_module.main([f"--ENSEMBLE_DIR={ens_dir}", "--VALIDATION=7",
                                 f"--OUT_DIR={tmp_path / 'o'}"])
+    with pytest.raises(SystemExit, match="nowhere.pth: model file not found"):
+        propensity_module.main([f"--ENSEMBLE_DIR={ens_dir}", "--EPOCHS=0",
+                                "--MODELS=x=nowhere.pth", f"--OUT_DIR={tmp_path / 'o'}"])
