@@ -31,6 +31,21 @@ models: install
 	cp s100/hybrid_physics_best.pth models/s100.pth
 	cp s100/results.json s100/training_curves.png runs/model_s100/
 
+# Another glass former end to end (docs/report.md, section 17): a diverse Cu64Zr36 set (30 glasses of
+# 1000 atoms, varied density, quench rate and composition), its rotations, models trained on S over
+# 10 and 100 modes (runs/model_cuzr_s10/, runs/model_cuzr_s100/, shipped as models/cuzr_s*.pth),
+# then every model on every former's test glasses (runs/transfer_between_formers/; needs the
+# Kob-Andersen set of `make pipeline` for its rows). About 2 hours on 2 cores.
+CUZR := --DATA_DIR=data/cuzr --N_TEST=6 --N_VAL=4
+cuzr: install
+	$(PY) generate_diverse_data.py --POTENTIAL=cuzr --N_CONFIGS=30 --DATA_DIR=data/cuzr
+	$(PY) augment_data.py --DATA_DIR=data/cuzr
+	$(PY) train.py $(CUZR) --OUT_DIR=runs/model_cuzr_s10
+	$(PY) train.py $(CUZR) --LABEL_MODES=100 --OUT_DIR=runs/model_cuzr_s100
+	cp runs/model_cuzr_s10/hybrid_physics_best.pth models/cuzr_s10.pth
+	cp runs/model_cuzr_s100/hybrid_physics_best.pth models/cuzr_s100.pth
+	$(PY) experiments/does_softness_transfer_between_formers.py
+
 # The optional fifth step (after `make pipeline`): does softness find where the glass yields?
 validate: install
 	$(PY) validate_rearrangements.py
@@ -61,4 +76,4 @@ investigate: install
 	$(PY) experiments/what_drives_r.py
 	$(PY) experiments/do_unconverged_glasses_change_r.py
 
-.PHONY: install pipeline models validate propensity test bench investigate gpu-check
+.PHONY: install pipeline models cuzr validate propensity test bench investigate gpu-check

@@ -78,9 +78,23 @@ SPECIES_RATIO_RANGE = (0.75, 0.85)  # fraction of A atoms
 SIGMA_SCALE_RANGE = (0.90, 1.10)    # multiplies the whole KA sigma matrix (and so the cut-offs)
 EPSILON_SCALE_RANGE = (0.90, 1.10)  # multiplies the whole KA epsilon matrix
 
+# --- other glass formers (--POTENTIAL=cuzr or sw, forwarded to generate_glass_data.py) ---
+# The melt temperature, time step and melt time stay the former's; what varies is what shapes a
+# metallic or network glass: its density (pressure), its quench rate (how well annealed it is)
+# and, for the alloy, its composition.
+CUZR_DENSITY_RANGE = (0.0608, 0.0622)       # atoms / A^3: +-1.1% around the zero-pressure 0.0615
+                                            # of Cu64Zr36 (~3 GPa per 1%: docs/report.md 17)
+CUZR_QUENCH_RATE_RANGE = (5e13, 2e14)       # K/s, log-uniform around generate_glass_data's 1e14
+CUZR_CU_FRACTION_RANGE = (0.60, 0.68)       # fraction of Cu around Cu64Zr36 (the glass-forming
+                                            # range of Cu-Zr spans ~Cu50-Cu70)
+SW_DENSITY_RANGE = (0.0480, 0.0500)         # atoms / A^3: a-Si's 0.0490 +-2%
+SW_QUENCH_RATE_RANGE = (5e13, 2e14)         # K/s, log-uniform
+
 # generate_glass_data.py's constants that glass k never reads: make_one passes its own atom count,
 # sub-seed and drawn parameters instead.
-_GIVEN_PER_GLASS = ("N_ATOMS", "SEED", "DENSITY", "TEMPERATURE", "QUENCH_STEPS", "SPECIES_RATIO")
+_GIVEN_PER_GLASS = ("N_ATOMS", "SEED", "DENSITY", "TEMPERATURE", "QUENCH_STEPS", "SPECIES_RATIO",
+                    "CUZR_DENSITY", "CUZR_QUENCH_RATE", "CUZR_CU_FRACTION", "SW_DENSITY",
+                    "SW_QUENCH_RATE")
 # ...and so overriding them here would silently change nothing: refused, with what to use instead.
 _NO_EFFECT_HERE = {
     "DENSITY": "each glass draws its density from DENSITY_RANGE",
@@ -89,7 +103,15 @@ _NO_EFFECT_HERE = {
     "SPECIES_RATIO": "each glass draws its fraction of A atoms from SPECIES_RATIO_RANGE",
     "OUTPUT_FILE": "the glasses are written to DATA_DIR/FILE_PATTERN",
     "SHOW_PROGRESS": "the workers never show per-phase bars (one bar over glasses here)",
+    **{f"{former}_{name}": f"each glass draws it from {former}_{name}_RANGE"
+       for former, names in (("CUZR", ("DENSITY", "QUENCH_RATE", "CU_FRACTION")),
+                             ("SW", ("DENSITY", "QUENCH_RATE"))) for name in names},
 }
+# This script's constants for one former only: a glass of another former does not record them,
+# so that changing them remakes no glass they never shaped (and the Kob-Andersen sets keep the
+# protocol hashes they had before other formers existed).
+_KA_ONLY = tuple(f.name.upper() + "_RANGE" for f in glass_set.dataclasses.fields(glass_set.Ranges))
+_FORMER_PREFIXES = ("CUZR_", "SW_")
 
 exit_on_help(globals(), forwarded=["generate_glass_data.py"],   # read, not imported
              hide=_NO_EFFECT_HERE)
@@ -104,9 +126,22 @@ def ranges():
                             sigma_scale=SIGMA_SCALE_RANGE, epsilon_scale=EPSILON_SCALE_RANGE)
 
 
+def former_ranges(former):
+    """The ranges a glass of `former` (cuzr, sw) draws from (softglass.glass_set.FormerRanges)."""
+    if former == "cuzr":
+        return glass_set.FormerRanges(density=CUZR_DENSITY_RANGE,
+                                      quench_rate=CUZR_QUENCH_RATE_RANGE,
+                                      fraction=CUZR_CU_FRACTION_RANGE)
+    return glass_set.FormerRanges(density=SW_DENSITY_RANGE, quench_rate=SW_QUENCH_RATE_RANGE,
+                                  fraction=(1.0, 1.0))
+
+
 def draw_parameters(k, seed, ggd):
     """Parameters of glass k: a generator seeded by (seed, k) alone, drawn in a fixed order
-    (softglass.glass_set.draw_parameters), scaling generate_glass_data's SIGMA and EPSILON."""
+    (softglass.glass_set.draw_parameters), scaling generate_glass_data's SIGMA and EPSILON; for
+    another former, its density, quench rate and composition (draw_former_parameters)."""
+    if ggd.POTENTIAL != "ka":
+        return glass_set.draw_former_parameters(k, seed, former_ranges(ggd.POTENTIAL))
     return glass_set.draw_parameters(k, seed, ranges(), ggd.SIGMA, ggd.EPSILON)
 
 
@@ -158,6 +193,19 @@ def make_glass_k(k, seed, n_atoms, path, digest, ggd):
     for attempt in range(MAX_ATTEMPTS):
         sub_seed = simulation_seed(seed, k, attempt)
         t0 = time.perf_counter()
+        if ggd.POTENTIAL != "ka":
+            try:
+                snap = ggd.make_former_glass(n_atoms=n_atoms, seed=sub_seed, log=lambda *a: None,
+                                             **drawn)
+            except RuntimeError as err:       # FIRE not converged, overlap, bad spectrum
+                failures.append(f"attempt {attempt} (seed {sub_seed}): {err}")
+                continue
+            snap["parameters"].update(
+                index=int(k), draw_seed=int(seed), attempt=int(attempt), failures=failures,
+                wall_seconds=round(time.perf_counter() - t0, 3), protocol=protocol,
+                protocol_hash=digest)
+            atomic_write_pickle(path, snap)
+            return k, summary(snap, path), None
         try:
             snap = ggd.make_glass(n_atoms=n_atoms, density=drawn["density"],
                                   temperature=drawn["temperature"],
@@ -184,6 +232,14 @@ _NOT_PROTOCOL = ("N_CONFIGS", "N_WORKERS", "SCHEDULER", "DATA_DIR", "FILE_PATTER
                  "MAX_ATTEMPTS")     # glass k of attempt a depends on (SEED, k, a) alone
 
 
+def shapes_the_former(name, former):
+    """Whether this script's constant `name` shapes a glass of `former`: a range of one former
+    (CUZR_..., SW_..., the Kob-Andersen ranges) shapes only that former's glasses."""
+    if name.startswith(_FORMER_PREFIXES):
+        return name.startswith(former.upper() + "_")
+    return former == "ka" or name not in _KA_ONLY
+
+
 def glass_protocol(ggd):
     """Every constant that shapes glass k besides k itself, by script, and the sha256 of its
     canonical JSON. A stored glass is kept only if it was made with the same."""
@@ -191,14 +247,26 @@ def glass_protocol(ggd):
         "generate_glass_data.py": {k: v for k, v in ggd.protocol_constants(N_ATOMS).items()
                                    if k not in _GIVEN_PER_GLASS},
         "generate_diverse_data.py": {k: v for k, v in constants_of(globals()).items()
-                                     if k not in _NOT_PROTOCOL}}
+                                     if k not in _NOT_PROTOCOL
+                                     and shapes_the_former(k, ggd.POTENTIAL)}}
     return protocol, sha256_of_json(protocol)
 
 
 def check_densest_box(ggd):
     """Refuse (ValueError) an N_ATOMS whose box is narrower than 2 r_cut at the densest,
-    largest-sigma corner of the ranges (softglass.glass_set.check_densest_box)."""
-    glass_set.check_densest_box(N_ATOMS, ranges(), ggd.SIGMA, ggd.R_ONSET, ggd.R_CUTOFF)
+    largest-sigma corner of the ranges (softglass.glass_set.check_densest_box); for another
+    former, narrower than twice its cut-off plus the skin at the densest draw (its potential
+    file is read here, so a missing one stops the run before any cluster starts)."""
+    if ggd.POTENTIAL == "ka":
+        glass_set.check_densest_box(N_ATOMS, ranges(), ggd.SIGMA, ggd.R_ONSET, ggd.R_CUTOFF)
+        return
+    potential = ggd.make_potential(ggd.POTENTIAL, ggd.CUZR_POTENTIAL_FILE)
+    skin = ggd.CUZR_SKIN if ggd.POTENTIAL == "cuzr" else ggd.SW_SKIN
+    box = (N_ATOMS / former_ranges(ggd.POTENTIAL).density[1]) ** (1 / 3)
+    if box <= 2 * (potential.cutoff + skin):
+        raise ValueError(f"N_ATOMS={N_ATOMS} gives a box of {box:.2f} A at the densest "
+                         f"{ggd.POTENTIAL} glass, not wider than twice its cutoff plus the skin "
+                         f"({2 * (potential.cutoff + skin):.2f} A): use more atoms")
 
 
 def refuse_ineffective(forwarded):
@@ -310,10 +378,19 @@ def configure(argv):
     vars(ggd).update(ggd_overrides)
     if N_CONFIGS < 1 or N_WORKERS < 1:
         raise SystemExit("error: N_CONFIGS and N_WORKERS must be positive")
+    try:
+        ggd.check_former(ggd.POTENTIAL)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
     glass_set.check_ranges(ranges())
+    if ggd.POTENTIAL != "ka":
+        prefix = ggd.POTENTIAL.upper() + "_"
+        glass_set.check_ranges(former_ranges(ggd.POTENTIAL), names=dict(
+            density=prefix + "DENSITY_RANGE", quench_rate=prefix + "QUENCH_RATE_RANGE",
+            fraction=prefix + "CU_FRACTION_RANGE"))
     try:
         check_densest_box(ggd)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}")
     check_writable(DATA_DIR, "DATA_DIR")
     return ggd, own_overrides, ggd_overrides

@@ -185,7 +185,7 @@ if _IMPORT_CACHE:
 import jax                                                      # noqa: E402
 import jax.numpy as jnp                                         # noqa: E402
 from softglass import dynamics, forces, hessian as hs, system as systems   # noqa: E402
-from softglass import molecular_dynamics as md, structure                  # noqa: E402
+from softglass import former_glass, molecular_dynamics as md              # noqa: E402
 from softglass.formers import check_former, make_potential                  # noqa: E402
 from softglass.forces import energy_and_forces                            # noqa: E402, F401
 from softglass.hessian import check_hessian, hessian, local_hessian_eigenvalues   # noqa: E402
@@ -337,42 +337,29 @@ def labels_from_hessian(h, local, r, box, zero_tol, min_distance, unit):
 
 
 # ================================ other glass formers (--POTENTIAL=cuzr, sw) =====================
-def former_constants():
-    """(density, melt temperature, quench rate, time step, fraction of species 0) of POTENTIAL."""
+def former_constants(density=None, quench_rate=None, fraction=None):
+    """(density, melt temperature, quench rate, time step, fraction of species 0) of POTENTIAL;
+    the density, quench rate and fraction given (a glass of a diverse set) replace its constants."""
     if POTENTIAL == "cuzr":
-        return CUZR_DENSITY, CUZR_T_MELT, CUZR_QUENCH_RATE, CUZR_DT, CUZR_CU_FRACTION
-    return SW_DENSITY, SW_T_MELT, SW_QUENCH_RATE, SW_DT, 1.0
+        own = CUZR_DENSITY, CUZR_T_MELT, CUZR_QUENCH_RATE, CUZR_DT, CUZR_CU_FRACTION
+    else:
+        own = SW_DENSITY, SW_T_MELT, SW_QUENCH_RATE, SW_DT, 1.0
+    given = (density, None, quench_rate, None, fraction)
+    return tuple(own_value if value is None else value for own_value, value in zip(own, given))
 
 
-def md_settings(dt):
-    """The MD's settings (softglass.molecular_dynamics.MDSettings) at time step dt."""
+def former_protocol(density=None, quench_rate=None, fraction=None):
+    """POTENTIAL's melt-quench protocol (softglass.former_glass.MeltQuench) from the constants;
+    the density, quench rate and fraction given (a glass of a diverse set) replace its own."""
+    density, t_melt, rate, dt, fraction = former_constants(density, quench_rate, fraction)
     skin = CUZR_SKIN if POTENTIAL == "cuzr" else SW_SKIN
-    return md.MDSettings(dt=dt, tau=MD_TAU_STEPS * dt, skin=skin, chunk_steps=CHUNK_STEPS,
-                         show_progress=SHOW_PROGRESS)
-
-
-def grid_start(n_atoms, box, rng):
-    """Random occupancy of a simple-cubic grid of ceil(N^(1/3))^3 sites: no two atoms closer than
-    the grid spacing (~ the mean spacing), so the melt starts without overlaps."""
-    n = int(np.ceil(n_atoms ** (1 / 3) - 1e-9))
-    sites = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    return (sites[rng.choice(len(sites), n_atoms, replace=False)] + 0.5) * (box / n)
-
-
-def melt_and_quench(potential, r, box, species, key, t_melt, quench_rate, settings, log=print):
-    """Nose-Hoover NVT: MD_MELT_TIME at t_melt, then T ramped linearly towards 0 K at
-    quench_rate (K/s; steps = t_melt / rate / dt; the thermostat stops at 1% of t_melt,
-    softglass.molecular_dynamics.KT_FLOOR, and FIRE goes on from there). Returns the positions
-    and the quench's steps."""
-    dt = settings.dt
-    melt_steps = int(round(MD_MELT_TIME / dt))
-    quench_steps = int(round(t_melt / quench_rate / (dt * 1e-12)))
-    state = md.nvt(potential, r, box, species, key, t_melt, t_melt, melt_steps, "melt",
-                   settings=settings)
-    log(f"  melt: T = {md.temperature(state, potential):.0f} K after {melt_steps} steps")
-    state = md.nvt(potential, None, box, species, None, t_melt, 0.0, quench_steps, "quench",
-                   settings=settings, state=state)
-    return np.mod(np.asarray(state.position, np.float64), box), quench_steps
+    settings = md.MDSettings(dt=dt, tau=MD_TAU_STEPS * dt, skin=skin, chunk_steps=CHUNK_STEPS,
+                             show_progress=SHOW_PROGRESS)
+    return former_glass.MeltQuench(
+        density=density, t_melt=t_melt, quench_rate=rate, fraction=fraction,
+        melt_time=MD_MELT_TIME, md=settings, force_tol=MD_FORCE_TOL,
+        fire_dt_max_steps=MD_FIRE_DT_MAX_STEPS, max_fire_steps=MAX_FIRE_STEPS,
+        n_soft_modes=N_SOFT_MODES, bond_cutoff=SW_BOND_CUTOFF if POTENTIAL == "sw" else 0.0)
 
 
 def former_labels(potential, r, box, species):
@@ -384,57 +371,35 @@ def former_labels(potential, r, box, species):
     return labels_from_hessian(h, local, r, box, MD_ZERO_MODE_TOL, MD_MIN_PAIR_DISTANCE, "A")
 
 
-def make_former_glass(n_atoms=None, seed=None, log=print):
-    """A glass of POTENTIAL (cuzr or sw): grid start, melt, quench, FIRE, labels; the snapshot
-    in the seed's schema (lengths in A, energies in eV, eigenvalues in eV/A^2), its potential's
-    parameters recorded."""
+def lowest_modes_of_snapshot(snap, n_modes, path="<snapshot>"):
+    """The n_modes lowest eigenpairs of a stored glass's Hessian, with its own potential (a
+    Kob-Andersen glass's sigma and epsilon, another former's recorded potential, checked to be
+    the same), its zero modes checked: train.py's labels over n modes."""
+    from softglass.files import former_of, system_of
+    r, box = np.asarray(snap["positions"], np.float64), float(snap["box_size"])
+    if former_of(snap) == "ka":
+        h, _ = hessian(r, system_of(snap))
+        zero_tol = ZERO_MODE_TOL
+    else:
+        from softglass.formers import potential_of_record
+        potential = potential_of_record(snap["parameters"]["potential"], path)
+        species = np.asarray(snap["species"])
+        h, _ = hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
+        zero_tol = MD_ZERO_MODE_TOL
+    vals, vecs = lowest_modes(h, n_modes, r, box)
+    hs.check_modes(vals, N_ZERO_MODES, zero_tol)
+    return vals, vecs
+
+
+def make_former_glass(n_atoms=None, seed=None, density=None, quench_rate=None, fraction=None,
+                      log=print):
+    """A glass of POTENTIAL (cuzr or sw): grid start, melt, quench, FIRE (softglass.former_glass)
+    and step 6's labels. Arguments left None take the module constants (the former's)."""
     n_atoms, seed = or_constants(globals(), n_atoms=n_atoms, seed=seed)
     potential = make_potential(POTENTIAL, CUZR_POTENTIAL_FILE)
-    density, t_melt, rate, dt, fraction = former_constants()
-    box = systems.box_length(n_atoms, density)
-    settings = md_settings(dt)
-    reach = 2 * (potential.cutoff + settings.skin)
-    if box <= reach:
-        raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A, not wider than twice "
-                         f"{POTENTIAL}'s cutoff plus the skin ({reach:.2f} A): use more atoms")
-    rng = np.random.default_rng(seed)
-    species = systems.assign_species(n_atoms, fraction, rng)
-    seconds = {}
-    t0 = time.perf_counter()
-    r, quench_steps = melt_and_quench(potential, grid_start(n_atoms, box, rng), box, species,
-                                      jax.random.PRNGKey(seed), t_melt, rate, settings, log)
-    seconds["melt_quench"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    fire = dynamics.Fire(dt_start=dt, dt_max=MD_FIRE_DT_MAX_STEPS * dt, max_dt_omega=np.inf,
-                         force_tol=MD_FORCE_TOL, max_steps=MAX_FIRE_STEPS, skin=settings.skin)
-    r, e_is, max_force, n_fire = md.inherent_structure(potential, r, box, species, fire=fire,
-                                                      settings=settings)
-    seconds["fire"] = round(time.perf_counter() - t0, 3)
-    log(f"  inherent structure: E/N = {e_is / n_atoms:.6f} eV, max|F| = {max_force:.2e} eV/A "
-        f"after {n_fire} FIRE steps")
-    t0 = time.perf_counter()
-    vals, softness, eigenvalues, d_min = former_labels(potential, r, box, species)
-    seconds["hessian"] = round(time.perf_counter() - t0, 3)
-    p = md.pressure(potential, r, box, species) * md.BAR[potential.units]
-    log(f"  lowest Hessian eigenvalues: {np.array2string(vals[:6], precision=4)}; "
-        f"closest pair {d_min:.3f} A; pressure {p:.0f} bar")
-    parameters = dict(
-        potential=potential.record(), units=potential.units, n_atoms=int(n_atoms),
-        density=float(density), temperature=float(t_melt), quench_rate=float(rate),
-        quench_steps=int(quench_steps), melt_time=float(MD_MELT_TIME), dt=float(dt),
-        species_ratio=float(fraction), seed=int(seed), max_force=max_force,
-        n_fire_steps=int(n_fire), force_tol=float(MD_FORCE_TOL),
-        n_soft_modes=int(N_SOFT_MODES), lowest_eigenvalues=np.asarray(vals, np.float64),
-        min_pair_distance=d_min, pressure_bar=p, seconds=seconds,
-        versions=dict(jax=jax.__version__, numpy=np.__version__))
-    if POTENTIAL == "sw":                       # a network glass: four bonds, tetrahedral angles
-        parameters["network"] = structure.network_summary(r, box, SW_BOND_CUTOFF)
-        log("  network: {mean_coordination:.3f} bonds per atom, {fourfold_fraction:.1%} fourfold, "
-            "angles {bond_angle_mean:.1f} +- {bond_angle_std:.1f} deg".format(**parameters["network"]))
-    return dict(positions=r, species=species.astype(np.int64), box_size=float(box),
-                softness_score=softness.astype(np.float64),
-                eigenvalues=eigenvalues.astype(np.float64), energy=float(e_is),
-                parameters=parameters)
+    return former_glass.make_glass(potential, n_atoms, seed,
+                                   former_protocol(density, quench_rate, fraction),
+                                   former_labels, log)
 
 
 # ================================ one glass ======================================================

@@ -215,17 +215,10 @@ def load_models():
     """{name: (model, scaling, card)} of MODELS (name=path, comma separated); a malformed entry,
     a missing file or one that is no model file is an error naming it."""
     from softglass.checkpoints import load_trained_model
+    from softglass.indicators import named_models
     import torch
-    models = {}
-    for item in filter(None, (x.strip() for x in MODELS.split(","))):
-        name, sep, path = (t.strip() for t in item.partition("="))
-        if not sep or not name or not path:
-            raise GlassFileError(f"MODELS: {item!r} is not name=path")
-        if not os.path.exists(here(path)):
-            raise GlassFileError(f"{path}: model file not found (MODELS {name})")
-        models[name] = load_trained_model(here(path), torch.device("cpu"), True,
-                                          "hybrid_physics_best.pth")
-    return models
+    return {name: load_trained_model(path, torch.device("cpu"), True, "hybrid_physics_best.pth")
+            for name, path in named_models(MODELS, "MODELS", here).items()}
 
 
 def model_prediction(loaded, positions, species, box, eigenvalues):

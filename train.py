@@ -43,8 +43,7 @@ import numpy as np
 
 from softglass import figures
 from softglass.cli import apply_overrides, constants_of, exit_on_help, or_constants
-from softglass.files import (GlassFileError, atomic_write_bytes, check_writable, read_wall_times,
-                             system_of)
+from softglass.files import GlassFileError, atomic_write_bytes, check_writable, read_wall_times
 
 # ================================ constants ====================================================
 # --- data ---
@@ -71,6 +70,10 @@ LABEL = "softness"              # with LABEL_MODES = n > 0, the per-atom quantit
                                 # where a glass yields with S over 100 modes, README)
 LABELS_SUBDIR = "labels"
 CUTOFF = 2.5                    # sigma_AA, graph and radial-basis cutoff (absolute)
+FORMER_CUTOFF = 0.0             # A; the same for another former's glasses (metal units, read from
+                                # the data); 0: CUTOFF (1.2 / rho)^(1/3), rho the data's mean
+                                # number density in A^-3: as many neighbours per atom as a
+                                # Kob-Andersen graph at rho = 1.2 (Cu64Zr36 ~6.7 A, a-Si ~7.4 A)
 
 # --- architecture (seed "Hyperparameters") ---
 HIDDEN_DIM = 128
@@ -156,13 +159,29 @@ def load_dataset():
     settings = dataset.DataSettings(
         data_dir=DATA_DIR, aug_subdir=AUG_SUBDIR, labels_subdir=LABELS_SUBDIR,
         n_rotations=N_ROTATIONS, rotation_shortcut=ROTATION_SHORTCUT, label_modes=LABEL_MODES,
-        label=LABEL, cutoff=CUTOFF)
+        label=LABEL, cutoff=graph_cutoff())
     used = dataset.copies_used(manifest, settings)
     base_files = dict(augment_data.base_files(DATA_DIR)) if LABEL_MODES else None
     bases = dataset.bases_to_relabel(used, base_files, settings)     # {}: the stored label
     relabelled = label_over_modes(LABEL_MODES, bases, LABEL) if bases else {}
-    return dataset.graphs_by_base(used, int(manifest["n_atoms"]), relabelled, base_files,
-                                  augment_data.load_augmented, settings)
+    data, info = dataset.graphs_by_base(used, int(manifest["n_atoms"]), relabelled, base_files,
+                                        augment_data.load_augmented, settings)
+    return data, dict(info, cutoff=settings.cutoff)
+
+
+def graph_cutoff():
+    """The graph's cutoff in the data's length unit: CUTOFF for Kob-Andersen glasses (sigma_AA),
+    FORMER_CUTOFF (A) for another former's, or by default CUTOFF scaled by the mean spacing,
+    CUTOFF (1.2 / rho)^(1/3): the former and the densities are read from the set's metadata."""
+    import augment_data
+    from softglass.files import former_of
+    records = augment_data.read_metadata(DATA_DIR)[0]["records"]
+    if former_of(dict(parameters=records[0]["parameters"])) == "ka":
+        return CUTOFF
+    if FORMER_CUTOFF > 0:
+        return FORMER_CUTOFF
+    density = np.mean([r["parameters"]["density"] for r in records])
+    return float(CUTOFF * (1.2 / density) ** (1 / 3))
 
 
 def label_over_modes(n_modes, bases, label="softness"):
@@ -171,14 +190,9 @@ def label_over_modes(n_modes, bases, label="softness"):
     are generate_glass_data.py's: its Hessian, eigensolver and zero-mode check."""
     import generate_glass_data as ggd       # (and jax) only for a label over n modes
 
-    def lowest(snap, k):
-        positions = np.asarray(snap["positions"], np.float64)
-        h, _ = ggd.hessian(positions, system_of(snap))
-        vals, vecs = ggd.lowest_modes(h, k, positions, float(snap["box_size"]))
-        ggd.check_modes(vals)
-        return vals, vecs
     return dataset.label_over_modes(n_modes, bases, label, os.path.join(DATA_DIR, LABELS_SUBDIR),
-                                    dataset.Modes(lowest, ggd.N_ZERO_MODES, ggd.N_SOFT_MODES))
+                                    dataset.Modes(ggd.lowest_modes_of_snapshot, ggd.N_ZERO_MODES,
+                                                  ggd.N_SOFT_MODES))
 
 
 # ================================ 2. split and scale =============================================
@@ -377,7 +391,7 @@ def train_and_test(device, rank, world, t_start):
         if rank == 0:
             write_results(dict(baselines=baselines_r, seed=SEED, **record))
         return
-    model = build_model().to(device)
+    model = build_model(cutoff=info["cutoff"]).to(device)
     print(f"model: {count_parameters(model):,} parameters; {compute_path}")
     run = train_with_checkpoints(model, sets, s, info, record, ck, device, rank, world, t_start)
     if rank == 0:                   # the test, figures and results are rank 0's

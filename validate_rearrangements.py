@@ -6,15 +6,19 @@ directions (+-xy, +-xz, +-yz; "xy" displaces x in proportion to y), in Lennard-J
 
   1-5. shear   athermal quasistatic simple shear to the first plastic event, bisected to
                STRAIN_RESOLUTION; the event's strain, energy and stress drops, non-affine
-               displacement, D2min, the hit (most-moved atom) and the top-1% movers: the engine
-               is softglass/shear.py (its docstring has the steps), its settings the constants below
+               displacement, D2min, the hit (most-moved atom) and the top-1% movers; and the
+               critical mode, the Hessian's lowest mode at the last stable minimum (its
+               eigenvalue vanishes at the event), whose most-participating atom, the trigger,
+               no minimiser can move: the engine is softglass/shear.py (its docstring has the
+               steps), its settings the constants below
   6. score     indicators of the unstrained inherent structure (softness over 10/30/100 modes,
                vibrality, -lambda_1 of the local Hessian, random, the model's prediction when
                MODEL exists, each of MORE_MODELS (e.g. one trained with --LABEL_MODES=100),
                train.py's gradient-boosted trees when its split is read): percentile of the hit,
                share of hits in the top 5%, ROC AUC of the top-1% movers, bootstrap 95%
                intervals resampling glasses, and each model's difference to every indicator
-               paired by event
+               paired by event; the same ranks for the trigger, each indicator's R with the
+               critical mode's participation, and how often trigger and hit agree
 
 Input: the test glasses of train.py's split (RESULTS_FILE 'split' -> 'test' -> DATA_DIR's base
 glasses), or GLASSES, a comma list of .pkl paths (runs without training). One result file per

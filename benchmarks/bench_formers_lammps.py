@@ -83,20 +83,21 @@ def main(argv=None):
     pin_threads(1, CPU)
     import jax
     import generate_glass_data as ggd
-    from softglass import formers, molecular_dynamics as md, reference_lammps
+    from softglass import former_glass, formers, molecular_dynamics as md, reference_lammps
     from softglass import system as systems
     ggd.SHOW_PROGRESS = False
     rows = []
     for former in FORMERS.split(","):
         ggd.POTENTIAL = former
         potential = formers.make_potential(former)
-        density, t_melt, _, dt, fraction = ggd.former_constants()
-        settings = ggd.md_settings(dt)
+        protocol = ggd.former_protocol()
+        density, t_melt, fraction = protocol.density, protocol.t_melt, protocol.fraction
+        settings, dt = protocol.md, protocol.md.dt
         for n in (int(x) for x in str(N_ATOMS).split(",")):
             box = systems.box_length(n, density)
             rng = np.random.default_rng(SEED)
             species = systems.assign_species(n, fraction, rng)
-            state = md.nvt(potential, ggd.grid_start(n, box, rng), box, species,
+            state = md.nvt(potential, former_glass.grid_start(n, box, rng), box, species,
                            jax.random.PRNGKey(SEED), t_melt, t_melt, PREP_STEPS, "prep",
                            settings=settings)
             ours(md, potential, state, box, species, WARMUP_STEPS, settings, t_melt)

@@ -129,11 +129,30 @@ def event_record(glass, res, indicators, top_hit_fraction):
         scores[name] = [percentile_rank(x, res["hit"]), in_top(x, res["hit"], top_hit_fraction),
                         roc_auc(x, positive)]
     strain = res.get("event_strain")
-    return dict(glass=glass, n_atoms=len(next(iter(indicators.values()))),
-                direction=res.get("direction"), hit=int(res["hit"]),
-                top_movers=[int(i) for i in res["top_movers"]],
-                glass_sha256=res.get("glass_sha256"),
-                event_strain=None if strain is None else float(strain), scores=scores)
+    record = dict(glass=glass, n_atoms=len(next(iter(indicators.values()))),
+                  direction=res.get("direction"), hit=int(res["hit"]),
+                  top_movers=[int(i) for i in res["top_movers"]],
+                  glass_sha256=res.get("glass_sha256"),
+                  event_strain=None if strain is None else float(strain), scores=scores)
+    if res.get("trigger") is not None:      # (a result made before the critical mode: none)
+        record.update(trigger_record(res, indicators, top_hit_fraction))
+    return record
+
+
+def trigger_record(res, indicators, top_hit_fraction):
+    """The event's critical mode (softglass.shear): its trigger (most-participating atom), its
+    eigenvalue, where hit and trigger agree, and each indicator's [percentile rank of the
+    trigger, trigger in the top top_hit_fraction, the indicator's Pearson R with the mode's
+    participation per atom]."""
+    trigger, participation = int(res["trigger"]), np.asarray(res["critical_participation"])
+    return dict(
+        trigger=trigger, critical_eigenvalue=float(res["critical_eigenvalue"]),
+        trigger_is_hit=trigger == int(res["hit"]),
+        trigger_in_top_movers=trigger in set(int(i) for i in res["top_movers"]),
+        hit_participation_rank=float(percentile_rank(participation, int(res["hit"]))),
+        trigger_scores={name: [percentile_rank(x, trigger), in_top(x, trigger, top_hit_fraction),
+                               float(np.corrcoef(x, participation)[0, 1])]
+                        for name, x in indicators.items()})
 
 
 def kept_run(path, protocol, top_hit_fraction):
@@ -247,7 +266,17 @@ def rescored_record(record, indicators, glass_fixed, as_kept, where, top_hit_fra
         if old is not None and name in as_kept and auc is None:
             new[2] = old[2]
         scores[name] = new
-    return dict(record, scores=scores)
+    if "trigger" not in record:
+        return dict(record, scores=scores)
+    # the trigger's rank is scored again; its R with the critical mode needs the mode's
+    # participation, which the record does not keep: kept where the values are the kept run's
+    kept_triggers = record.get("trigger_scores", {})
+    trigger_scores = dict(kept_triggers)
+    for name, x in indicators.items():
+        r_mode = kept_triggers.get(name, [None] * 3)[2] if name in as_kept else None
+        trigger_scores[name] = [percentile_rank(x, record["trigger"]),
+                                in_top(x, record["trigger"], top_hit_fraction), r_mode]
+    return dict(record, scores=scores, trigger_scores=trigger_scores)
 
 
 def rescored_records(kept_path, kept, indicators, model_files, mode_counts, seed,

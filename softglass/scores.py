@@ -61,7 +61,27 @@ def score_records(records, n_boot, seed):
                             else None),
             n_events_auc=len(with_auc),
             per_event_percentile=[float(p) for p in pct], glass_of_event=gid)
+        table[name].update(trigger_scores(rows, name, n_boot, seed))
     return table
+
+
+def trigger_scores(records, name, n_boot, seed):
+    """The same measures for the events' triggers (the critical mode's most-participating atom,
+    softglass.events.trigger_record), over the records that have one: the trigger's mean
+    percentile and share in the top, and the mean R with the critical mode's participation."""
+    rows = [r for r in records if name in r.get("trigger_scores", {})]
+    if not rows:
+        return {}
+    gid = [r["glass"] for r in rows]
+    pct, top, r_mode = zip(*(r["trigger_scores"][name] for r in rows))
+    rng = np.random.default_rng(seed)
+    # R with the mode is None for an event scored again without the mode kept (RESCORE)
+    with_mode = [(r, g) for r, g in zip(r_mode, gid) if r is not None]
+    return dict(n_events_trigger=len(rows),
+                trigger_percentile=bootstrap_by_glass(pct, gid, n_boot, rng),
+                trigger_in_top=bootstrap_by_glass(top, gid, n_boot, rng),
+                critical_mode_r=(bootstrap_by_glass(*zip(*with_mode), n_boot, rng)
+                                 if with_mode else None))
 
 
 def paired_differences(table, n_boot, seed):

@@ -20,7 +20,12 @@ epsilon_AA, stress epsilon_AA / sigma_AA^3), for one glass and one of six simple
                last pre-event minimum each time, until the bracket is <= STRAIN_RESOLUTION
   5. record    event strain, stress-strain curve, energy and stress drops, the non-affine
                displacement between the minima just before and after (minimum image of the
-               sheared cell), D2min, the hit (most-moved atom) and the top-1% movers
+               sheared cell), D2min, the hit (most-moved atom) and the top-1% movers; and the
+               critical mode: the Hessian's lowest vibrational mode at the last stable minimum,
+               whose eigenvalue vanishes at the event strain (a saddle-node bifurcation: Maloney
+               and Lemaitre, PRE 74, 016118 (2006)), its participation per atom and its
+               most-participating atom, the trigger. The hit depends on the minimiser that
+               follows the instability (where the avalanche ends); the trigger does not
 
 Every setting comes in a ShearProtocol, whose fields are validate_rearrangements.py's constants
 of the same names in lower case (the docstrings below use the constants' names), and a
@@ -49,6 +54,9 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from softglass.files import system_of
+
+N_TRANSLATIONS = 3              # zero modes of a periodic cell, sheared or not
+CRITICAL_MODE_SHIFT = -0.1      # epsilon/sigma^2; shift-invert target below a minimum's spectrum
 from .dynamics import _fire_chunk, _fire_init, run_chunks
 from .forces import energy_or_forces, force_block_rows, list_format, pair_forces
 from .hessian import hessian_from_pairs, pair_hessian_blocks
@@ -368,6 +376,20 @@ class ShearedGlass:
         self.seconds["factor"] += time.perf_counter() - t0
         return factor
 
+    def critical_mode(self, frac, strain):
+        """(eigenvalue, participation per atom) of the Hessian's lowest vibrational mode at a
+        minimum: shift-invert Lanczos below the spectrum (the cell is sheared, so eigsh's own LU
+        rather than the cubic box's nested dissection), the three translations found by their
+        content and skipped. Participation p_i = sum_alpha v_i,alpha^2 sums to 1."""
+        from .hessian import vibrational_modes
+        i, j, rij, r, _, d1, d2 = self._pair_terms(frac, strain)
+        h, _ = hessian_from_pairs(len(frac), i, j, pair_hessian_blocks(rij, r, d1, d2))
+        v0 = np.random.default_rng(0).standard_normal(h.shape[0])    # deterministic start
+        vals, vecs = scipy.sparse.linalg.eigsh(h.tocsc(), k=N_TRANSLATIONS + 1,
+                                               sigma=CRITICAL_MODE_SHIFT, which="LM", v0=v0)
+        k = vibrational_modes(vals, vecs, N_TRANSLATIONS)[0]
+        return float(vals[k]), np.sum(vecs[:, k].reshape(-1, 3) ** 2, axis=1)
+
     def newton_polish(self, frac, strain, factor=None):
         """Newton from `frac` to max|F| < FORCE_TOL: dx = H^-1 F with atom 0 pinned, starting from
         `factor` (a nearby minimum's, else this state's) and reusing it while the force at least
@@ -639,6 +661,8 @@ def shear_to_first_event(snap, direction, protocol, log=None, where="glass", *, 
             norm = np.linalg.norm(u, axis=1)
             n_top = max(1, int(np.ceil(p.top_movers_fraction * n)))
             top = np.argsort(-norm, kind="stable")[:n_top]
+            critical_eigenvalue, participation = glass.critical_mode(stable["frac"],
+                                                                     stable["strain"])
             out.update(
                 status="yielded", strain_before=stable["strain"], strain_after=after["strain"],
                 event_strain=after["strain"], energy_drop=diss,
@@ -652,9 +676,12 @@ def shear_to_first_event(snap, direction, protocol, log=None, where="glass", *, 
                 frac_before=stable["frac"], frac_after=after["frac"],
                 cell_before=glass.cell(stable["strain"]), cell_after=glass.cell(after["strain"]),
                 coarse_steps=coarse_steps, bisection_steps=bisection_steps,
-                modulus_before=stable["modulus"], false_alarms=false_alarms)
+                modulus_before=stable["modulus"], false_alarms=false_alarms,
+                critical_eigenvalue=critical_eigenvalue, critical_participation=participation,
+                trigger=int(np.argmax(participation)))
             log(f"  {where} {direction}: event at strain {after['strain']:.5f}, energy drop "
-                f"{diss:.3e}, hit {top[0]} moved {norm[top[0]]:.3f} sigma")
+                f"{diss:.3e}, hit {top[0]} moved {norm[top[0]]:.3f} sigma, trigger "
+                f"{int(np.argmax(participation))} (lambda_c {critical_eigenvalue:.2e})")
     except FireFailed as err:
         out.update(status="fire_failed", message=str(err))
         log(f"  {where} {direction}: {err}")

@@ -296,6 +296,8 @@ def test_each_glass_records_the_protocol_that_shaped_it(two_glasses):
     assert not {"JAX_CACHE_DIR", "SHOW_PROGRESS", "DATA_DIR", "DENSITY", "SEED"} & set(ggd_part)
     assert ours["N_ATOMS"] == N and "MAX_ATTEMPTS" not in ours and "DENSITY_RANGE" in ours
     assert not {"N_CONFIGS", "N_WORKERS", "DATA_DIR", "METADATA_FILE"} & set(ours)
+    # the other formers' ranges shape no Kob-Andersen glass (its protocol hash stays as it was)
+    assert not [k for k in {**ours, **ggd_part} if k.startswith(("CUZR_", "SW_", "MD_"))]
 
 
 def test_rerun_keeps_a_glass_of_the_same_protocol_and_remakes_one_of_another(
@@ -458,3 +460,50 @@ def test_only_closed_connection_errors_of_the_shutdown_are_dropped():
                     "shutdown RuntimeError",
                     "after CommClosedError", "after RuntimeError",
                     "after message: CommClosedError: in <TCP (closed)>"]
+
+
+# ================================ another glass former ===========================================
+CUZR_FAST = ["--POTENTIAL=cuzr", "--N_ATOMS=330", "--MD_MELT_TIME=0.5",
+             "--CUZR_QUENCH_RATE_RANGE=2e15,4e15"]
+
+
+def test_a_cu_zr_set_draws_density_quench_rate_and_composition(tmp_path, cache, capsys):
+    """--POTENTIAL=cuzr: each glass draws its density, quench rate (log-uniform) and Cu fraction
+    from the CUZR_ ranges and records them and its potential; the protocol holds the Cu-Zr
+    ranges, not the Kob-Andersen ones; a rerun keeps it; other Cu-Zr ranges are refused, named."""
+    out = _main_succeeds(capsys, str(tmp_path), cache, 1, 1, extra=CUZR_FAST)
+    assert "x_0 0.6" in out and "GPa" in out            # the former's progress line
+    meta = pickle.loads((tmp_path / "metadata.pkl").read_bytes())
+    p = meta["records"][0]["parameters"]
+    snap = load_glass(str(tmp_path / "glass_data_000.pkl"))
+    assert p["potential"]["name"] == "cuzr" and p["units"] == "metal"
+    assert 0.0608 <= p["density"] <= 0.0622 and 2e15 <= p["quench_rate"] <= 4e15
+    assert 0.60 <= p["species_ratio"] <= 0.68
+    assert np.sum(snap["species"] == 0) == round(p["species_ratio"] * 330)
+    assert snap["box_size"] ** 3 == pytest.approx(330 / p["density"], rel=1e-12)
+    assert p["max_force"] < 1e-10
+    ours = p["protocol"]["generate_diverse_data.py"]
+    ggd_part = p["protocol"]["generate_glass_data.py"]
+    assert ours["CUZR_DENSITY_RANGE"] == (0.0608, 0.0622) and ggd_part["POTENTIAL"] == "cuzr"
+    assert not {"DENSITY_RANGE", "SW_DENSITY_RANGE", "SIGMA_SCALE_RANGE"} & set(ours)
+    assert not {"CUZR_DENSITY", "CUZR_QUENCH_RATE", "CUZR_CU_FRACTION"} & set(ggd_part)
+    assert "1 done, 0 to make" in _main_succeeds(capsys, str(tmp_path), cache, 1, 1,
+                                                 extra=CUZR_FAST)
+    code, _, err = _main_here(capsys, str(tmp_path), cache, 1, 1,
+                              extra=CUZR_FAST + ["--CUZR_DENSITY_RANGE=0.060,0.062"])
+    assert code != 0 and "CUZR_DENSITY_RANGE" in err and "other settings" in err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--CUZR_DENSITY=0.06", r"--CUZR_DENSITY has no effect.*CUZR_DENSITY_RANGE"),
+    ("--CUZR_CU_FRACTION_RANGE=0.7,0.6", r"CUZR_CU_FRACTION_RANGE=\(0.7, 0.6\): reversed"),
+    ("--CUZR_QUENCH_RATE_RANGE=0,1e14", r"CUZR_QUENCH_RATE_RANGE=.*must be > 0"),
+    ("--N_ATOMS=250", r"box of 15.90 A at the densest cuzr glass"),
+    ("--CUZR_POTENTIAL_FILE=no/such.eam.fs", r"no/such.eam.fs"),
+    ("--POTENTIAL=lj", r"POTENTIAL='lj': expected one of ka, cuzr, sw")])
+def test_a_bad_former_setting_is_refused_before_any_glass(tmp_path, capsys, setting, message):
+    import re
+    args = [a for a in CUZR_FAST if a.split("=")[0] != setting.split("=")[0]] + [setting]
+    code, _, err = _main_here(capsys, str(tmp_path / "d"), "", 1, 1, extra=args)
+    assert code != 0 and re.search(message, err), err
+    assert not (tmp_path / "d").exists()

@@ -111,3 +111,55 @@ def test_a_transfer_rescales_lengths_and_stiffnesses(cuzr_glass):
     assert n / (snap["box_size"] * length) ** 3 == pytest.approx(1.2, rel=1e-12)
     assert np.mean(snap["eigenvalues"]) * stiffness == pytest.approx(30.0, rel=1e-12)
     assert transfer_scales(glass, dict(card, former="cuzr")) == (1.0, 1.0)
+
+
+def test_the_label_over_n_modes_of_a_former_glass_is_its_own_hessians(ggd, cuzr_glass):
+    """train.py's labels over n modes (lowest_modes_of_snapshot): the glass's Hessian with the
+    potential its snapshot records, made again and checked. Over the stored label's 10 modes it
+    gives the stored softness back; over more, a label that still sums to its mode count."""
+    from softglass import hessian as hs
+    path, snap = cuzr_glass
+    vals, vecs = ggd.lowest_modes_of_snapshot(snap, 3 + 20, str(path))
+    assert np.abs(hs.softness_from_modes(vecs, 3, 10) - snap["softness_score"]).max() < 1e-8
+    assert np.allclose(vals[:13], snap["parameters"]["lowest_eigenvalues"][:13], atol=1e-9)
+    assert hs.softness_from_modes(vecs, 3, 20).sum() == pytest.approx(20, rel=1e-10)
+
+
+def test_a_recorded_potential_that_is_not_this_codes_is_refused(cuzr_glass):
+    """potential_of_record makes the recorded potential again, or names why it cannot: another
+    EAM file (its sha256), another Stillinger-Weber parameter, a snapshot with none."""
+    from softglass.formers import make_potential, potential_of_record
+    path, snap = cuzr_glass
+    record = snap["parameters"]["potential"]
+    assert potential_of_record(record).sha256 == record["sha256"]
+    with pytest.raises(ValueError, match="x.pkl: its EAM file .sha256 000000000000"):
+        potential_of_record(dict(record, sha256="0" * 64), "x.pkl")
+    sw = make_potential("sw").record()
+    assert potential_of_record(sw).lam == 31.5
+    with pytest.raises(ValueError, match=r"y.pkl: its sw parameters differ .*\['lambda'\]"):
+        potential_of_record(dict(sw, **{"lambda": 21.0}), "y.pkl")
+    with pytest.raises(ValueError, match="records no potential of another glass former"):
+        potential_of_record(None)
+
+
+def test_a_former_graph_has_as_many_neighbours_as_a_kob_andersen_one(train, cuzr_glass,
+                                                                     tmp_path, monkeypatch):
+    """train.py reads the former and the densities from the set's metadata: a Cu-Zr set gets
+    CUTOFF (1.2 / rho)^(1/3) in A (or FORMER_CUTOFF), a Kob-Andersen set CUTOFF in sigma."""
+    from softglass.files import atomic_write_pickle
+    path, snap = cuzr_glass
+    p = snap["parameters"]
+    atomic_write_pickle(str(tmp_path / "metadata.pkl"), dict(
+        records=[dict(file=path.name, parameters=p)], n_configs=1, n_atoms=320))
+    monkeypatch.setattr(train, "DATA_DIR", str(tmp_path))
+    cutoff = train.graph_cutoff()
+    assert cutoff == pytest.approx(2.5 * (1.2 / p["density"]) ** (1 / 3), rel=1e-12)
+    assert 6.5 < cutoff < 7.0                                       # A, for rho ~ 0.06 A^-3
+    neighbours = 4 / 3 * np.pi * cutoff ** 3 * p["density"]
+    assert neighbours == pytest.approx(4 / 3 * np.pi * 2.5 ** 3 * 1.2, rel=1e-12)
+    monkeypatch.setattr(train, "FORMER_CUTOFF", 6.0)
+    assert train.graph_cutoff() == 6.0
+    atomic_write_pickle(str(tmp_path / "metadata.pkl"), dict(
+        records=[dict(file="glass_data_000.pkl", parameters=dict(density=1.2))], n_configs=1,
+        n_atoms=320))
+    assert train.graph_cutoff() == train.CUTOFF

@@ -185,6 +185,34 @@ def test_event_is_found_with_energy_drop_and_moving_atoms(vr, event):
     assert event["stress_drop"] > 0
 
 
+def test_the_critical_mode_softens_to_the_event_and_names_a_trigger(relaxation, aqs, protocol,
+                                                                   tiny_glass, event):
+    """The critical mode at the last stable minimum: the lowest vibrational eigenvalue of the
+    dense Hessian there (numpy's eigh, the translations skipped), far below the glass's own at
+    zero strain, since it vanishes at the event (saddle-node: lambda_c ~ sqrt(gamma_c - gamma));
+    its participation sums to 1 and the trigger is its largest. The event record keeps the
+    trigger, whether it is the hit, and each indicator's rank of it."""
+    from softglass import events, hessian as hs
+    glass = aqs.ShearedGlass(tiny_glass, "+xz", protocol, relaxation=relaxation)
+    lam_c, p = glass.critical_mode(event["frac_before"], event["strain_before"])
+    i, j, rij, r, _, d1, d2 = glass._pair_terms(event["frac_before"], event["strain_before"])
+    h, _ = hs.hessian_from_pairs(len(p), i, j, hs.pair_hessian_blocks(rij, r, d1, d2))
+    vals, vecs = np.linalg.eigh(h.toarray())
+    k = hs.vibrational_modes(vals, vecs, 3)[0]
+    assert lam_c == pytest.approx(vals[k], rel=1e-8, abs=1e-12)
+    assert np.allclose(p, np.sum(vecs[:, k].reshape(-1, 3) ** 2, axis=1), atol=1e-8)
+    assert p.sum() == pytest.approx(1.0, rel=1e-10)
+    lam_0, _ = glass.critical_mode(glass.frac0, 0.0)
+    assert 0 < lam_c < 0.1 * lam_0
+    assert event["critical_eigenvalue"] == lam_c and event["trigger"] == int(np.argmax(p))
+    indicators = dict(participation=p, hit_first=np.arange(len(p)) == event["hit"])
+    record = events.event_record("g", event, indicators, 0.05)
+    assert record["trigger"] == event["trigger"]
+    assert record["trigger_is_hit"] == (event["trigger"] == event["hit"])
+    assert record["trigger_scores"]["participation"][:2] == [1.0, True]
+    assert record["trigger_scores"]["participation"][2] == pytest.approx(1.0)
+
+
 def test_no_yield_and_fire_failure_are_recorded_never_dropped(relaxation, vr, aqs, protocol, tiny_glass,
                                                               event, small_model, tmp_path,
                                                               monkeypatch):
