@@ -193,36 +193,30 @@ def make_glass_k(k, seed, n_atoms, path, digest, ggd):
     for attempt in range(MAX_ATTEMPTS):
         sub_seed = simulation_seed(seed, k, attempt)
         t0 = time.perf_counter()
-        if ggd.POTENTIAL != "ka":
-            try:
-                snap = ggd.make_former_glass(n_atoms=n_atoms, seed=sub_seed, log=lambda *a: None,
-                                             **drawn)
-            except RuntimeError as err:       # FIRE not converged, overlap, bad spectrum
-                failures.append(f"attempt {attempt} (seed {sub_seed}): {err}")
-                continue
-            snap["parameters"].update(
-                index=int(k), draw_seed=int(seed), attempt=int(attempt), failures=failures,
-                wall_seconds=round(time.perf_counter() - t0, 3), protocol=protocol,
-                protocol_hash=digest)
-            atomic_write_pickle(path, snap)
-            return k, summary(snap, path), None
         try:
-            snap = ggd.make_glass(n_atoms=n_atoms, density=drawn["density"],
-                                  temperature=drawn["temperature"],
-                                  quench_steps=drawn["quench_steps"],
-                                  species_ratio=drawn["species_ratio"], sigma=drawn["sigma"],
-                                  epsilon=drawn["epsilon"], seed=sub_seed, log=lambda *a: None)
+            snap = drawn_glass(ggd, n_atoms, drawn, sub_seed)
         except RuntimeError as err:           # FIRE not converged, overlap, bad spectrum
             failures.append(f"attempt {attempt} (seed {sub_seed}): {err}")
             continue
-        snap["parameters"].update(
-            index=int(k), draw_seed=int(seed), attempt=int(attempt), failures=failures,
-            sigma_scale=drawn["sigma_scale"], epsilon_scale=drawn["epsilon_scale"],
-            wall_seconds=round(time.perf_counter() - t0, 3), protocol=protocol,
-            protocol_hash=digest)
+        record = dict(index=int(k), draw_seed=int(seed), attempt=int(attempt), failures=failures)
+        if ggd.POTENTIAL == "ka":
+            record.update(sigma_scale=drawn["sigma_scale"], epsilon_scale=drawn["epsilon_scale"])
+        snap["parameters"].update(record, wall_seconds=round(time.perf_counter() - t0, 3),
+                                  protocol=protocol, protocol_hash=digest)
         atomic_write_pickle(path, snap)
         return k, summary(snap, path), None
     return k, None, failures
+
+
+def drawn_glass(ggd, n_atoms, drawn, sub_seed):
+    """One glass of the drawn parameters: Kob-Andersen's six steps (make_glass) or another
+    former's melt-quench (make_former_glass)."""
+    if ggd.POTENTIAL != "ka":
+        return ggd.make_former_glass(n_atoms=n_atoms, seed=sub_seed, log=lambda *a: None, **drawn)
+    return ggd.make_glass(n_atoms=n_atoms, density=drawn["density"],
+                          temperature=drawn["temperature"], quench_steps=drawn["quench_steps"],
+                          species_ratio=drawn["species_ratio"], sigma=drawn["sigma"],
+                          epsilon=drawn["epsilon"], seed=sub_seed, log=lambda *a: None)
 
 
 # ================================ the protocol ===================================================

@@ -302,7 +302,9 @@ def main(argv=None):
         raise SystemExit(f"error: {err}")
     say_how_it_was_read(glass, model_path, model_source)
     model, scaling, card, device = load_model(model_path)
-    prediction.check_former(glass, card, model_path, INPUT, ANY_FORMER, warn)
+    prediction.check_former(glass, card, model_path, INPUT, ANY_FORMER, warn,
+                            shipped=prediction.shipped_models_of(glass.get("former", "ka"),
+                                                                 os.path.join(_HERE, "models")))
     n_modes = int(card.get("n_soft_modes") or 10)
     say_what_was_read(glass, card, n_modes)
     described = describe(glass, card, n_modes)

@@ -138,18 +138,29 @@ def true_label(h, spectrum, n_modes, label):
 
 
 # ================================ another former's snapshot ======================================
-def check_former(glass, card, model_path, input_path, any_former, warn):
+def shipped_models_of(former, folder):
+    """The shipped model files of a former (models/<former>_s*.pth; Kob-Andersen's are the
+    default ones), relative names for a message."""
+    import glob
+    if former == "ka" or not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join("models", os.path.basename(p))
+                  for p in glob.glob(os.path.join(folder, f"{former}_s*.pth")))
+
+
+def check_former(glass, card, model_path, input_path, any_former, warn, shipped=()):
     """A glass of another former than the model's is refused unless any_former: the model's
     inputs (local stiffnesses, distances) are in its own former's units. With any_former the
-    transfer is said and recorded."""
+    transfer is said and recorded. shipped: model files of the glass's former, suggested."""
     mine, model = glass.get("former", "ka"), card.get("former", "ka")
     if mine == model:
         return
     if not any_former:
+        own = f" (shipped: --MODEL={' or --MODEL='.join(shipped)})" if shipped else ""
         raise SystemExit(
             f"error: {input_path} is a {mine} glass and {model_path} was trained on {model} "
             f"glasses: its inputs (local stiffnesses, distances) are in {model}'s units, so its "
-            f"prediction would mean nothing here. Use a model trained on {mine} glasses, or "
+            f"prediction would mean nothing here. Use a model trained on {mine} glasses{own}, or "
             f"--ANY_FORMER=True to predict it as a transfer (lengths and stiffnesses rescaled to "
             f"the model's means: docs/report.md, section 17)")
     warn(f"a transfer: a model trained on {model} glasses predicts a {mine} glass; its lengths "
@@ -231,10 +242,17 @@ def warn_outside_training(glass, card, density_margin, warn):
     n = len(glass["species"])
     density = n / glass["box"] ** 3
     lo, hi = card.get("density_range") or (None, None)
-    if lo is not None and not lo - density_margin <= density <= hi + density_margin:
-        warn(f"density {density:.4f} sigma^-3 lies outside the {lo:.3f}-{hi:.3f} the model "
-             f"was trained on (positions must be in sigma_AA, not Angstrom): its prediction is "
-             f"an extrapolation")
+    if lo is None:
+        return
+    if card.get("former", "ka") == "ka":
+        unit, digits = "sigma^-3", (4, 3)
+    else:                                       # metal units: the margin relative to KA's 1.2
+        unit, digits, density_margin = "A^-3", (5, 5), density_margin * (lo + hi) / 2 / 1.2
+    if not lo - density_margin <= density <= hi + density_margin:
+        warn(f"density {density:.{digits[0]}f} {unit} lies outside the {lo:.{digits[1]}f}-"
+             f"{hi:.{digits[1]}f} the model was trained on (positions must be in "
+             f"{'sigma_AA, not Angstrom' if unit == 'sigma^-3' else 'Angstrom'}): its prediction "
+             f"is an extrapolation")
 
 
 # ================================ 5. outputs and the model file ==================================

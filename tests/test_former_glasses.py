@@ -163,3 +163,26 @@ def test_a_former_graph_has_as_many_neighbours_as_a_kob_andersen_one(train, cuzr
         records=[dict(file="glass_data_000.pkl", parameters=dict(density=1.2))], n_configs=1,
         n_atoms=320))
     assert train.graph_cutoff() == train.CUTOFF
+
+
+def test_a_shipped_cu_zr_model_predicts_a_cu_zr_glass_and_is_suggested(cuzr_glass, tmp_path):
+    """The Cu-Zr models ship (make cuzr): the Kob-Andersen model's refusal names them, and one
+    predicts a Cu-Zr glass as its own former's, no transfer, scored against the file's labels."""
+    import os
+
+    import predict
+    from conftest import ROOT
+    path, snap = cuzr_glass
+    shipped = os.path.join(ROOT, "models", "cuzr_s10.pth")
+    args = [f"--INPUT={path}", f"--OUTPUT_DIR={tmp_path}"]
+    saved = constants_of(vars(predict))
+    try:
+        with pytest.raises(SystemExit, match=r"shipped: --MODEL=models/cuzr_s10.pth or "
+                                             r"--MODEL=models/cuzr_s100.pth"):
+            predict.main(args + ["--TRAINED_MODEL=/nonexistent.pth"])
+        summary = predict.main(args + [f"--MODEL={shipped}"])
+    finally:
+        vars(predict).update(saved)
+    assert not any("transfer" in w for w in summary["warnings"]), summary["warnings"]
+    assert not any("extrapolation" in w for w in summary["warnings"]), summary["warnings"]
+    assert summary["R"] is not None and summary["R"] > 0.1      # a 320-atom glass, S10
