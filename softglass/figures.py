@@ -130,7 +130,9 @@ def test_figures(test_set, pairs, s, out_dir, load_copy):
     title = f"test glass {g.base} ({os.path.basename(g.path)}): median per-glass R = {r:.3f}"
     plot_slice(snap, unit(pairs[k][0]), unit(pairs[k][1]),
                os.path.join(out_dir, "test_glass_slice.png"), title)
+    former = snap["parameters"].get("potential")      # another former's: its elements, no LJ
     write_extxyz(os.path.join(out_dir, "test_glass.xyz"), snap["positions"], snap["species"],
                  snap["cell"], dict(softness_true=unit(pairs[k][1]),
                                     softness_pred=unit(pairs[k][0])),
-                 title, potential=snap["parameters"])
+                 title, potential=None if former else snap["parameters"],
+                 **(dict(names=(former["elements"][0], former["elements"][-1])) if former else {}))
