@@ -186,3 +186,25 @@ def test_a_shipped_cu_zr_model_predicts_a_cu_zr_glass_and_is_suggested(cuzr_glas
     assert not any("transfer" in w for w in summary["warnings"]), summary["warnings"]
     assert not any("extrapolation" in w for w in summary["warnings"]), summary["warnings"]
     assert summary["R"] is not None and summary["R"] > 0.1      # a 320-atom glass, S10
+
+
+def test_train_writes_a_former_test_glass_with_its_own_elements(cuzr_glass, tmp_path):
+    """train.py's test figures for a Cu-Zr set: the test glass's extended XYZ carries Cu and Zr,
+    and no Lennard-Jones header (predict.py would read sigma and epsilon from one)."""
+    import types
+
+    import ase.io
+    import torch
+    from softglass import figures
+    path, snap = cuzr_glass
+    n = len(snap["species"])
+    copy = dict(snap, cell=snap["box_size"] * np.eye(3))
+    s = dict(y_std=torch.tensor(1.0), y_mean=torch.tensor(0.0))
+    label = torch.tensor(snap["softness_score"])
+    figures.test_figures([types.SimpleNamespace(base=0, path=str(path))],
+                         {0: (label + 0.01 * torch.arange(n), label)}, s, str(tmp_path),
+                         lambda p: copy)
+    atoms = ase.io.read(str(tmp_path / "test_glass.xyz"))
+    assert sorted(set(atoms.get_chemical_symbols())) == ["Cu", "Zr"]
+    assert np.sum(np.array(atoms.get_chemical_symbols()) == "Cu") == np.sum(snap["species"] == 0)
+    assert "sigma" not in atoms.info and "epsilon" not in atoms.info

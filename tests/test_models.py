@@ -12,7 +12,14 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = [("default_s10.pth", "model_default_s10", "softness", 10),
-           ("s100.pth", "model_s100", "softness", 100)]
+           ("s100.pth", "model_s100", "softness", 100),
+           ("cuzr_s10.pth", "model_cuzr_s10", "softness", 10),           # make cuzr
+           ("cuzr_s100.pth", "model_cuzr_s100", "softness", 100)]
+
+
+def test_every_model_file_in_models_is_a_checked_one():
+    """A model added to models/ is added above, so that it is checked to describe itself."""
+    assert sorted(os.listdir(os.path.join(ROOT, "models"))) == sorted(s[0] for s in SHIPPED)
 
 
 @pytest.mark.parametrize("name,record,label,modes", SHIPPED)
@@ -29,6 +36,9 @@ def test_a_shipped_model_describes_itself(name, record, label, modes):
     assert card["test"]["R"] == results["test_R"] and card["test"]["baselines"] == \
         results["baselines"]
     assert card["n_atoms"] == 1000 and len(card["architecture"]) >= 7
+    former = "cuzr" if name.startswith("cuzr") else "ka"     # (the first model predates the key)
+    assert card.get("former", "ka") == data.get("former", "ka") == former
+    assert card["architecture"]["cutoff"] == data.get("cutoff", 2.5)   # A for Cu-Zr, sigma for KA
     assert os.path.getsize(os.path.join(ROOT, "models", name)) < 8e6          # small
 
 
