@@ -111,8 +111,9 @@ def make_glass(potential, n_atoms, seed, protocol, labels, log=print):
         versions=dict(jax=jax.__version__, numpy=np.__version__))
     if protocol.bond_cutoff > 0:                # a network glass: four bonds, tetrahedral angles
         parameters["network"] = structure.network_summary(r, box, protocol.bond_cutoff)
-        log("  network: {mean_coordination:.3f} bonds per atom, {fourfold_fraction:.1%} fourfold, "
-            "angles {bond_angle_mean:.1f} +- {bond_angle_std:.1f} deg".format(**parameters["network"]))
+        log("  network: {mean_coordination:.3f} bonds per atom, {fourfold_fraction:.1%} "
+            "fourfold, angles {bond_angle_mean:.1f} +- {bond_angle_std:.1f} deg"
+            .format(**parameters["network"]))
     return dict(positions=r, species=species.astype(np.int64), box_size=float(box),
                 softness_score=softness.astype(np.float64),
                 eigenvalues=eigenvalues.astype(np.float64), energy=float(e_is),

@@ -13,7 +13,8 @@ from .files import atomic_write_bytes
 
 def write_event_xyz(path, res, snap, indicators):
     """The pre-event minimum in its sheared cell with the non-affine displacement, D2min, true
-    softness (the glass's label) and every indicator as columns (OVITO reads it)."""
+    softness (the glass's label), the critical mode's participation (when the result has it)
+    and every indicator as columns (OVITO reads it)."""
     cell = res["cell_before"]
     positions = np.mod(res["frac_before"], 1.0) @ cell.T
     names = np.array(["A", "B"])[np.asarray(snap["species"])]
@@ -21,6 +22,8 @@ def write_event_xyz(path, res, snap, indicators):
     cols = [("nonaffine", res["displacement"]), ("displacement", norm[:, None]),
             ("d2min", res["d2min"][:, None]),
             ("softness_true", np.asarray(snap["softness_score"])[:, None])]
+    if res.get("critical_participation") is not None:
+        cols.append(("critical_mode", np.asarray(res["critical_participation"])[:, None]))
     cols += [(re.sub(r"[^A-Za-z0-9_]", "_", k), v[:, None]) for k, v in indicators.items()]
     if "model" in indicators:
         cols.append(("softness_pred", indicators["model"][:, None]))
@@ -29,7 +32,9 @@ def write_event_xyz(path, res, snap, indicators):
     values = np.concatenate([positions] + [v for _, v in cols], axis=1)
     lines = [str(len(names)), f'Lattice="{lattice}" Properties={props} pbc="T T T" '
              f'comment="first event of {res["glass"]} sheared {res["direction"]} at strain '
-             f'{res["event_strain"]:.5f}; hit atom {res["hit"]}"']
+             f'{res["event_strain"]:.5f}; hit atom {res["hit"]}'
+             + (f'; trigger atom {res["trigger"]}' if res.get("trigger") is not None else "")
+             + '"']
     lines += [f"{s} " + " ".join(f"{v:.10g}" for v in row) for s, row in zip(names, values)]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
@@ -117,8 +122,8 @@ def print_table(summary):
               f"among the top movers in {agree.get('trigger_in_top_movers')}")
         print(f"{'indicator':<12} {'trigger percentile':<24} {'trigger in top 5%':<22} "
               f"{'R with the critical mode':<22}")
+        f = lambda t: "not kept" if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa
         for name, row in sorted(triggered.items(), key=lambda kv: -kv[1]["trigger_percentile"][0]):
-            f = lambda t: "not kept" if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa
             print(f"{name:<12} {f(row['trigger_percentile']):<24} {f(row['trigger_in_top']):<22} "
                   f"{f(row['critical_mode_r'])}")
     if summary.get("paired_differences"):

@@ -368,6 +368,9 @@ def test_indicators_and_pipeline_resume(vr, tiny_glass, event, tmp_path, monkeyp
         assert (tmp_path / "out" / name).exists()
     lines = (tmp_path / "out" / "event.xyz").read_text().splitlines()
     assert int(lines[0]) == 200 and "nonaffine:R:3" in lines[1] and "softness_true" in lines[1]
+    # the critical mode beside them, its trigger named, and the run says how often it is the hit
+    assert "critical_mode:R:1" in lines[1] and "trigger atom" in lines[1]
+    assert summary["hit_and_trigger"]["n_events"] == 1
     # every event's scores are kept, so a run can be pooled after its folders are gone
     (record,) = summary["events"]
     assert record["glass"] == "glass_007" and record["direction"] == "+xz"
