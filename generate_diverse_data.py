@@ -254,13 +254,11 @@ def check_densest_box(ggd):
     if ggd.POTENTIAL == "ka":
         glass_set.check_densest_box(N_ATOMS, ranges(), ggd.SIGMA, ggd.R_ONSET, ggd.R_CUTOFF)
         return
-    potential = ggd.make_potential(ggd.POTENTIAL, ggd.CUZR_POTENTIAL_FILE)
-    skin = ggd.CUZR_SKIN if ggd.POTENTIAL == "cuzr" else ggd.SW_SKIN
-    box = (N_ATOMS / former_ranges(ggd.POTENTIAL).density[1]) ** (1 / 3)
-    if box <= 2 * (potential.cutoff + skin):
-        raise ValueError(f"N_ATOMS={N_ATOMS} gives a box of {box:.2f} A at the densest "
-                         f"{ggd.POTENTIAL} glass, not wider than twice its cutoff plus the skin "
-                         f"({2 * (potential.cutoff + skin):.2f} A): use more atoms")
+    from softglass import former_glass
+    densest = ggd.former_protocol(density=former_ranges(ggd.POTENTIAL).density[1])
+    former_glass.check_box(ggd.make_potential(ggd.POTENTIAL, ggd.CUZR_POTENTIAL_FILE), N_ATOMS,
+                           ggd.systems.box_length(N_ATOMS, densest.density), densest.md.skin,
+                           f" at the densest {ggd.POTENTIAL} glass")
 
 
 def refuse_ineffective(forwarded):

@@ -367,8 +367,14 @@ def former_labels(potential, r, box, species):
     KA's), its lowest modes, softness and the local-Hessian eigenvalues. The modes are the
     Hessian's, not the mass-weighted dynamical matrix's, as for KA: shear instabilities and
     barriers follow the energy landscape's curvature, which masses do not change."""
-    h, local = hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
+    h, local = former_hessian(potential, r, box, species)
     return labels_from_hessian(h, local, r, box, MD_ZERO_MODE_TOL, MD_MIN_PAIR_DISTANCE, "A")
+
+
+def former_hessian(potential, r, box, species):
+    """The sparse Hessian and its diagonal 3x3 blocks of a many-body potential, by automatic
+    differentiation of its energy (softglass.hessian.autodiff_hessian)."""
+    return hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
 
 
 def lowest_modes_of_snapshot(snap, n_modes, path="<snapshot>"):
@@ -383,8 +389,7 @@ def lowest_modes_of_snapshot(snap, n_modes, path="<snapshot>"):
     else:
         from softglass.formers import potential_of_record
         potential = potential_of_record(snap["parameters"]["potential"], path)
-        species = np.asarray(snap["species"])
-        h, _ = hs.autodiff_hessian(md.energy_function(potential, box, species, r), r)
+        h, _ = former_hessian(potential, r, box, np.asarray(snap["species"]))
         zero_tol = MD_ZERO_MODE_TOL
     vals, vecs = lowest_modes(h, n_modes, r, box)
     hs.check_modes(vals, N_ZERO_MODES, zero_tol)

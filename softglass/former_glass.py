@@ -60,12 +60,14 @@ def melt_and_quench(potential, r, box, species, key, protocol, log=print):
     return np.mod(np.asarray(state.position, np.float64), box), quench_steps
 
 
-def check_box(potential, n_atoms, box, skin):
-    """A box narrower than twice the cutoff plus the skin breaks the minimum image: refused."""
+def check_box(potential, n_atoms, box, skin, where=""):
+    """A box narrower than twice the cutoff plus the skin breaks the minimum image: refused
+    (ValueError; `where` says which glass, e.g. the densest of a set)."""
     reach = 2 * (potential.cutoff + skin)
     if box <= reach:
-        raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A, not wider than twice "
-                         f"{potential.name}'s cutoff plus the skin ({reach:.2f} A): use more atoms")
+        raise ValueError(f"N_ATOMS={n_atoms} gives a box of {box:.2f} A{where}, not wider than "
+                         f"twice {potential.name}'s cutoff plus the skin ({reach:.2f} A): use "
+                         f"more atoms")
 
 
 def make_glass(potential, n_atoms, seed, protocol, labels, log=print):
